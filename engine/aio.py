@@ -1,0 +1,153 @@
+"""The asyncio engine: the same calls as ``Engine``, awaited, over ``redis.asyncio`` clients."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+from engine import calls
+from engine.base import EngineBase, unavailable_as_engine_error
+from engine.ids import PRODUCTS_KEY, product_keys
+from engine.outbox import decode_entries, decode_product_ids
+from engine.types import (
+    CancelReason,
+    Cancellation,
+    Hold,
+    Order,
+    OutboxEvent,
+    PaymentResult,
+    ReapResult,
+    RestoredOrder,
+    RestoredPayment,
+    Settlement,
+    Snapshot,
+    StockChange,
+)
+
+T = TypeVar("T")
+
+
+class AsyncEngine(EngineBase):
+    async def _run(self, call: calls.Call[T]) -> T:
+        with unavailable_as_engine_error():
+            reply = await self._scripts[call.script](keys=call.keys, args=call.args)
+        return call.decode(reply)
+
+    async def set_stock(
+        self,
+        product_id: int,
+        total: int,
+        *,
+        price_cents: int = 0,
+        max_per_customer: int = 0,
+        starts_at_ms: int | None = None,
+        ends_at_ms: int | None = None,
+    ) -> StockChange:
+        change = await self._run(
+            calls.set_stock(
+                product_id,
+                total,
+                price_cents=price_cents,
+                max_per_customer=max_per_customer,
+                starts_at_ms=starts_at_ms,
+                ends_at_ms=ends_at_ms,
+            )
+        )
+        with unavailable_as_engine_error():
+            await self.redis.sadd(PRODUCTS_KEY, product_id)
+        return change
+
+    async def reserve(
+        self,
+        product_id: int,
+        quantity: int,
+        *,
+        customer_id: str | None = None,
+        hold_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Hold:
+        return await self._run(
+            calls.reserve(
+                product_id,
+                quantity,
+                self.hold_ttl_ms,
+                customer_id=customer_id,
+                hold_id=hold_id,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    async def release(self, hold_id: str) -> Hold:
+        return await self._run(calls.release(hold_id))
+
+    async def hold(self, hold_id: str) -> Hold:
+        return await self._run(calls.hold_status(hold_id))
+
+    async def convert(self, hold_id: str, *, order_id: str | None = None) -> Order:
+        return await self._run(calls.convert(hold_id, self.order_ttl_ms, order_id))
+
+    async def settle(self, order_id: str, transaction_id: str, result: PaymentResult, payload: str = "") -> Settlement:
+        return await self._run(calls.settle(order_id, transaction_id, result, payload))
+
+    async def cancel(self, order_id: str, reason: CancelReason = "cancelled") -> Cancellation:
+        return await self._run(calls.cancel(order_id, reason))
+
+    async def order(self, order_id: str) -> Order:
+        return await self._run(calls.order_status(order_id))
+
+    async def reap(self, product_id: int, batch: int = calls.REAP_BATCH) -> ReapResult:
+        return await self._run(calls.reap(product_id, batch))
+
+    async def snapshot(self, product_id: int) -> Snapshot:
+        return await self._run(calls.snapshot(product_id))
+
+    async def restore(
+        self,
+        product_id: int,
+        *,
+        total: int,
+        price_cents: int,
+        max_per_customer: int,
+        starts_at_ms: int | None,
+        ends_at_ms: int | None,
+        sold: int,
+        orders: Sequence[RestoredOrder] = (),
+        payments: Sequence[RestoredPayment] = (),
+        customers: dict[str, int] | None = None,
+    ) -> StockChange:
+        change = await self._run(
+            calls.restore(
+                product_id,
+                total=total,
+                price_cents=price_cents,
+                max_per_customer=max_per_customer,
+                starts_at_ms=starts_at_ms,
+                ends_at_ms=ends_at_ms,
+                sold=sold,
+                orders=orders,
+                payments=payments,
+                customers=customers or {},
+            )
+        )
+        with unavailable_as_engine_error():
+            await self.redis.sadd(PRODUCTS_KEY, product_id)
+        return change
+
+    async def product_ids(self) -> list[int]:
+        with unavailable_as_engine_error():
+            return decode_product_ids(await self.redis.smembers(PRODUCTS_KEY))
+
+    async def read_outbox(self, product_id: int, count: int = 1000) -> list[OutboxEvent]:
+        with unavailable_as_engine_error():
+            reply = await self.redis.xrange(product_keys(product_id).outbox, count=count)
+        return decode_entries(product_id, reply)
+
+    async def ack_outbox(self, product_id: int, entry_ids: Sequence[str]) -> int:
+        if not entry_ids:
+            return 0
+        with unavailable_as_engine_error():
+            return int(await self.redis.xdel(product_keys(product_id).outbox, *entry_ids))
+
+    async def outbox_backlog(self, product_id: int) -> int:
+        with unavailable_as_engine_error():
+            return int(await self.redis.xlen(product_keys(product_id).outbox))

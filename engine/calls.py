@@ -1,0 +1,355 @@
+"""One call description per script: which script, its KEYS and ARGV, and how to read its reply.
+
+The sync and asyncio clients both run these; only the line that awaits differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar, cast
+
+from engine import exceptions as exc
+from engine.ids import ParsedId, format_id, new_id, parse_id, product_keys
+from engine.types import (
+    CancelReason,
+    Cancellation,
+    Hold,
+    HoldStatus,
+    Order,
+    OrderStatus,
+    PaymentResult,
+    ReapResult,
+    RestoredOrder,
+    RestoredPayment,
+    Settlement,
+    Snapshot,
+    StockChange,
+)
+
+T = TypeVar("T")
+Reply = list[Any]
+
+REAP_BATCH = 200
+MAX_QUANTITY = 10_000
+MAX_CUSTOMER_ID = 128
+MAX_TRANSACTION_ID = 128
+MAX_IDEMPOTENCY_KEY = 128
+
+_HOLD_STATUS: dict[str, HoldStatus] = {"a": "active", "c": "converted", "r": "released", "x": "expired"}
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    script: str
+    keys: list[str]
+    args: list[str | int]
+    decode: Callable[[Reply], T]
+
+
+def text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _int(value: Any) -> int:
+    return int(text(value))
+
+
+def _opt_ms(value: Any) -> int | None:
+    ms = _int(value)
+    return ms or None
+
+
+def _check_text(value: str | None, name: str, limit: int) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise ValueError(f"{name} must be a non-empty string of at most {limit} characters")
+    return value
+
+
+def _check_count(value: int, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer from {low} to {high}")
+    return value
+
+
+def _hold(product_id: int, reply: Sequence[Any], offset: int = 1) -> Hold:
+    ulid, qty, expires, state, order, customer = (text(v) for v in reply[offset : offset + 6])
+    return Hold(
+        hold_id=format_id("hold", product_id, ulid),
+        product_id=product_id,
+        quantity=int(qty),
+        customer_id=customer or None,
+        expires_at_ms=int(expires),
+        status=_HOLD_STATUS[state],
+        order_id=format_id("order", product_id, order) if order else None,
+    )
+
+
+def _order(product_id: int, reply: Sequence[Any], offset: int = 1) -> Order:
+    ulid, hold, qty, amount, status, created, expires, closed, note, customer = (
+        text(v) for v in reply[offset : offset + 10]
+    )
+    order_status = cast(OrderStatus, status)
+    return Order(
+        order_id=format_id("order", product_id, ulid),
+        hold_id=format_id("hold", product_id, hold),
+        product_id=product_id,
+        customer_id=customer or None,
+        quantity=int(qty),
+        amount_cents=int(amount),
+        status=order_status,
+        created_at_ms=int(created),
+        expires_at_ms=int(expires),
+        closed_at_ms=int(closed) or None,
+        transaction_id=note if order_status == "paid" else None,
+        cancel_reason=cast(CancelReason, note) if order_status == "cancelled" else None,
+    )
+
+
+def _raise_hold_error(hold: ParsedId, status: str, reply: Reply) -> None:
+    hold_id = str(hold)
+    if status == "hold_not_found":
+        raise exc.HoldNotFound(hold_id)
+    if status == "hold_expired":
+        raise exc.HoldExpired(hold_id, _int(reply[1]))
+    if status == "hold_already_used":
+        raise exc.HoldAlreadyUsed(hold_id, format_id("order", hold.product_id, text(reply[1])))
+    if status == "hold_released":
+        raise exc.HoldReleased(hold_id)
+
+
+def set_stock(
+    product_id: int,
+    total: int,
+    *,
+    price_cents: int = 0,
+    max_per_customer: int = 0,
+    starts_at_ms: int | None = None,
+    ends_at_ms: int | None = None,
+) -> Call[StockChange]:
+    keys = product_keys(product_id)
+    _check_count(total, "total", 0, 10**12)
+    _check_count(price_cents, "price_cents", 0, 10**12)
+    _check_count(max_per_customer, "max_per_customer", 0, 10**9)
+
+    def decode(reply: Reply) -> StockChange:
+        status = text(reply[0])
+        if status == "stock_below_committed":
+            raise exc.StockBelowCommitted(product_id, total, _int(reply[1]))
+        created, total_, available, held, pending, sold = (_int(v) for v in reply[1:7])
+        return StockChange(product_id, bool(created), total_, available, held, pending, sold)
+
+    args: list[str | int] = [total, price_cents, max_per_customer, starts_at_ms or 0, ends_at_ms or 0, REAP_BATCH]
+    return Call("set_stock", keys.all(), args, decode)
+
+
+def reserve(
+    product_id: int,
+    quantity: int,
+    ttl_ms: int,
+    *,
+    customer_id: str | None = None,
+    hold_id: str | None = None,
+    idempotency_key: str | None = None,
+) -> Call[Hold]:
+    keys = product_keys(product_id)
+    hold_id = hold_id or new_id("hold", product_id)
+    hold = parse_id(hold_id, "hold")
+    if hold.product_id != product_id:
+        raise exc.InvalidId(hold_id, "hold")
+    _check_count(quantity, "quantity", 1, MAX_QUANTITY)
+    customer = _check_text(customer_id, "customer_id", MAX_CUSTOMER_ID)
+    idem = _check_text(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY)
+
+    def decode(reply: Reply) -> Hold:
+        status = text(reply[0])
+        if status == "ok":
+            return replace(_hold(product_id, reply), available=_int(reply[7]))
+        if status == "product_not_found":
+            raise exc.ProductNotFound(product_id)
+        if status == "sale_not_active":
+            raise exc.SaleNotActive(product_id, _int(reply[1]), _int(reply[2]), _int(reply[3]))
+        if status == "limit_exceeded":
+            raise exc.LimitExceeded(product_id, customer, _int(reply[1]), _int(reply[2]), quantity)
+        if status == "out_of_stock":
+            raise exc.OutOfStock(product_id, quantity, _int(reply[1]))
+        raise exc.EngineError(f"reserve: unexpected reply {status!r}")
+
+    args: list[str | int] = [quantity, hold.ulid, ttl_ms, customer, idem, REAP_BATCH]
+    return Call("reserve", keys.all(), args, decode)
+
+
+def release(hold_id: str) -> Call[Hold]:
+    hold = parse_id(hold_id, "hold")
+
+    def decode(reply: Reply) -> Hold:
+        status = text(reply[0])
+        if status == "ok":
+            return _hold(hold.product_id, reply)
+        _raise_hold_error(hold, status, reply)
+        raise exc.EngineError(f"release: unexpected reply {status!r}")
+
+    return Call("release", product_keys(hold.product_id).all(), [hold.ulid], decode)
+
+
+def hold_status(hold_id: str) -> Call[Hold]:
+    hold = parse_id(hold_id, "hold")
+
+    def decode(reply: Reply) -> Hold:
+        if text(reply[0]) == "hold_not_found":
+            raise exc.HoldNotFound(hold_id)
+        return _hold(hold.product_id, reply)
+
+    return Call("hold_status", product_keys(hold.product_id).all(), [hold.ulid], decode)
+
+
+def convert(hold_id: str, ttl_ms: int, order_id: str | None = None) -> Call[Order]:
+    hold = parse_id(hold_id, "hold")
+    order = parse_id(order_id or new_id("order", hold.product_id), "order")
+    if order.product_id != hold.product_id:
+        raise exc.InvalidId(order_id, "order")
+
+    def decode(reply: Reply) -> Order:
+        status = text(reply[0])
+        if status == "ok":
+            return _order(hold.product_id, reply)
+        _raise_hold_error(hold, status, reply)
+        raise exc.EngineError(f"convert: unexpected reply {status!r}")
+
+    return Call("convert", product_keys(hold.product_id).all(), [hold.ulid, order.ulid, ttl_ms], decode)
+
+
+def settle(order_id: str, transaction_id: str, result: PaymentResult, payload: str = "") -> Call[Settlement]:
+    order = parse_id(order_id, "order")
+    txn = _check_text(transaction_id, "transaction_id", MAX_TRANSACTION_ID)
+    if result not in ("success", "failed"):
+        raise ValueError("result must be 'success' or 'failed'")
+
+    def decode(reply: Reply) -> Settlement:
+        status = text(reply[0])
+        if status == "order_not_found":
+            raise exc.OrderNotFound(order_id)
+        if status == "duplicate_forgotten":
+            # The transaction was applied to an order Redis no longer keeps (paid or cancelled > 24 h ago).
+            raise exc.OrderNotFound(format_id("order", order.product_id, text(reply[2])))
+        first = reply[:1] + reply[3:]
+        return Settlement(
+            order=_order(order.product_id, first),
+            transaction_id=txn,
+            result=result,
+            applied=bool(_int(reply[1])),
+            duplicate=status == "duplicate",
+            refund_required=bool(_int(reply[2])),
+        )
+
+    return Call("settle", product_keys(order.product_id).all(), [order.ulid, txn, result, payload], decode)
+
+
+def cancel(order_id: str, reason: CancelReason = "cancelled") -> Call[Cancellation]:
+    order = parse_id(order_id, "order")
+
+    def decode(reply: Reply) -> Cancellation:
+        status = text(reply[0])
+        if status == "order_not_found":
+            raise exc.OrderNotFound(order_id)
+        if status == "order_not_pending":
+            raise exc.OrderNotPending(order_id, text(reply[1]))
+        return Cancellation(_order(order.product_id, reply), changed=status == "ok")
+
+    return Call("cancel", product_keys(order.product_id).all(), [order.ulid, reason], decode)
+
+
+def order_status(order_id: str) -> Call[Order]:
+    order = parse_id(order_id, "order")
+
+    def decode(reply: Reply) -> Order:
+        if text(reply[0]) == "order_not_found":
+            raise exc.OrderNotFound(order_id)
+        return _order(order.product_id, reply)
+
+    return Call("order_status", product_keys(order.product_id).all(), [order.ulid], decode)
+
+
+def reap(product_id: int, batch: int = REAP_BATCH) -> Call[ReapResult]:
+    def decode(reply: Reply) -> ReapResult:
+        holds, orders, units, pruned, left = (_int(v) for v in reply[:5])
+        return ReapResult(product_id, holds, orders, units, pruned, left)
+
+    return Call("reap", product_keys(product_id).all(), [batch], decode)
+
+
+def snapshot(product_id: int) -> Call[Snapshot]:
+    def decode(reply: Reply) -> Snapshot:
+        if text(reply[0]) == "product_not_found":
+            raise exc.ProductNotFound(product_id)
+        total, available, held, pending, sold, price, limit, starts, ends, now, backlog = (
+            _int(v) for v in reply[1:12]
+        )
+        return Snapshot(
+            product_id=product_id,
+            total=total,
+            available=available,
+            held=held,
+            pending=pending,
+            sold=sold,
+            price_cents=price,
+            max_per_customer=limit,
+            starts_at_ms=starts or None,
+            ends_at_ms=ends or None,
+            now_ms=now,
+            outbox_backlog=backlog,
+        )
+
+    return Call("snapshot", product_keys(product_id).all(), [REAP_BATCH], decode)
+
+
+def restore(
+    product_id: int,
+    *,
+    total: int,
+    price_cents: int,
+    max_per_customer: int,
+    starts_at_ms: int | None,
+    ends_at_ms: int | None,
+    sold: int,
+    orders: Sequence[RestoredOrder],
+    payments: Sequence[RestoredPayment],
+    customers: dict[str, int],
+) -> Call[StockChange]:
+    keys = product_keys(product_id)
+    args: list[str | int] = [
+        total,
+        price_cents,
+        max_per_customer,
+        starts_at_ms or 0,
+        ends_at_ms or 0,
+        sold,
+        len(orders),
+        len(payments),
+        len(customers),
+    ]
+    state = {"pending": "p", "paid": "d", "cancelled": "c"}
+    for o in orders:
+        order = parse_id(o.order_id, "order")
+        hold = parse_id(o.hold_id, "hold")
+        if order.product_id != product_id or hold.product_id != product_id:
+            raise exc.InvalidId(o.order_id, "order")
+        args += [order.ulid, state[o.status], o.quantity, o.amount_cents, o.created_at_ms, o.expires_at_ms]
+        args += [hold.ulid, o.closed_at_ms or 0, o.note, o.customer_id or ""]
+    for p in payments:
+        args += [p.transaction_id, parse_id(p.order_id, "order").ulid, p.result, int(p.applied)]
+    for customer, units in customers.items():
+        args += [customer, units]
+
+    def decode(reply: Reply) -> StockChange:
+        status = text(reply[0])
+        if status == "outbox_not_empty":
+            raise exc.OutboxNotEmpty(product_id, _int(reply[1]))
+        if status == "stock_below_committed":
+            raise exc.StockBelowCommitted(product_id, total, _int(reply[1]))
+        total_, available, held, pending, sold_ = (_int(v) for v in reply[1:6])
+        return StockChange(product_id, False, total_, available, held, pending, sold_)
+
+    return Call("restore", keys.all(), args, decode)

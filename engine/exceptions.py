@@ -1,0 +1,143 @@
+"""Engine errors. Each carries its data and a stable ``code`` that the API maps to HTTP."""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    code = "engine_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class EngineUnavailable(EngineError):
+    """Redis did not answer; raised from the driver's ConnectionError or TimeoutError."""
+
+    code = "engine_unavailable"
+
+
+class InvalidId(EngineError, ValueError):
+    code = "invalid_id"
+
+    def __init__(self, value: str, kind: str) -> None:
+        super().__init__(f"not a valid {kind} id: {value!r}")
+        self.value = value
+        self.kind = kind
+
+
+class ProductNotFound(EngineError):
+    code = "product_not_found"
+
+    def __init__(self, product_id: int) -> None:
+        super().__init__(f"product {product_id} does not exist")
+        self.product_id = product_id
+
+
+class OutOfStock(EngineError):
+    code = "out_of_stock"
+
+    def __init__(self, product_id: int, requested: int, available: int) -> None:
+        super().__init__(f"product {product_id}: {requested} requested, {available} available")
+        self.product_id = product_id
+        self.requested = requested
+        self.available = available
+
+
+class LimitExceeded(EngineError):
+    code = "limit_exceeded"
+
+    def __init__(self, product_id: int, customer_id: str, limit: int, used: int, requested: int) -> None:
+        super().__init__(
+            f"product {product_id}: customer {customer_id!r} has {used} of {limit} units, asked for {requested}"
+        )
+        self.product_id = product_id
+        self.customer_id = customer_id
+        self.limit = limit
+        self.used = used
+        self.requested = requested
+
+
+class SaleNotActive(EngineError):
+    code = "sale_not_active"
+
+    def __init__(self, product_id: int, starts_at_ms: int, ends_at_ms: int, now_ms: int) -> None:
+        super().__init__(f"product {product_id} is not on sale now")
+        self.product_id = product_id
+        self.starts_at_ms = starts_at_ms
+        self.ends_at_ms = ends_at_ms
+        self.now_ms = now_ms
+
+
+class StockBelowCommitted(EngineError):
+    code = "stock_below_committed"
+
+    def __init__(self, product_id: int, requested: int, committed: int) -> None:
+        super().__init__(
+            f"product {product_id}: stock {requested} is below the {committed} units held, pending or sold"
+        )
+        self.product_id = product_id
+        self.requested = requested
+        self.committed = committed
+
+
+class OutboxNotEmpty(EngineError):
+    code = "outbox_not_empty"
+
+    def __init__(self, product_id: int, backlog: int) -> None:
+        super().__init__(f"product {product_id}: drain the {backlog} outbox events first")
+        self.product_id = product_id
+        self.backlog = backlog
+
+
+class HoldError(EngineError):
+    def __init__(self, hold_id: str, message: str) -> None:
+        super().__init__(message)
+        self.hold_id = hold_id
+
+
+class HoldNotFound(HoldError):
+    code = "hold_not_found"
+
+    def __init__(self, hold_id: str) -> None:
+        super().__init__(hold_id, f"hold {hold_id} does not exist")
+
+
+class HoldExpired(HoldError):
+    code = "hold_expired"
+
+    def __init__(self, hold_id: str, expired_at_ms: int) -> None:
+        super().__init__(hold_id, f"hold {hold_id} expired")
+        self.expired_at_ms = expired_at_ms
+
+
+class HoldAlreadyUsed(HoldError):
+    code = "hold_already_used"
+
+    def __init__(self, hold_id: str, order_id: str | None) -> None:
+        super().__init__(hold_id, f"hold {hold_id} was already turned into an order")
+        self.order_id = order_id
+
+
+class HoldReleased(HoldError):
+    code = "hold_released"
+
+    def __init__(self, hold_id: str) -> None:
+        super().__init__(hold_id, f"hold {hold_id} was released")
+
+
+class OrderNotFound(EngineError):
+    code = "order_not_found"
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"order {order_id} does not exist")
+        self.order_id = order_id
+
+
+class OrderNotPending(EngineError):
+    code = "order_not_pending"
+
+    def __init__(self, order_id: str, status: str) -> None:
+        super().__init__(f"order {order_id} is {status}")
+        self.order_id = order_id
+        self.status = status

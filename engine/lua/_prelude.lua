@@ -1,0 +1,177 @@
+-- _prelude: shared definitions, prepended once at load time to every script in this folder.
+-- Every script receives the same KEYS, all carrying one product's hash tag `{<product id>}`:
+--   KEYS[1]  product    hash    total available held pending sold price limit starts ends
+--   KEYS[2]  holds      hash    hold ulid  -> "state|qty|expires_ms|order ulid|customer"
+--   KEYS[3]  hold_exp   zset    active hold ulid, score = expires_ms
+--   KEYS[4]  orders     hash    order ulid -> "state|qty|amount|created_ms|expires_ms|hold ulid|closed_ms|note|customer"
+--   KEYS[5]  order_exp  zset    pending order ulid, score = expires_ms
+--   KEYS[6]  txns       hash    transaction id -> "order ulid|result|applied"
+--   KEYS[7]  customers  hash    customer id -> units held, pending or sold
+--   KEYS[8]  idem       hash    idempotency key -> hold ulid
+--   KEYS[9]  tombs      zset    "h:<ulid>" "o:<ulid>" "t:<txn>" "i:<key>", score = purge at ms
+--   KEYS[10] outbox     stream  events PostgreSQL must learn
+-- Hold states: a active, c converted, r released, x expired.
+-- Order states: p pending, d paid, c cancelled. `note` is the paying transaction or the cancel reason.
+
+local K_PRODUCT, K_HOLDS, K_HOLD_EXP, K_ORDERS, K_ORDER_EXP = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local K_TXNS, K_CUSTOMERS, K_IDEM, K_TOMBS, K_OUTBOX = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+
+local PRODUCT_ID = string.match(K_PRODUCT, '{(%d+)}')
+local TOMB_MS = 86400000          -- converted/released/expired holds and closed orders answer for 24 h
+local TXN_TOMB_MS = 7 * 86400000  -- transaction ids are remembered for 7 days
+local ORDER_STATUS = { p = 'pending', d = 'paid', c = 'cancelled' }
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Split `s` on '|' into exactly n fields; the last field keeps any '|' it contains.
+local function fields(s, n)
+  local out, pos = {}, 1
+  for i = 1, n - 1 do
+    local j = string.find(s, '|', pos, true)
+    out[i] = string.sub(s, pos, j - 1)
+    pos = j + 1
+  end
+  out[n] = string.sub(s, pos)
+  return out
+end
+
+local function read_hold(ulid)
+  local raw = redis.call('HGET', K_HOLDS, ulid)
+  if not raw then return nil end
+  local f = fields(raw, 5)
+  return { state = f[1], qty = tonumber(f[2]), expires = tonumber(f[3]), order = f[4], customer = f[5] }
+end
+
+local function write_hold(ulid, h)
+  redis.call('HSET', K_HOLDS, ulid,
+    h.state .. '|' .. h.qty .. '|' .. h.expires .. '|' .. h.order .. '|' .. h.customer)
+end
+
+local function read_order(ulid)
+  local raw = redis.call('HGET', K_ORDERS, ulid)
+  if not raw then return nil end
+  local f = fields(raw, 9)
+  return { state = f[1], qty = tonumber(f[2]), amount = tonumber(f[3]), created = tonumber(f[4]),
+           expires = tonumber(f[5]), hold = f[6], closed = tonumber(f[7]), note = f[8], customer = f[9] }
+end
+
+local function write_order(ulid, o)
+  redis.call('HSET', K_ORDERS, ulid,
+    o.state .. '|' .. o.qty .. '|' .. o.amount .. '|' .. o.created .. '|' .. o.expires .. '|' ..
+    o.hold .. '|' .. o.closed .. '|' .. o.note .. '|' .. o.customer)
+end
+
+-- The reply shape every script uses for an order.
+local function order_reply(status, ulid, o)
+  return { status, ulid, o.hold, o.qty, o.amount, ORDER_STATUS[o.state], o.created, o.expires,
+           o.closed, o.note, o.customer }
+end
+
+local function hold_reply(status, ulid, h)
+  return { status, ulid, h.qty, h.expires, h.state, h.order, h.customer }
+end
+
+local function counter(field)
+  return tonumber(redis.call('HGET', K_PRODUCT, field) or '0')
+end
+
+local function tomb(member, purge_at)
+  redis.call('ZADD', K_TOMBS, purge_at, member)
+end
+
+local function uncommit(customer, qty)
+  if customer == '' then return end
+  if redis.call('HINCRBY', K_CUSTOMERS, customer, -qty) <= 0 then
+    redis.call('HDEL', K_CUSTOMERS, customer)
+  end
+end
+
+-- Append an order event, carrying the whole order so that events may be applied in any order.
+local function emit(event, ulid, o, now, extra)
+  local args = { 'XADD', K_OUTBOX, '*', 'event', event, 'at', now,
+    'order_id', 'o' .. PRODUCT_ID .. '_' .. ulid, 'product_id', PRODUCT_ID,
+    'hold_id', 'h' .. PRODUCT_ID .. '_' .. o.hold, 'customer_id', o.customer,
+    'quantity', o.qty, 'amount_cents', o.amount, 'status', ORDER_STATUS[o.state],
+    'created_ms', o.created, 'expires_ms', o.expires, 'closed_ms', o.closed, 'note', o.note }
+  if extra then
+    for i = 1, #extra do args[#args + 1] = extra[i] end
+  end
+  redis.call(unpack(args))
+end
+
+-- An active hold past its expiry: its units go back to available.
+local function expire_hold(ulid, h, now)
+  redis.call('HINCRBY', K_PRODUCT, 'held', -h.qty)
+  redis.call('HINCRBY', K_PRODUCT, 'available', h.qty)
+  uncommit(h.customer, h.qty)
+  h.state = 'x'
+  write_hold(ulid, h)
+  redis.call('ZREM', K_HOLD_EXP, ulid)
+  tomb('h:' .. ulid, h.expires + TOMB_MS)
+  redis.call('XADD', K_OUTBOX, '*', 'event', 'hold_expired', 'at', now, 'product_id', PRODUCT_ID,
+    'hold_id', 'h' .. PRODUCT_ID .. '_' .. ulid, 'customer_id', h.customer, 'quantity', h.qty)
+end
+
+-- Move a pending order to cancelled and give its units back.
+local function cancel_order(ulid, o, now, reason)
+  redis.call('HINCRBY', K_PRODUCT, 'pending', -o.qty)
+  redis.call('HINCRBY', K_PRODUCT, 'available', o.qty)
+  uncommit(o.customer, o.qty)
+  o.state, o.closed, o.note = 'c', now, reason
+  write_order(ulid, o)
+  redis.call('ZREM', K_ORDER_EXP, ulid)
+  tomb('o:' .. ulid, now + TOMB_MS)
+  emit('order_cancelled', ulid, o, now)
+end
+
+-- Expire up to `limit` overdue holds and `limit` overdue orders; returns holds, orders, units.
+local function reap_due(now, limit)
+  local holds, orders, units = 0, 0, 0
+  local due = redis.call('ZRANGEBYSCORE', K_HOLD_EXP, '-inf', now, 'LIMIT', 0, limit)
+  for _, ulid in ipairs(due) do
+    local h = read_hold(ulid)
+    if h and h.state == 'a' then
+      expire_hold(ulid, h, now)
+      holds, units = holds + 1, units + h.qty
+    else
+      redis.call('ZREM', K_HOLD_EXP, ulid)
+    end
+  end
+  due = redis.call('ZRANGEBYSCORE', K_ORDER_EXP, '-inf', now, 'LIMIT', 0, limit)
+  for _, ulid in ipairs(due) do
+    local o = read_order(ulid)
+    if o and o.state == 'p' then
+      cancel_order(ulid, o, now, 'expired')
+      orders, units = orders + 1, units + o.qty
+    else
+      redis.call('ZREM', K_ORDER_EXP, ulid)
+    end
+  end
+  return holds, orders, units
+end
+
+-- Forget tombstones older than their retention, in a bounded batch.
+local TOMB_HASH = { h = K_HOLDS, o = K_ORDERS, t = K_TXNS, i = K_IDEM }
+local function prune_tombs(now, limit)
+  local old = redis.call('ZRANGEBYSCORE', K_TOMBS, '-inf', now, 'LIMIT', 0, limit)
+  for _, member in ipairs(old) do
+    redis.call('HDEL', TOMB_HASH[string.sub(member, 1, 1)], string.sub(member, 3))
+    redis.call('ZREM', K_TOMBS, member)
+  end
+  return #old
+end
+
+local function product_exists()
+  return redis.call('HEXISTS', K_PRODUCT, 'total') == 1
+end
+
+local function counters()
+  local c = redis.call('HMGET', K_PRODUCT, 'total', 'available', 'held', 'pending', 'sold',
+    'price', 'limit', 'starts', 'ends')
+  for i = 1, #c do c[i] = tonumber(c[i] or '0') end
+  return c
+end
+

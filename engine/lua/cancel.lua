@@ -1,0 +1,15 @@
+-- cancel: cancel a pending order and give its units back. Cancelling twice has one effect.
+-- KEYS: the product's ten keys (see _prelude.lua).
+-- ARGV[1] order ulid   ARGV[2] reason ('cancelled')
+-- returns {'ok' | 'unchanged', <order reply>...} | {'order_not_found'} | {'order_not_pending', status}
+local ulid = ARGV[1]
+local reason = ARGV[2]
+
+local o = read_order(ulid)
+if not o then return { 'order_not_found' } end
+if o.state == 'd' then return { 'order_not_pending', 'paid' } end
+if o.state == 'c' then return order_reply('unchanged', ulid, o) end
+local now = now_ms()
+if now >= o.expires then reason = 'expired' end
+cancel_order(ulid, o, now, reason)
+return order_reply('ok', ulid, o)

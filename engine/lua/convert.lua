@@ -1,0 +1,39 @@
+-- convert: turn an active, unexpired hold into a pending order, exactly once.
+-- KEYS: the product's ten keys (see _prelude.lua).
+-- ARGV[1] hold ulid   ARGV[2] order ulid   ARGV[3] order ttl ms
+-- returns {'ok', order ulid, hold ulid, qty, amount, status, created, expires, closed, note, customer}
+--         (the same order ulid again replays the first result, with the order's current status)
+--       | {'hold_not_found'} | {'hold_expired', expires_ms} | {'hold_released'}
+--       | {'hold_already_used', order ulid}
+local hold_ulid = ARGV[1]
+local order_ulid = ARGV[2]
+local ttl = tonumber(ARGV[3])
+
+local h = read_hold(hold_ulid)
+if not h then return { 'hold_not_found' } end
+if h.state == 'c' then
+  local first = h.order == order_ulid and read_order(order_ulid)
+  if first then return order_reply('ok', order_ulid, first) end
+  return { 'hold_already_used', h.order }
+end
+if h.state == 'r' then return { 'hold_released' } end
+if h.state == 'x' then return { 'hold_expired', h.expires } end
+
+local now = now_ms()
+if now >= h.expires then
+  expire_hold(hold_ulid, h, now)
+  return { 'hold_expired', h.expires }
+end
+
+local o = { state = 'p', qty = h.qty, amount = h.qty * counter('price'), created = now,
+            expires = now + ttl, hold = hold_ulid, closed = 0, note = '', customer = h.customer }
+redis.call('HINCRBY', K_PRODUCT, 'held', -h.qty)
+redis.call('HINCRBY', K_PRODUCT, 'pending', h.qty)
+write_order(order_ulid, o)
+redis.call('ZADD', K_ORDER_EXP, o.expires, order_ulid)
+h.state, h.order = 'c', order_ulid
+write_hold(hold_ulid, h)
+redis.call('ZREM', K_HOLD_EXP, hold_ulid)
+tomb('h:' .. hold_ulid, h.expires + TOMB_MS)
+emit('order_created', order_ulid, o, now)
+return order_reply('ok', order_ulid, o)

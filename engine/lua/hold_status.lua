@@ -1,0 +1,13 @@
+-- hold_status: read one hold, expiring it first if it is overdue.
+-- KEYS: the product's ten keys (see _prelude.lua).
+-- ARGV[1] hold ulid
+-- returns {'ok', ulid, qty, expires_ms, state, order, customer} | {'hold_not_found'}
+local ulid = ARGV[1]
+
+local h = read_hold(ulid)
+if not h then return { 'hold_not_found' } end
+if h.state == 'a' then
+  local now = now_ms()
+  if now >= h.expires then expire_hold(ulid, h, now) end
+end
+return hold_reply('ok', ulid, h)

@@ -1,0 +1,13 @@
+-- order_status: read one order, cancelling it first if it is pending past its expiry.
+-- KEYS: the product's ten keys (see _prelude.lua).
+-- ARGV[1] order ulid
+-- returns {'ok', <order reply>...} | {'order_not_found'}
+local ulid = ARGV[1]
+
+local o = read_order(ulid)
+if not o then return { 'order_not_found' } end
+if o.state == 'p' then
+  local now = now_ms()
+  if now >= o.expires then cancel_order(ulid, o, now, 'expired') end
+end
+return order_reply('ok', ulid, o)

@@ -1,0 +1,26 @@
+-- release: give an active hold back before it expires. Releasing twice has one effect.
+-- KEYS: the product's ten keys (see _prelude.lua).
+-- ARGV[1] hold ulid
+-- returns {'ok', ulid, qty, expires_ms, state, order, customer}
+--       | {'hold_not_found'} | {'hold_expired', expires_ms} | {'hold_already_used', order ulid}
+local ulid = ARGV[1]
+
+local h = read_hold(ulid)
+if not h then return { 'hold_not_found' } end
+if h.state == 'c' then return { 'hold_already_used', h.order } end
+if h.state == 'x' then return { 'hold_expired', h.expires } end
+if h.state == 'a' then
+  local now = now_ms()
+  if now >= h.expires then
+    expire_hold(ulid, h, now)
+    return { 'hold_expired', h.expires }
+  end
+  redis.call('HINCRBY', K_PRODUCT, 'held', -h.qty)
+  redis.call('HINCRBY', K_PRODUCT, 'available', h.qty)
+  uncommit(h.customer, h.qty)
+  h.state = 'r'
+  write_hold(ulid, h)
+  redis.call('ZREM', K_HOLD_EXP, ulid)
+  tomb('h:' .. ulid, now + TOMB_MS)
+end
+return hold_reply('ok', ulid, h)

@@ -1,0 +1,55 @@
+-- settle: apply one payment result to an order, at most once per transaction id.
+-- KEYS: the product's ten keys (see _prelude.lua).
+-- ARGV[1] order ulid   ARGV[2] transaction id   ARGV[3] 'success' | 'failed'   ARGV[4] raw payload
+-- returns {'applied' | 'not_applied' | 'duplicate', applied (0/1), refund_required (0/1), <order reply>...}
+--       | {'order_not_found'}
+-- A duplicate transaction reports the order it was first applied to, in its current state.
+local order_ulid = ARGV[1]
+local txn = ARGV[2]
+local result = ARGV[3]
+local payload = ARGV[4]
+
+local function reply(status, applied, refund, ulid, o)
+  local r = order_reply(status, ulid, o)
+  table.insert(r, 2, applied)
+  table.insert(r, 3, refund)
+  return r
+end
+
+local seen = redis.call('HGET', K_TXNS, txn)
+if seen then
+  local t = fields(seen, 3)
+  local o = read_order(t[1])
+  if o then return reply('duplicate', tonumber(t[3]), 0, t[1], o) end
+  return { 'duplicate_forgotten', tonumber(t[3]), t[1] }
+end
+
+local o = read_order(order_ulid)
+if not o then return { 'order_not_found' } end
+
+local now = now_ms()
+if o.state == 'p' and now >= o.expires then cancel_order(order_ulid, o, now, 'expired') end
+
+local applied, refund = 0, 0
+if o.state == 'p' then
+  applied = 1
+  if result == 'success' then
+    redis.call('HINCRBY', K_PRODUCT, 'pending', -o.qty)
+    redis.call('HINCRBY', K_PRODUCT, 'sold', o.qty)
+    o.state, o.closed, o.note = 'd', now, txn
+    write_order(order_ulid, o)
+    redis.call('ZREM', K_ORDER_EXP, order_ulid)
+    tomb('o:' .. order_ulid, now + TOMB_MS)
+    emit('order_paid', order_ulid, o, now)
+  else
+    cancel_order(order_ulid, o, now, 'payment_failed')
+  end
+elseif result == 'success' and o.state == 'c' then
+  refund = 1
+end
+
+redis.call('HSET', K_TXNS, txn, order_ulid .. '|' .. result .. '|' .. applied)
+tomb('t:' .. txn, now + TXN_TOMB_MS)
+emit('payment', order_ulid, o, now,
+  { 'transaction_id', txn, 'result', result, 'applied', applied, 'payload', payload })
+return reply(applied == 1 and 'applied' or 'not_applied', applied, refund, order_ulid, o)

@@ -1,0 +1,135 @@
+"""Typed results of engine calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+HoldStatus = Literal["active", "converted", "released", "expired"]
+OrderStatus = Literal["pending", "paid", "cancelled"]
+PaymentResult = Literal["success", "failed"]
+CancelReason = Literal["payment_failed", "expired", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    hold_id: str
+    product_id: int
+    quantity: int
+    customer_id: str | None
+    expires_at_ms: int
+    status: HoldStatus
+    order_id: str | None = None
+    available: int | None = None
+    """Units still available right after the reserve (set by ``reserve`` only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    order_id: str
+    hold_id: str
+    product_id: int
+    customer_id: str | None
+    quantity: int
+    amount_cents: int
+    status: OrderStatus
+    created_at_ms: int
+    expires_at_ms: int
+    closed_at_ms: int | None
+    transaction_id: str | None
+    """The transaction that paid the order."""
+    cancel_reason: CancelReason | None
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    order: Order
+    transaction_id: str
+    result: PaymentResult
+    applied: bool
+    duplicate: bool
+    refund_required: bool
+    """A success arrived for an order that was already cancelled (typically expired unpaid)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cancellation:
+    order: Order
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    product_id: int
+    total: int
+    available: int
+    held: int
+    pending: int
+    sold: int
+    price_cents: int
+    max_per_customer: int
+    starts_at_ms: int | None
+    ends_at_ms: int | None
+    now_ms: int
+    outbox_backlog: int
+
+    @property
+    def consistent(self) -> bool:
+        counters = (self.available, self.held, self.pending, self.sold)
+        return min(counters) >= 0 and self.total == sum(counters)
+
+
+@dataclass(frozen=True, slots=True)
+class StockChange:
+    product_id: int
+    created: bool
+    total: int
+    available: int
+    held: int
+    pending: int
+    sold: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReapResult:
+    product_id: int
+    holds_expired: int
+    orders_expired: int
+    units_returned: int
+    tombstones_pruned: int
+    overdue_left: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """One outbox entry: ``id`` is the stream id, ``fields`` the event as written by the script."""
+
+    product_id: int
+    id: str
+    event: str
+    fields: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredOrder:
+    """A durable order handed to ``restore`` (from PostgreSQL)."""
+
+    order_id: str
+    hold_id: str
+    customer_id: str | None
+    quantity: int
+    amount_cents: int
+    status: OrderStatus
+    created_at_ms: int
+    expires_at_ms: int
+    closed_at_ms: int | None
+    note: str
+    """The paying transaction id, or the cancel reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredPayment:
+    transaction_id: str
+    order_id: str
+    result: PaymentResult
+    applied: bool
