@@ -8,10 +8,10 @@ from typing import TypeVar
 from engine import calls
 from engine.base import EngineBase, unavailable_as_engine_error
 from engine.ids import PRODUCTS_KEY, product_keys
-from engine.outbox import decode_entries, decode_product_ids
+from engine.outbox import decode_entries, decode_product_ids, decode_stats
 from engine.types import (
-    CancelReason,
     Cancellation,
+    CancelReason,
     Hold,
     Order,
     OutboxEvent,
@@ -151,3 +151,9 @@ class AsyncEngine(EngineBase):
     async def outbox_backlog(self, product_id: int) -> int:
         with unavailable_as_engine_error():
             return int(await self.redis.xlen(product_keys(product_id).outbox))
+
+    async def stats(self, product_id: int) -> dict[str, int]:
+        """Running counts kept by the scripts (holds, refusals, expiries, orders, payments, duplicates)."""
+        with unavailable_as_engine_error():
+            raw = await self.redis.hgetall(product_keys(product_id).product)
+        return decode_stats(raw)

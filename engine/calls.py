@@ -12,8 +12,8 @@ from typing import Any, Generic, TypeVar, cast
 from engine import exceptions as exc
 from engine.ids import ParsedId, format_id, new_id, parse_id, product_keys
 from engine.types import (
-    CancelReason,
     Cancellation,
+    CancelReason,
     Hold,
     HoldStatus,
     Order,
@@ -209,7 +209,7 @@ def convert(hold_id: str, ttl_ms: int, order_id: str | None = None) -> Call[Orde
     hold = parse_id(hold_id, "hold")
     order = parse_id(order_id or new_id("order", hold.product_id), "order")
     if order.product_id != hold.product_id:
-        raise exc.InvalidId(order_id, "order")
+        raise exc.InvalidId(str(order), "order")
 
     def decode(reply: Reply) -> Order:
         status = text(reply[0])
@@ -284,9 +284,7 @@ def snapshot(product_id: int) -> Call[Snapshot]:
     def decode(reply: Reply) -> Snapshot:
         if text(reply[0]) == "product_not_found":
             raise exc.ProductNotFound(product_id)
-        total, available, held, pending, sold, price, limit, starts, ends, now, backlog = (
-            _int(v) for v in reply[1:12]
-        )
+        total, available, held, pending, sold, price, limit, starts, ends, now, backlog = (_int(v) for v in reply[1:12])
         return Snapshot(
             product_id=product_id,
             total=total,

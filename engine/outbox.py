@@ -1,4 +1,4 @@
-"""Reading and acknowledging the per-product outbox streams (plain commands, no script)."""
+"""Replies of the plain commands (no script): outbox entries, the product registry, running counts."""
 
 from __future__ import annotations
 
@@ -18,3 +18,13 @@ def decode_entries(product_id: int, reply: list[Any]) -> list[OutboxEvent]:
 
 def decode_product_ids(members: Any) -> list[int]:
     return sorted(int(text(m)) for m in members)
+
+
+def decode_stats(raw: dict[Any, Any]) -> dict[str, int]:
+    """The ``n_*`` running counts of a product hash, without the prefix."""
+    stats = {}
+    for key, value in raw.items():
+        name = text(key)
+        if name.startswith("n_"):
+            stats[name[2:]] = int(text(value))
+    return stats

@@ -1,6 +1,8 @@
 -- _prelude: shared definitions, prepended once at load time to every script in this folder.
 -- Every script receives the same KEYS, all carrying one product's hash tag `{<product id>}`:
---   KEYS[1]  product    hash    total available held pending sold price limit starts ends
+--   KEYS[1]  product    hash    total available held pending sold price limit starts ends,
+--                               and running counts n_holds n_out_of_stock n_limit n_released n_expired
+--                               n_orders n_paid n_payment_failed n_cancelled n_order_expired n_duplicate
 --   KEYS[2]  holds      hash    hold ulid  -> "state|qty|expires_ms|order ulid|customer"
 --   KEYS[3]  hold_exp   zset    active hold ulid, score = expires_ms
 --   KEYS[4]  orders     hash    order ulid -> "state|qty|amount|created_ms|expires_ms|hold ulid|closed_ms|note|customer"
@@ -78,6 +80,10 @@ local function counter(field)
   return tonumber(redis.call('HGET', K_PRODUCT, field) or '0')
 end
 
+local function count(stat, by)
+  redis.call('HINCRBY', K_PRODUCT, stat, by or 1)
+end
+
 local function tomb(member, purge_at)
   redis.call('ZADD', K_TOMBS, purge_at, member)
 end
@@ -111,6 +117,7 @@ local function expire_hold(ulid, h, now)
   write_hold(ulid, h)
   redis.call('ZREM', K_HOLD_EXP, ulid)
   tomb('h:' .. ulid, h.expires + TOMB_MS)
+  count('n_expired')
   redis.call('XADD', K_OUTBOX, '*', 'event', 'hold_expired', 'at', now, 'product_id', PRODUCT_ID,
     'hold_id', 'h' .. PRODUCT_ID .. '_' .. ulid, 'customer_id', h.customer, 'quantity', h.qty)
 end
@@ -124,6 +131,7 @@ local function cancel_order(ulid, o, now, reason)
   write_order(ulid, o)
   redis.call('ZREM', K_ORDER_EXP, ulid)
   tomb('o:' .. ulid, now + TOMB_MS)
+  count(reason == 'expired' and 'n_order_expired' or (reason == 'payment_failed' and 'n_payment_failed' or 'n_cancelled'))
   emit('order_cancelled', ulid, o, now)
 end
 

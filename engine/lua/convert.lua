@@ -35,5 +35,6 @@ h.state, h.order = 'c', order_ulid
 write_hold(hold_ulid, h)
 redis.call('ZREM', K_HOLD_EXP, hold_ulid)
 tomb('h:' .. hold_ulid, h.expires + TOMB_MS)
+count('n_orders')
 emit('order_created', order_ulid, o, now)
 return order_reply('ok', order_ulid, o)

@@ -22,5 +22,6 @@ if h.state == 'a' then
   write_hold(ulid, h)
   redis.call('ZREM', K_HOLD_EXP, ulid)
   tomb('h:' .. ulid, now + TOMB_MS)
+  count('n_released')
 end
 return hold_reply('ok', ulid, h)

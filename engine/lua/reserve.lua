@@ -45,15 +45,22 @@ prune_tombs(now, batch)
 local limit = c[7]
 if limit > 0 and customer ~= '' then
   local used = tonumber(redis.call('HGET', K_CUSTOMERS, customer) or '0')
-  if used + qty > limit then return { 'limit_exceeded', limit, used } end
+  if used + qty > limit then
+    count('n_limit')
+    return { 'limit_exceeded', limit, used }
+  end
 end
-if available < qty then return { 'out_of_stock', available } end
+if available < qty then
+  count('n_out_of_stock')
+  return { 'out_of_stock', available }
+end
 
 local h = { state = 'a', qty = qty, expires = now + ttl, order = '', customer = customer }
 redis.call('HINCRBY', K_PRODUCT, 'available', -qty)
 redis.call('HINCRBY', K_PRODUCT, 'held', qty)
 if customer ~= '' then redis.call('HINCRBY', K_CUSTOMERS, customer, qty) end
 write_hold(ulid, h)
+count('n_holds')
 redis.call('ZADD', K_HOLD_EXP, h.expires, ulid)
 if idem ~= '' then
   redis.call('HSET', K_IDEM, idem, ulid)

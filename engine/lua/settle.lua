@@ -20,6 +20,7 @@ local seen = redis.call('HGET', K_TXNS, txn)
 if seen then
   local t = fields(seen, 3)
   local o = read_order(t[1])
+  count('n_duplicate')
   if o then return reply('duplicate', tonumber(t[3]), 0, t[1], o) end
   return { 'duplicate_forgotten', tonumber(t[3]), t[1] }
 end
@@ -40,6 +41,7 @@ if o.state == 'p' then
     write_order(order_ulid, o)
     redis.call('ZREM', K_ORDER_EXP, order_ulid)
     tomb('o:' .. order_ulid, now + TOMB_MS)
+    count('n_paid')
     emit('order_paid', order_ulid, o, now)
   else
     cancel_order(order_ulid, o, now, 'payment_failed')

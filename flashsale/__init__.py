@@ -1,0 +1,1 @@
+"""flashsale: settings, logging and the ``flashsale`` command, shared by the API, workers and CLI."""

@@ -1,0 +1,48 @@
+"""Structured logs: one JSON object per line in production, readable lines in a terminal.
+
+Events that operators search for have fixed names (the seed's tags), listed here once.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+from flashsale.settings import LogFormat
+
+PAYMENT_SUCCESS = "payment_success"
+DUPLICATE_WEBHOOK_IGNORED = "duplicate_webhook_ignored"
+OUT_OF_STOCK = "out_of_stock"
+HOLD_RELEASED = "hold_released"
+HOLD_EXPIRED = "hold_expired"
+ORDER_CREATED = "order_created"
+ORDER_CANCELLED = "order_cancelled"
+REFUND_REQUIRED = "refund_required"
+
+
+def configure(log_format: LogFormat, level: int = logging.INFO) -> None:
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,133 @@
+"""Configuration from ``FLASHSALE_*`` environment variables, checked once at start-up.
+
+A wrong value raises ``ConfigError`` naming the variable; commands print it as one line and exit.
+Secrets may also come from the files ``flashsale up`` keeps in the var directory (mode 0600).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+LogFormat = Literal["json", "console"]
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+WEBHOOK_SECRET_FILE = "webhook_secret"
+ADMIN_TOKEN_FILE = "admin_token"
+
+
+class ConfigError(ValueError):
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    redis_url: str
+    redis_cluster: bool
+    queue_redis_url: str
+    database_url: str
+    webhook_secret: str | None
+    admin_token: str | None
+    hold_ttl_seconds: int
+    order_ttl_seconds: int
+    log_format: LogFormat
+    var_dir: Path
+    reaper_interval_seconds: int
+    drain_interval_seconds: int
+    rate_limit_per_second: int
+    """Holds per second allowed from one client address; 0 turns the limit off."""
+
+    @property
+    def hold_ttl_ms(self) -> int:
+        return self.hold_ttl_seconds * 1000
+
+    @property
+    def order_ttl_ms(self) -> int:
+        return self.order_ttl_seconds * 1000
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"expected an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(name, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(name, f"expected 1 or 0, got {raw!r}")
+
+
+def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
+    raw = env.get(name) or default
+    scheme = urlsplit(raw).scheme
+    if scheme not in schemes:
+        raise ConfigError(name, f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {raw!r}")
+    return raw
+
+
+def _secret(env: Mapping[str, str], name: str, var_dir: Path, filename: str) -> str | None:
+    raw = env.get(name)
+    if raw is not None and raw != "":
+        if len(raw) < 16:
+            raise ConfigError(name, "must be at least 16 characters")
+        return raw
+    path = var_dir / filename
+    if path.is_file():
+        value = path.read_text(encoding="utf-8").strip()
+        return value or None
+    return None
+
+
+def default_database_url(var_dir: Path) -> str:
+    return f"sqlite:///{(var_dir / 'flashsale.db').as_posix()}"
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    var_dir = Path(env.get("FLASHSALE_VAR_DIR") or "var")
+    redis_url = _url(env, "FLASHSALE_REDIS_URL", DEFAULT_REDIS_URL, ("redis", "rediss", "unix"))
+    cluster = _bool(env, "FLASHSALE_REDIS_CLUSTER")
+    queue_default = "" if cluster else redis_url
+    if cluster and not env.get("FLASHSALE_QUEUE_REDIS_URL"):
+        raise ConfigError("FLASHSALE_QUEUE_REDIS_URL", "RQ cannot use Redis Cluster: set a plain Redis for the queue")
+    log_format = env.get("FLASHSALE_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
+    if log_format not in ("json", "console"):
+        raise ConfigError("FLASHSALE_LOG_FORMAT", f"expected json or console, got {log_format!r}")
+    return Settings(
+        redis_url=redis_url,
+        redis_cluster=cluster,
+        queue_redis_url=_url(env, "FLASHSALE_QUEUE_REDIS_URL", queue_default, ("redis", "rediss", "unix")),
+        database_url=_url(
+            env,
+            "FLASHSALE_DATABASE_URL",
+            default_database_url(var_dir),
+            ("sqlite", "postgresql", "postgresql+psycopg", "postgres"),
+        ),
+        webhook_secret=_secret(env, "FLASHSALE_WEBHOOK_SECRET", var_dir, WEBHOOK_SECRET_FILE),
+        admin_token=_secret(env, "FLASHSALE_ADMIN_TOKEN", var_dir, ADMIN_TOKEN_FILE),
+        hold_ttl_seconds=_int(env, "FLASHSALE_HOLD_TTL_SECONDS", 120, 1, 86_400),
+        order_ttl_seconds=_int(env, "FLASHSALE_ORDER_TTL_SECONDS", 900, 1, 7 * 86_400),
+        log_format=log_format,  # type: ignore[arg-type]
+        var_dir=var_dir,
+        reaper_interval_seconds=_int(env, "FLASHSALE_REAPER_INTERVAL_SECONDS", 5, 1, 3600),
+        drain_interval_seconds=_int(env, "FLASHSALE_DRAIN_INTERVAL_SECONDS", 10, 1, 3600),
+        rate_limit_per_second=_int(env, "FLASHSALE_RATE_LIMIT_PER_SECOND", 0, 0, 1_000_000),
+    )
