@@ -34,6 +34,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too; Redis refuses ports above 55535."""
+    while True:
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
 def reachable(url: str) -> bool:
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
@@ -95,7 +109,7 @@ def redis_cluster(primaries: int = 3) -> Iterator[list[RedisServer]]:
         servers: list[RedisServer] = []
         try:
             for i in range(primaries):
-                port = free_port()
+                port = free_cluster_port()
                 servers.append(
                     start_redis(
                         Path(tmp) / str(i),
