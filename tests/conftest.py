@@ -12,6 +12,7 @@ from typing import Any
 import fakeredis
 import pytest
 import redis
+import sqlalchemy
 from redis.cluster import RedisCluster
 
 from engine import Engine
@@ -108,3 +109,49 @@ def make_engine(redis_client: Any) -> Callable[..., Engine]:
 @pytest.fixture
 def engine(make_engine: Callable[..., Engine]) -> Engine:
     return make_engine()
+
+
+# --- PostgreSQL / SQLite (persistence and workers) ---------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated, empty test database: FLASHSALE_TEST_DATABASE_URL or the local ``flashsale_test`` on
+    PostgreSQL (created here and dropped at the end); without CI and without PostgreSQL, a SQLite file."""
+    from persistence.migrate import upgrade
+    from tests.support.database import DEFAULT_TEST_DATABASE_URL, create_database, drop_database, postgres_reachable
+
+    url = os.environ.get("FLASHSALE_TEST_DATABASE_URL") or DEFAULT_TEST_DATABASE_URL
+    if url.startswith("sqlite"):
+        upgrade(url)
+        yield url
+        return
+    if postgres_reachable(url):
+        create_database(url)
+        upgrade(url)
+        yield url
+        drop_database(url)
+        return
+    if IN_CI:
+        pytest.fail(f"CI needs PostgreSQL at {url}")
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'flashsale.db'}"
+    upgrade(url)
+    yield url
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[sqlalchemy.Engine]:
+    """The test database with every table emptied first."""
+    from persistence.db import make_engine as make_db
+    from tests.support.database import empty_tables
+
+    database = make_db(database_url)
+    empty_tables(database)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def real_engine(real_redis: redis.Redis) -> Engine:
+    """An engine on the real Redis test database (flushed), for tests that also use PostgreSQL or workers."""
+    return Engine(real_redis)

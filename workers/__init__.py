@@ -1,0 +1,1 @@
+"""RQ jobs that keep PostgreSQL up with the engine: the outbox drain and the reaper."""

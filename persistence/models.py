@@ -1,0 +1,137 @@
+"""The durable record: the catalog, orders and payments (SQLAlchemy 2, typed).
+
+Order ids and hold ids are the engine's (``o<product>_<ULID>``, ``h<product>_<ULID>``); every
+timestamp is UTC and comes from Redis server time, carried in the outbox events.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ORDER_STATUSES = ("pending", "paid", "cancelled")
+CANCEL_REASONS = ("payment_failed", "expired", "cancelled")
+PAYMENT_STATUSES = ("success", "failed")
+
+ID_LENGTH = 48
+CUSTOMER_ID_LENGTH = 128
+TRANSACTION_ID_LENGTH = 128
+NAME_LENGTH = 200
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both databases (SQLite stores them as naive UTC text)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: expected a timezone-aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONPayload = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime(), int: sa.BigInteger()}
+
+
+class ProductRow(Base):
+    __tablename__ = "products"
+    __table_args__ = (
+        sa.CheckConstraint("price_cents >= 0", name="price_cents"),
+        sa.CheckConstraint("stock >= 0", name="stock"),
+        sa.CheckConstraint("max_per_customer >= 0", name="max_per_customer"),
+        sa.CheckConstraint(
+            "sale_ends_at IS NULL OR sale_starts_at IS NULL OR sale_ends_at > sale_starts_at", name="window"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    price_cents: Mapped[int]
+    stock: Mapped[int]
+    """The total put on sale."""
+    max_per_customer: Mapped[int] = mapped_column(server_default="0")
+    """Units one customer may hold, have pending or have bought; 0 means no limit."""
+    sale_starts_at: Mapped[datetime | None]
+    sale_ends_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(server_default="1")
+    """1 when created, one more at every change."""
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class OrderRow(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        sa.CheckConstraint(_in("status", ORDER_STATUSES), name="status"),
+        sa.CheckConstraint(f"cancel_reason IS NULL OR {_in('cancel_reason', CANCEL_REASONS)}", name="cancel_reason"),
+        sa.CheckConstraint("quantity > 0", name="quantity"),
+        sa.CheckConstraint("amount_cents >= 0", name="amount_cents"),
+        sa.Index(None, "product_id", "status"),
+        sa.Index(None, "customer_id"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
+    product_id: Mapped[int] = mapped_column(sa.ForeignKey("products.id"))
+    hold_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), unique=True)
+    customer_id: Mapped[str | None] = mapped_column(sa.String(CUSTOMER_ID_LENGTH))
+    quantity: Mapped[int] = mapped_column(sa.Integer)
+    amount_cents: Mapped[int]
+    status: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    """When an unpaid order lapses (the engine cancels it as ``expired``)."""
+    paid_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    cancel_reason: Mapped[str | None] = mapped_column(sa.String(32))
+    transaction_id: Mapped[str | None] = mapped_column(sa.String(TRANSACTION_ID_LENGTH))
+    """The transaction that paid the order."""
+
+
+class PaymentRow(Base):
+    __tablename__ = "payments"
+    __table_args__ = (sa.CheckConstraint(_in("status", PAYMENT_STATUSES), name="status"),)
+
+    transaction_id: Mapped[str] = mapped_column(sa.String(TRANSACTION_ID_LENGTH), primary_key=True)
+    order_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), sa.ForeignKey("orders.id"), index=True)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    applied: Mapped[bool]
+    """Whether this payment changed the order (a failure, or a success after expiry, may not)."""
+    received_at: Mapped[datetime]
+    payload: Mapped[Any] = mapped_column(JSONPayload, nullable=True)
+    """The webhook body as received, parsed; a body that is not JSON is kept as a JSON string."""
+
+
+products = ProductRow.__table__
+orders = OrderRow.__table__
+payments = PaymentRow.__table__

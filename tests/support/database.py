@@ -1,0 +1,64 @@
+"""Test databases: a fresh PostgreSQL database when one answers (always in CI), else a SQLite file."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from persistence.db import normalize_url
+
+DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/flashsale_test"
+TABLES = ("payments", "orders", "products")
+
+
+def _maintenance(url: str) -> sa.Engine:
+    server = normalize_url(url).set(database="postgres")
+    return sa.create_engine(server, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2})
+
+
+def postgres_reachable(url: str) -> bool:
+    db = _maintenance(url)
+    try:
+        with db.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        return True
+    except sa.exc.OperationalError:
+        return False
+    finally:
+        db.dispose()
+
+
+def _quoted(url: str) -> str:
+    name = make_url(url).database
+    if not name or not name.replace("_", "").isalnum():
+        raise ValueError(f"refusing to create or drop a test database named {name!r}")
+    return f'"{name}"'
+
+
+def create_database(url: str) -> None:
+    """Drop and create the database of ``url`` (PostgreSQL), so every session starts empty."""
+    db = _maintenance(url)
+    try:
+        with db.connect() as connection:
+            connection.execute(sa.text(f"DROP DATABASE IF EXISTS {_quoted(url)} WITH (FORCE)"))
+            connection.execute(sa.text(f"CREATE DATABASE {_quoted(url)}"))
+    finally:
+        db.dispose()
+
+
+def drop_database(url: str) -> None:
+    db = _maintenance(url)
+    try:
+        with db.connect() as connection:
+            connection.execute(sa.text(f"DROP DATABASE IF EXISTS {_quoted(url)} WITH (FORCE)"))
+    finally:
+        db.dispose()
+
+
+def empty_tables(db: sa.Engine) -> None:
+    with db.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)}"))
+        else:
+            for table in TABLES:
+                connection.execute(sa.text(f"DELETE FROM {table}"))

@@ -1,0 +1,60 @@
+"""What jobs use, built once per worker process from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import sqlalchemy as sa
+
+from engine import Engine
+from engine.connection import connect
+from flashsale import settings as settings_module
+from flashsale.settings import Settings
+from persistence.db import make_engine
+from workers.drain import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCHES
+
+
+@dataclass
+class WorkerContext:
+    engine: Engine
+    db: sa.Engine
+    queue_redis: Any
+    batch_size: int = DEFAULT_BATCH_SIZE
+    max_batches: int = DEFAULT_MAX_BATCHES
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, batch_size: int = DEFAULT_BATCH_SIZE) -> WorkerContext:
+        engine = Engine(
+            connect(settings.redis_url, cluster=settings.redis_cluster, max_connections=8),
+            hold_ttl_ms=settings.hold_ttl_ms,
+            order_ttl_ms=settings.order_ttl_ms,
+        )
+        return cls(engine, make_engine(settings.database_url), queue_connection(settings), batch_size)
+
+    def close(self) -> None:
+        self.engine.redis.close()
+        self.queue_redis.close()
+        self.db.dispose()
+
+
+def queue_connection(settings: Settings) -> Any:
+    """A plain client for RQ: no socket timeout, since a worker blocks on BLPOP for longer than any."""
+    return redis.Redis.from_url(settings.queue_redis_url)
+
+
+_current: WorkerContext | None = None
+
+
+def install(context: WorkerContext | None) -> None:
+    global _current
+    _current = context
+
+
+def current() -> WorkerContext:
+    """The installed context; a worker started some other way (``rq worker``) builds one from the environment."""
+    if _current is None:
+        install(WorkerContext.from_settings(settings_module.load()))
+    assert _current is not None
+    return _current
