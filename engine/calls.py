@@ -31,6 +31,7 @@ T = TypeVar("T")
 Reply = list[Any]
 
 REAP_BATCH = 200
+MAX_REAP_BATCH = 10_000
 MAX_QUANTITY = 10_000
 MAX_CUSTOMER_ID = 128
 MAX_TRANSACTION_ID = 128
@@ -215,6 +216,8 @@ def convert(hold_id: str, ttl_ms: int, order_id: str | None = None) -> Call[Orde
         status = text(reply[0])
         if status == "ok":
             return _order(hold.product_id, reply)
+        if status == "order_exists":
+            raise exc.InvalidId(str(order), "order")
         _raise_hold_error(hold, status, reply)
         raise exc.EngineError(f"convert: unexpected reply {status!r}")
 
@@ -224,6 +227,9 @@ def convert(hold_id: str, ttl_ms: int, order_id: str | None = None) -> Call[Orde
 def settle(order_id: str, transaction_id: str, result: PaymentResult, payload: str = "") -> Call[Settlement]:
     order = parse_id(order_id, "order")
     txn = _check_text(transaction_id, "transaction_id", MAX_TRANSACTION_ID)
+    if "|" in txn:
+        # The paying transaction is stored inside the '|'-separated order record (see lua/_prelude.lua).
+        raise ValueError("transaction_id must not contain '|'")
     if result not in ("success", "failed"):
         raise ValueError("result must be 'success' or 'failed'")
 
@@ -273,11 +279,14 @@ def order_status(order_id: str) -> Call[Order]:
 
 
 def reap(product_id: int, batch: int = REAP_BATCH) -> Call[ReapResult]:
+    keys = product_keys(product_id)
+    _check_count(batch, "batch", 1, MAX_REAP_BATCH)
+
     def decode(reply: Reply) -> ReapResult:
         holds, orders, units, pruned, left = (_int(v) for v in reply[:5])
         return ReapResult(product_id, holds, orders, units, pruned, left)
 
-    return Call("reap", product_keys(product_id).all(), [batch], decode)
+    return Call("reap", keys.all(), [batch], decode)
 
 
 def snapshot(product_id: int) -> Call[Snapshot]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import redis
@@ -14,6 +15,22 @@ DEFAULT_POOL_TIMEOUT = 20.0
 SOCKET_TIMEOUT = 5.0
 
 
+class BoundedAsyncRedisCluster(AsyncRedisCluster):
+    """An asyncio cluster client that waits for a free connection instead of failing.
+
+    redis.asyncio's cluster raises MaxConnectionsError ("Too many connections") once a node's pool
+    is full and offers no blocking pool, so commands wait here for one of ``max_connections`` slots.
+    """
+
+    def __init__(self, *, max_connections: int = DEFAULT_MAX_CONNECTIONS, **kwargs: Any) -> None:
+        super().__init__(max_connections=max_connections, **kwargs)
+        self._slots = asyncio.Semaphore(max_connections)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._slots:
+            return await super().execute_command(*args, **kwargs)
+
+
 def connect(
     url: str,
     *,
@@ -21,10 +38,15 @@ def connect(
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     pool_timeout: float = DEFAULT_POOL_TIMEOUT,
 ) -> Any:
-    """A sync client for ``url``: ``RedisCluster`` when ``cluster``, else ``Redis`` on a blocking pool."""
+    """A sync client for ``url``: ``RedisCluster`` when ``cluster``, else ``Redis``; both on blocking pools."""
     if cluster:
         return RedisCluster.from_url(
-            url, max_connections=max_connections, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=2.0
+            url,
+            connection_pool_class=redis.BlockingConnectionPool,
+            max_connections=max_connections,
+            timeout=pool_timeout,
+            socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=2.0,
         )
     pool = redis.BlockingConnectionPool.from_url(
         url,
@@ -33,7 +55,7 @@ def connect(
         socket_timeout=SOCKET_TIMEOUT,
         socket_connect_timeout=2.0,
     )
-    return redis.Redis(connection_pool=pool)
+    return redis.Redis.from_pool(pool)  # the client owns the pool: close() releases it
 
 
 def connect_async(
@@ -45,7 +67,7 @@ def connect_async(
 ) -> Any:
     """An asyncio client for ``url``, bounded the same way as ``connect``."""
     if cluster:
-        return AsyncRedisCluster.from_url(
+        return BoundedAsyncRedisCluster.from_url(
             url, max_connections=max_connections, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=2.0
         )
     pool = aredis.BlockingConnectionPool.from_url(
@@ -55,4 +77,4 @@ def connect_async(
         socket_timeout=SOCKET_TIMEOUT,
         socket_connect_timeout=2.0,
     )
-    return aredis.Redis(connection_pool=pool)
+    return aredis.Redis.from_pool(pool)

@@ -4,7 +4,7 @@
 -- returns {'ok', order ulid, hold ulid, qty, amount, status, created, expires, closed, note, customer}
 --         (the same order ulid again replays the first result, with the order's current status)
 --       | {'hold_not_found'} | {'hold_expired', expires_ms} | {'hold_released'}
---       | {'hold_already_used', order ulid}
+--       | {'hold_already_used', order ulid} | {'order_exists'} (the order ulid names another hold's order)
 local hold_ulid = ARGV[1]
 local order_ulid = ARGV[2]
 local ttl = tonumber(ARGV[3])
@@ -24,6 +24,8 @@ if now >= h.expires then
   expire_hold(hold_ulid, h, now)
   return { 'hold_expired', h.expires }
 end
+-- A caller-chosen order id must be new: writing over another order would lose its units.
+if redis.call('HEXISTS', K_ORDERS, order_ulid) == 1 then return { 'order_exists' } end
 
 local o = { state = 'p', qty = h.qty, amount = h.qty * counter('price'), created = now,
             expires = now + ttl, hold = hold_ulid, closed = 0, note = '', customer = h.customer }

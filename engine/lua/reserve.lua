@@ -13,20 +13,21 @@ local idem = ARGV[5]
 local batch = tonumber(ARGV[6])
 
 if not product_exists() then return { 'product_not_found' } end
+local now = now_ms()
 
--- A retry of the same call, or the same idempotency key, gets the first hold back.
+-- A retry of the same call, or the same idempotency key, gets the first hold back, as it is now.
 if idem ~= '' then
   local first = redis.call('HGET', K_IDEM, idem)
   if first then ulid = first end
 end
 local existing = read_hold(ulid)
 if existing then
+  if existing.state == 'a' and now >= existing.expires then expire_hold(ulid, existing, now) end
   local reply = hold_reply('ok', ulid, existing)
   reply[#reply + 1] = counter('available')
   return reply
 end
 
-local now = now_ms()
 local c = counters()
 local starts, ends = c[8], c[9]
 if (starts > 0 and now < starts) or (ends > 0 and now >= ends) then

@@ -3,7 +3,8 @@
 -- ARGV[1] order ulid   ARGV[2] transaction id   ARGV[3] 'success' | 'failed'   ARGV[4] raw payload
 -- returns {'applied' | 'not_applied' | 'duplicate', applied (0/1), refund_required (0/1), <order reply>...}
 --       | {'order_not_found'}
--- A duplicate transaction reports the order it was first applied to, in its current state.
+-- A duplicate transaction reports the order it was first applied to, in its current state, and the first
+-- verdict: a success that was not applied to an order now cancelled still needs a refund.
 local order_ulid = ARGV[1]
 local txn = ARGV[2]
 local result = ARGV[3]
@@ -21,7 +22,10 @@ if seen then
   local t = fields(seen, 3)
   local o = read_order(t[1])
   count('n_duplicate')
-  if o then return reply('duplicate', tonumber(t[3]), 0, t[1], o) end
+  if o then
+    local refund = (t[2] == 'success' and t[3] == '0' and o.state == 'c') and 1 or 0
+    return reply('duplicate', tonumber(t[3]), refund, t[1], o)
+  end
   return { 'duplicate_forgotten', tonumber(t[3]), t[1] }
 end
 

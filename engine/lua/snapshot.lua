@@ -1,5 +1,6 @@
 -- snapshot: read a product's counters, exact as of Redis server time.
--- Overdue holds and orders are reaped first (in batches), so expired units already count as available.
+-- Overdue holds and orders are reaped first (in batches), so expired units already count as available;
+-- old tombstones are pruned in one bounded batch, as reserve and reap do.
 -- KEYS: the product's ten keys (see _prelude.lua).
 -- ARGV[1] reap batch size
 -- returns {'ok', total, available, held, pending, sold, price, limit, starts, ends, now, outbox length}
@@ -10,5 +11,6 @@ if not product_exists() then return { 'product_not_found' } end
 local now = now_ms()
 local holds, orders = reap_due(now, batch)
 while holds == batch or orders == batch do holds, orders = reap_due(now, batch) end
+prune_tombs(now, batch)
 local c = counters()
 return { 'ok', c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], now, redis.call('XLEN', K_OUTBOX) }

@@ -1,0 +1,307 @@
+"""Contract of release, convert and hold, and the tombstones that tell late calls apart."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import fakeredis
+import pytest
+
+from engine import Engine, new_id, parse_id, product_keys
+from engine.exceptions import HoldAlreadyUsed, HoldExpired, HoldNotFound, HoldReleased, InvalidId, LimitExceeded
+from tests.support.clock import FakeClock, fake_server_time
+
+MakeEngine = Callable[..., Engine]
+DAY_MS = 86_400_000
+
+
+def sleep_past(instant_ms: int) -> None:
+    """Sleep until just after ``instant_ms``; the test servers share this machine's clock."""
+    time.sleep(max(0.0, instant_ms / 1000 - time.time()) + 0.01)
+
+
+def available_and_held(engine: Engine, product_id: int = 1) -> tuple[int, int]:
+    snap = engine.snapshot(product_id)
+    return snap.available, snap.held
+
+
+def test_release_gives_the_units_back_at_once(engine: Engine) -> None:
+    engine.set_stock(1, 5, max_per_customer=3)
+    hold = engine.reserve(1, 3, customer_id="alice")
+
+    released = engine.release(hold.hold_id)
+
+    assert (released.hold_id, released.status, released.quantity) == (hold.hold_id, "released", 3)
+    assert available_and_held(engine) == (5, 0)
+    assert engine.reserve(1, 3, customer_id="alice").available == 2
+    assert engine.stats(1)["released"] == 1
+
+
+def test_release_twice_has_one_effect(engine: Engine) -> None:
+    engine.set_stock(1, 5)
+    hold = engine.reserve(1, 3)
+    engine.release(hold.hold_id)
+
+    again = engine.release(hold.hold_id)
+
+    assert again.status == "released"
+    assert available_and_held(engine) == (5, 0)
+    assert engine.stats(1)["released"] == 1
+
+
+def test_release_refuses_an_unknown_hold(engine: Engine) -> None:
+    engine.set_stock(1, 5)
+    hold_id = new_id("hold", 1)
+
+    with pytest.raises(HoldNotFound) as refused:
+        engine.release(hold_id)
+
+    assert (refused.value.code, refused.value.hold_id) == ("hold_not_found", hold_id)
+
+
+def test_release_refuses_an_expired_hold(make_engine: MakeEngine) -> None:
+    engine = make_engine(hold_ttl_ms=150)
+    engine.set_stock(1, 5)
+    hold = engine.reserve(1, 2)
+    sleep_past(hold.expires_at_ms)
+
+    with pytest.raises(HoldExpired) as refused:
+        engine.release(hold.hold_id)
+
+    assert (refused.value.code, refused.value.expired_at_ms) == ("hold_expired", hold.expires_at_ms)
+    assert available_and_held(engine) == (5, 0)
+    assert engine.stats(1)["expired"] == 1
+    assert "released" not in engine.stats(1)
+
+
+def test_release_refuses_a_converted_hold(engine: Engine) -> None:
+    engine.set_stock(1, 5)
+    hold = engine.reserve(1, 2)
+    order = engine.convert(hold.hold_id)
+
+    with pytest.raises(HoldAlreadyUsed) as refused:
+        engine.release(hold.hold_id)
+
+    assert (refused.value.code, refused.value.order_id) == ("hold_already_used", order.order_id)
+    assert engine.order(order.order_id).status == "pending"
+    assert engine.snapshot(1).pending == 2
+
+
+def test_convert_turns_a_hold_into_a_pending_order(make_engine: MakeEngine) -> None:
+    engine = make_engine(order_ttl_ms=60_000)
+    engine.set_stock(1, 10, price_cents=250)
+    hold = engine.reserve(1, 2, customer_id="alice")
+
+    order = engine.convert(hold.hold_id)
+
+    assert parse_id(order.order_id, "order").product_id == 1
+    assert (order.hold_id, order.product_id, order.customer_id, order.quantity) == (hold.hold_id, 1, "alice", 2)
+    assert (order.amount_cents, order.status, order.closed_at_ms) == (500, "pending", None)
+    assert (order.transaction_id, order.cancel_reason) == (None, None)
+    assert order.expires_at_ms == order.created_at_ms + 60_000
+    assert abs(order.created_at_ms - engine.snapshot(1).now_ms) < 2_000
+    assert engine.order(order.order_id) == order
+    converted = engine.hold(hold.hold_id)
+    assert (converted.status, converted.order_id) == ("converted", order.order_id)
+    snap = engine.snapshot(1)
+    assert (snap.available, snap.held, snap.pending) == (8, 0, 2)
+    assert engine.stats(1)["orders"] == 1
+
+
+def test_convert_with_the_same_order_id_replays_the_first_order(engine: Engine) -> None:
+    engine.set_stock(1, 10)
+    hold = engine.reserve(1, 2)
+    order_id = new_id("order", 1)
+    first = engine.convert(hold.hold_id, order_id=order_id)
+
+    again = engine.convert(hold.hold_id, order_id=order_id)
+
+    assert again == first
+    assert engine.snapshot(1).pending == 2
+    assert engine.stats(1)["orders"] == 1
+    engine.settle(order_id, "t1", "success")
+    assert engine.convert(hold.hold_id, order_id=order_id).status == "paid"
+
+
+def test_convert_twice_is_refused_as_already_used(engine: Engine) -> None:
+    engine.set_stock(1, 10)
+    hold = engine.reserve(1, 2)
+    first = engine.convert(hold.hold_id)
+
+    with pytest.raises(HoldAlreadyUsed) as refused:
+        engine.convert(hold.hold_id)
+
+    assert refused.value.order_id == first.order_id
+    assert engine.snapshot(1).pending == 2
+
+
+def test_convert_refuses_a_released_hold(engine: Engine) -> None:
+    engine.set_stock(1, 10)
+    hold = engine.reserve(1, 2)
+    engine.release(hold.hold_id)
+
+    with pytest.raises(HoldReleased) as refused:
+        engine.convert(hold.hold_id)
+
+    assert refused.value.code == "hold_released"
+    assert engine.snapshot(1).pending == 0
+
+
+def test_convert_refuses_an_expired_hold_even_with_no_reaper(make_engine: MakeEngine) -> None:
+    engine = make_engine(hold_ttl_ms=150)
+    engine.set_stock(1, 10, max_per_customer=2)
+    hold = engine.reserve(1, 2, customer_id="alice")
+    sleep_past(hold.expires_at_ms)
+
+    with pytest.raises(HoldExpired) as refused:
+        engine.convert(hold.hold_id)
+
+    assert refused.value.expired_at_ms == hold.expires_at_ms
+    with pytest.raises(HoldExpired):
+        engine.convert(hold.hold_id)
+    snap = engine.snapshot(1)
+    assert (snap.available, snap.held, snap.pending) == (10, 0, 0)
+    assert engine.stats(1)["expired"] == 1
+    assert engine.reserve(1, 2, customer_id="alice").quantity == 2
+
+
+def test_convert_refuses_an_unknown_hold(engine: Engine) -> None:
+    engine.set_stock(1, 10)
+
+    with pytest.raises(HoldNotFound):
+        engine.convert(new_id("hold", 1))
+
+
+def test_convert_refuses_an_order_id_of_another_product(engine: Engine) -> None:
+    engine.set_stock(1, 10)
+    hold = engine.reserve(1, 2)
+
+    with pytest.raises(InvalidId):
+        engine.convert(hold.hold_id, order_id=new_id("order", 2))
+
+    assert engine.hold(hold.hold_id).status == "active"
+
+
+def test_convert_refuses_an_order_id_that_names_another_order(engine: Engine) -> None:
+    engine.set_stock(1, 10)
+    first = engine.convert(engine.reserve(1, 2).hold_id)
+    hold = engine.reserve(1, 3)
+
+    with pytest.raises(InvalidId):
+        engine.convert(hold.hold_id, order_id=first.order_id)
+
+    assert engine.order(first.order_id) == first
+    assert engine.hold(hold.hold_id).status == "active"
+    snap = engine.snapshot(1)
+    assert (snap.available, snap.held, snap.pending) == (5, 3, 2)
+
+
+def test_hold_reports_each_state(make_engine: MakeEngine) -> None:
+    engine = make_engine(hold_ttl_ms=150)
+    engine.set_stock(1, 10)
+    lapsing = engine.reserve(1, 1)
+
+    assert engine.hold(lapsing.hold_id).status == "active"
+    sleep_past(lapsing.expires_at_ms)
+    assert engine.hold(lapsing.hold_id).status == "expired"
+    assert engine.snapshot(1).held == 0
+    with pytest.raises(HoldNotFound):
+        engine.hold(new_id("hold", 1))
+
+
+def test_late_calls_tell_unknown_expired_used_and_released_holds_apart(make_engine: MakeEngine) -> None:
+    engine = make_engine(hold_ttl_ms=150)
+    engine.set_stock(1, 10)
+    expired = engine.reserve(1, 1)
+    used = engine.reserve(1, 1)
+    released = engine.reserve(1, 1)
+    engine.convert(used.hold_id)
+    engine.release(released.hold_id)
+    sleep_past(expired.expires_at_ms)
+    engine.reap(1)
+
+    with pytest.raises(HoldNotFound):
+        engine.convert(new_id("hold", 1))
+    with pytest.raises(HoldExpired):
+        engine.convert(expired.hold_id)
+    with pytest.raises(HoldAlreadyUsed):
+        engine.convert(used.hold_id)
+    with pytest.raises(HoldReleased):
+        engine.convert(released.hold_id)
+
+
+@pytest.fixture
+def clocked() -> Iterator[tuple[Engine, FakeClock]]:
+    """An engine on fakeredis whose server clock the test moves."""
+    with fake_server_time(FakeClock()) as clock:
+        client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+        yield Engine(client, hold_ttl_ms=1_000), clock
+        client.close()
+
+
+def test_tombstones_answer_for_a_day_then_are_forgotten(clocked: tuple[Engine, FakeClock]) -> None:
+    engine, clock = clocked
+    engine.set_stock(1, 10)
+    expired = engine.reserve(1, 1)
+    used = engine.reserve(1, 1)
+    released = engine.reserve(1, 1, idempotency_key="cart")
+    order = engine.convert(used.hold_id)
+    engine.release(released.hold_id)
+    engine.settle(order.order_id, "t1", "success")
+
+    clock.advance(DAY_MS - 10_000)
+    assert engine.reap(1).tombstones_pruned == 0
+    with pytest.raises(HoldExpired):
+        engine.convert(expired.hold_id)
+    with pytest.raises(HoldAlreadyUsed):
+        engine.convert(used.hold_id)
+    assert engine.reserve(1, 1, idempotency_key="cart").hold_id == released.hold_id
+
+    clock.advance(20_000)
+    assert engine.reap(1).tombstones_pruned == 5  # 3 holds, the paid order, the idempotency key
+    for hold in (expired, used, released):
+        with pytest.raises(HoldNotFound):
+            engine.convert(hold.hold_id)
+    assert engine.reserve(1, 1, idempotency_key="cart").hold_id != released.hold_id
+    assert engine.snapshot(1).sold == 1
+
+
+def test_reserve_prunes_old_tombstones_in_bounded_batches(clocked: tuple[Engine, FakeClock]) -> None:
+    engine, clock = clocked
+    engine.set_stock(1, 1_000)
+    holds = [engine.reserve(1, 1) for _ in range(250)]
+    for hold in holds:
+        engine.release(hold.hold_id)
+    clock.advance(DAY_MS + 1)
+
+    engine.reserve(1, 1)
+
+    tombs = engine.redis.zcard(product_keys(1).tombs)
+    assert tombs == 50  # the batch is 200
+    assert engine.reap(1).tombstones_pruned == 50
+
+
+def test_customer_limit_is_restored_after_holds_expire(clocked: tuple[Engine, FakeClock]) -> None:
+    engine, clock = clocked
+    engine.set_stock(1, 10, max_per_customer=2)
+    engine.reserve(1, 2, customer_id="alice")
+    with pytest.raises(LimitExceeded):
+        engine.reserve(1, 1, customer_id="alice")
+
+    clock.advance(1_000)
+
+    assert engine.reserve(1, 2, customer_id="alice").quantity == 2
+
+
+def test_snapshot_prunes_old_tombstones_too(clocked: tuple[Engine, FakeClock]) -> None:
+    engine, clock = clocked
+    engine.set_stock(1, 10)
+    hold = engine.release(engine.reserve(1, 1).hold_id)
+    clock.advance(DAY_MS + 1)
+
+    engine.snapshot(1)
+
+    assert engine.redis.zcard(product_keys(1).tombs) == 0
+    with pytest.raises(HoldNotFound):
+        engine.release(hold.hold_id)
