@@ -156,7 +156,7 @@ def reserve(
     idempotency_key: str | None = None,
 ) -> Call[Hold]:
     keys = product_keys(product_id)
-    hold_id = hold_id or new_id("hold", product_id)
+    hold_id = new_id("hold", product_id) if hold_id is None else hold_id
     hold = parse_id(hold_id, "hold")
     if hold.product_id != product_id:
         raise exc.InvalidId(hold_id, "hold")
@@ -208,7 +208,7 @@ def hold_status(hold_id: str) -> Call[Hold]:
 
 def convert(hold_id: str, ttl_ms: int, order_id: str | None = None) -> Call[Order]:
     hold = parse_id(hold_id, "hold")
-    order = parse_id(order_id or new_id("order", hold.product_id), "order")
+    order = parse_id(new_id("order", hold.product_id) if order_id is None else order_id, "order")
     if order.product_id != hold.product_id:
         raise exc.InvalidId(str(order), "order")
 
@@ -346,7 +346,10 @@ def restore(
         args += [order.ulid, state[o.status], o.quantity, o.amount_cents, o.created_at_ms, o.expires_at_ms]
         args += [hold.ulid, o.closed_at_ms or 0, o.note, o.customer_id or ""]
     for p in payments:
-        args += [p.transaction_id, parse_id(p.order_id, "order").ulid, p.result, int(p.applied)]
+        paid = parse_id(p.order_id, "order")
+        if paid.product_id != product_id:
+            raise exc.InvalidId(p.order_id, "order")
+        args += [p.transaction_id, paid.ulid, p.result, int(p.applied)]
     for customer, units in customers.items():
         args += [customer, units]
 
