@@ -1,0 +1,1 @@
+"""flashsale's HTTP API: a Starlette application over the stock engine."""

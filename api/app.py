@@ -1,0 +1,67 @@
+"""The Starlette application: ``create_app()`` for uvicorn (``--factory``) and for tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from api.errors import EXCEPTION_HANDLERS
+from api.middleware import Observe
+from api.routes import admin, health, holds, orders, payments, products
+from api.services import Services
+from flashsale import logs
+from flashsale.settings import Settings, load
+
+log = logs.get_logger("api")
+
+_logs_configured = False
+
+
+def _configure_logs(settings: Settings) -> None:
+    """Once per process: loggers already in use keep the configuration they first saw."""
+    global _logs_configured
+    if not _logs_configured:
+        logs.configure(settings.log_format)
+        _logs_configured = True
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load()
+    _configure_logs(settings)
+    services = Services.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        log.info(
+            "api_started",
+            cluster=settings.redis_cluster,
+            hold_ttl_s=settings.hold_ttl_seconds,
+            order_ttl_s=settings.order_ttl_seconds,
+            admin=settings.admin_token is not None,
+            webhooks=settings.webhook_secret is not None,
+            rate_limit_per_second=settings.rate_limit_per_second,
+        )
+        try:
+            yield
+        finally:
+            await services.close()
+
+    routes = [
+        *holds.routes(services),
+        *orders.routes(services),
+        *payments.routes(services),
+        *products.routes(services),
+        *admin.routes(services),
+        *health.routes(services),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(Observe)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    return app

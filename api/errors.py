@@ -1,0 +1,160 @@
+"""Errors as RFC 9457 problem details: one JSON shape and a stable ``code`` for every 4xx and 5xx."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api.times import iso
+from engine import exceptions as engine_errors
+from flashsale.logs import get_logger
+
+PROBLEM_JSON = "application/problem+json"
+
+log = get_logger("api")
+
+# Engine error codes and the HTTP status each one means.
+ENGINE_STATUS: dict[str, int] = {
+    "out_of_stock": 409,
+    "limit_exceeded": 409,
+    "sale_not_active": 409,
+    "product_not_found": 404,
+    "hold_not_found": 404,
+    "hold_expired": 410,
+    "hold_released": 410,
+    "hold_already_used": 409,
+    "order_not_found": 404,
+    "order_not_pending": 409,
+    "stock_below_committed": 409,
+    "outbox_not_empty": 409,
+    "invalid_id": 422,
+    "engine_unavailable": 503,
+}
+
+_STATUS_CODE = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+class ApiError(Exception):
+    """An answer other than success: a status, a stable code, a sentence, and any fields that help."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.headers = headers
+        self.extra = extra
+
+
+class ValidationFailed(ApiError):
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        fields = ", ".join(e["field"] for e in errors)
+        super().__init__(422, "validation_error", f"invalid fields: {fields}", errors=errors)
+
+
+class InvalidJson(ApiError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(400, "invalid_json", detail)
+
+
+class DatabaseUnavailable(ApiError):
+    def __init__(self, detail: str = "the database did not answer") -> None:
+        super().__init__(503, "database_unavailable", detail, headers={"Retry-After": "1"})
+
+
+def problem(status: int, code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> Response:
+    body = {
+        "type": f"urn:flashsale:problem:{code}",
+        "title": code.replace("_", " ").capitalize(),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def _engine_extra(error: engine_errors.EngineError) -> dict[str, Any]:
+    """The data of an engine error that helps a client act on it."""
+    match error:
+        case engine_errors.OutOfStock():
+            return {"available": error.available, "requested": error.requested}
+        case engine_errors.LimitExceeded():
+            return {"limit": error.limit, "used": error.used, "requested": error.requested}
+        case engine_errors.SaleNotActive():
+            return {
+                "sale_starts_at": iso(error.starts_at_ms) if error.starts_at_ms else None,
+                "sale_ends_at": iso(error.ends_at_ms) if error.ends_at_ms else None,
+            }
+        case engine_errors.HoldExpired():
+            return {"hold_id": error.hold_id, "expired_at": iso(error.expired_at_ms)}
+        case engine_errors.HoldAlreadyUsed():
+            return {"hold_id": error.hold_id, "order_id": error.order_id}
+        case engine_errors.HoldError():
+            return {"hold_id": error.hold_id}
+        case engine_errors.OrderNotPending():
+            return {"order_id": error.order_id, "order_status": error.status}
+        case engine_errors.StockBelowCommitted():
+            return {"committed": error.committed, "requested": error.requested}
+    return {}
+
+
+def engine_problem(error: engine_errors.EngineError) -> Response:
+    status = ENGINE_STATUS.get(error.code)
+    if status is None:
+        return internal_error(error)
+    headers = {"Retry-After": "1"} if status == 503 else None
+    detail = "the stock engine is unavailable, try again shortly" if status == 503 else error.message
+    return problem(status, error.code, detail, headers=headers, **_engine_extra(error))
+
+
+def internal_error(error: BaseException) -> Response:
+    log.error("internal_error", error=repr(error), exc_info=error)
+    return problem(500, "internal_error", "an unexpected error occurred; it has been logged")
+
+
+async def on_api_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, ApiError)
+    return problem(error.status, error.code, error.detail, headers=error.headers, **error.extra)
+
+
+async def on_engine_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, engine_errors.EngineError)
+    return engine_problem(error)
+
+
+async def on_http_exception(request: Request, error: Exception) -> Response:
+    """Starlette's own 404 (unknown path) and 405 (wrong method), in the same shape as ours."""
+    assert isinstance(error, HTTPException)
+    status = error.status_code
+    code = _STATUS_CODE.get(status, HTTPStatus(status).phrase.lower().replace(" ", "_"))
+    detail = error.detail if error.detail != HTTPStatus(status).phrase else _default_detail(request, status)
+    return problem(status, code, detail, headers=dict(error.headers or {}))
+
+
+def _default_detail(request: Request, status: int) -> str:
+    if status == 404:
+        return f"no such path: {request.url.path}"
+    if status == 405:
+        return f"{request.method} is not allowed on {request.url.path}"
+    return HTTPStatus(status).phrase
+
+
+EXCEPTION_HANDLERS = {
+    ApiError: on_api_error,
+    engine_errors.EngineError: on_engine_error,
+    HTTPException: on_http_exception,
+}

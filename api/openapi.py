@@ -1,0 +1,498 @@
+"""The OpenAPI 3 document served at ``/openapi.json``, written out by hand to match the routes exactly.
+
+Every status a route can answer is listed with the problem ``code`` values it can carry, so a schema-driven
+fuzzer (schemathesis) can hold the API to it. ``tests/test_api_openapi.py`` checks the two agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.validation import (
+    MAX_BODY_BYTES,
+    MAX_NAME,
+    MAX_PER_CUSTOMER,
+    MAX_PRICE_CENTS,
+    MAX_STOCK,
+    TEXT_PATTERN,
+)
+from engine.calls import MAX_CUSTOMER_ID, MAX_IDEMPOTENCY_KEY, MAX_QUANTITY, MAX_TRANSACTION_ID
+from engine.ids import MAX_PRODUCT_ID
+from flashsale import signing
+
+Schema = dict[str, Any]
+
+HOLD_ID_PATTERN = "^h[1-9][0-9]{0,14}_[0-9A-HJKMNP-TV-Z]{26}$"
+ORDER_ID_PATTERN = "^o[1-9][0-9]{0,14}_[0-9A-HJKMNP-TV-Z]{26}$"
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: Schema) -> Schema:
+    if "enum" in schema:
+        return {**schema, "nullable": True, "enum": [*schema["enum"], None]}
+    return {**schema, "nullable": True}
+
+
+def _object(properties: Schema, required: list[str] | None = None, *, closed: bool = False, **extra: Any) -> Schema:
+    schema: Schema = {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+        **extra,
+    }
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _text(max_length: int, **extra: Any) -> Schema:
+    return {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": TEXT_PATTERN, **extra}
+
+
+def _int(low: int, high: int, **extra: Any) -> Schema:
+    return {"type": "integer", "minimum": low, "maximum": high, **extra}
+
+
+TIMESTAMP: Schema = {"type": "string", "format": "date-time", "example": "2026-11-28T01:19:44.123Z"}
+HOLD_ID: Schema = {
+    "type": "string",
+    "pattern": HOLD_ID_PATTERN,
+    "maxLength": 48,
+    "example": "h42_01JD0Z3N5W8YQ2T4V6X8Z0A1B2",
+}
+ORDER_ID: Schema = {
+    "type": "string",
+    "pattern": ORDER_ID_PATTERN,
+    "maxLength": 48,
+    "example": "o42_01JD0Z3N5W8YQ2T4V6X8Z0A1B3",
+}
+PRODUCT_ID: Schema = _int(1, MAX_PRODUCT_ID)
+
+SCHEMAS: dict[str, Schema] = {
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details; `code` is stable, the other fields help a client act.",
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "code": {"type": "string"},
+            "errors": {
+                "type": "array",
+                "description": "validation_error: every field at fault (body field, path parameter or header).",
+                "items": _object({"field": {"type": "string"}, "message": {"type": "string"}}),
+            },
+            "available": {"type": "integer", "description": "out_of_stock: units available now."},
+            "requested": {"type": "integer"},
+            "limit": {"type": "integer", "description": "limit_exceeded: units one customer may have."},
+            "used": {"type": "integer", "description": "limit_exceeded: units this customer already has."},
+            "committed": {"type": "integer", "description": "stock_below_committed: units held, pending or sold."},
+            "hold_id": {"type": "string"},
+            "order_id": _nullable({"type": "string"}),
+            "order_status": {"type": "string"},
+            "expired_at": TIMESTAMP,
+            "sale_starts_at": _nullable(TIMESTAMP),
+            "sale_ends_at": _nullable(TIMESTAMP),
+            "checks": {"type": "object", "additionalProperties": {"type": "string", "enum": ["ok", "down"]}},
+        },
+        "required": ["type", "title", "status", "detail", "code"],
+    },
+    "Product": _object(
+        {
+            "id": PRODUCT_ID,
+            "name": {"type": "string"},
+            "price_cents": {"type": "integer", "minimum": 0},
+            "stock": {"type": "integer", "minimum": 0, "description": "Units put on sale in total."},
+            "available": {"type": "integer", "minimum": 0, "description": "Units that can be held now (live)."},
+            "max_per_customer": _nullable({"type": "integer", "minimum": 1, "description": "null: no limit."}),
+            "sale_starts_at": _nullable(TIMESTAMP),
+            "sale_ends_at": _nullable(TIMESTAMP),
+        }
+    ),
+    "ProductSpec": _object(
+        {
+            "name": _text(MAX_NAME),
+            "price_cents": _int(0, MAX_PRICE_CENTS),
+            "stock": _int(0, MAX_STOCK, description="Total units; never below those held, pending or sold."),
+            "max_per_customer": _nullable(_int(0, MAX_PER_CUSTOMER, description="0 or null: no limit.")),
+            "sale_starts_at": _nullable({**TIMESTAMP, "description": "null: on sale from now. After 1970-01-02."}),
+            "sale_ends_at": _nullable({**TIMESTAMP, "description": "null: no end. After sale_starts_at."}),
+        },
+        ["name", "price_cents", "stock"],
+        closed=True,
+    ),
+    "HoldRequest": _object(
+        {
+            "product_id": PRODUCT_ID,
+            "quantity": _int(1, MAX_QUANTITY),
+            "customer_id": _nullable(_text(MAX_CUSTOMER_ID, description="Counts against max_per_customer.")),
+        },
+        ["product_id", "quantity"],
+        closed=True,
+    ),
+    "Hold": _object(
+        {
+            "hold_id": HOLD_ID,
+            "product_id": PRODUCT_ID,
+            "quantity": {"type": "integer", "minimum": 1},
+            "customer_id": _nullable({"type": "string"}),
+            "expires_at": TIMESTAMP,
+        }
+    ),
+    "ActiveHold": {
+        "allOf": [
+            _ref("Hold"),
+            _object({"status": {"type": "string", "enum": ["active"]}}),
+        ]
+    },
+    "OrderRequest": _object({"hold_id": HOLD_ID}, closed=True),
+    "Order": _object(
+        {
+            "order_id": ORDER_ID,
+            "hold_id": HOLD_ID,
+            "product_id": PRODUCT_ID,
+            "customer_id": _nullable({"type": "string"}),
+            "quantity": {"type": "integer", "minimum": 1},
+            "amount_cents": {"type": "integer", "minimum": 0, "description": "price_cents * quantity."},
+            "status": {"type": "string", "enum": ["pending", "paid", "cancelled"]},
+            "created_at": TIMESTAMP,
+            "expires_at": {**TIMESTAMP, "description": "When the order lapses if it is still unpaid."},
+            "closed_at": _nullable({**TIMESTAMP, "description": "When it was paid or cancelled."}),
+            "transaction_id": _nullable({"type": "string", "description": "The transaction that paid it."}),
+            "cancel_reason": _nullable({"type": "string", "enum": ["payment_failed", "expired", "cancelled"]}),
+        }
+    ),
+    "WebhookRequest": _object(
+        {
+            "order_id": ORDER_ID,
+            "transaction_id": _text(MAX_TRANSACTION_ID),
+            "status": {"type": "string", "enum": ["success", "failed"]},
+        },
+        description="Other fields are allowed and kept with the payment record.",
+    ),
+    "WebhookResult": _object(
+        {
+            "order_id": ORDER_ID,
+            "transaction_id": {"type": "string"},
+            "status": {
+                "type": "string",
+                "enum": ["pending", "paid", "cancelled"],
+                "description": "The order's status now.",
+            },
+            "applied": {"type": "boolean", "description": "Whether this payment changed the order."},
+            "duplicate": {"type": "boolean", "description": "This transaction id was seen before; nothing changed."},
+            "refund_required": {"type": "boolean", "description": "A success for an order already cancelled."},
+        }
+    ),
+    "Ready": _object(
+        {
+            "status": {"type": "string", "enum": ["ok"]},
+            "checks": _object({name: {"type": "string", "enum": ["ok"]} for name in ("engine", "queue", "database")}),
+        }
+    ),
+}
+
+PROBLEM_CONTENT = "application/problem+json"
+
+
+def _problem(description: str, *codes: str) -> Schema:
+    schema = {
+        "allOf": [_ref("Problem"), {"type": "object", "properties": {"code": {"type": "string", "enum": list(codes)}}}]
+    }
+    listed = ", ".join(f"`{c}`" for c in codes)
+    return {"description": f"{description} ({listed})", "content": {PROBLEM_CONTENT: {"schema": schema}}}
+
+
+def _ok(description: str, schema: Schema, media: str = "application/json") -> Schema:
+    return {"description": description, "content": {media: {"schema": schema}}}
+
+
+def _body(name: str) -> Schema:
+    return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _path(name: str, schema: Schema, description: str) -> Schema:
+    return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
+
+
+IDEMPOTENCY_KEY: Schema = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": _text(MAX_IDEMPOTENCY_KEY),
+    "description": "A retry with the same key returns the first 201 body and takes effect once.",
+}
+
+UNAVAILABLE = _problem("The stock engine's Redis did not answer; retry shortly", "engine_unavailable")
+UNAVAILABLE_OR_DB = _problem(
+    "Redis or the database did not answer; retry shortly", "engine_unavailable", "database_unavailable"
+)
+INVALID_JSON = _problem("The body is not a JSON object, or is not sent as application/json", "invalid_json")
+TOO_LARGE = _problem(f"The body is larger than {MAX_BODY_BYTES} bytes", "payload_too_large")
+INVALID = _problem("Fields at fault, listed in `errors`", "validation_error")
+INVALID_PATH = _problem("The path parameter is not a valid id, listed in `errors`", "validation_error")
+
+
+def _paths() -> dict[str, Any]:
+    product = _path("id", PRODUCT_ID, "Product id.")
+    hold = _path("hold_id", HOLD_ID, "Hold id, as returned by POST /api/holds.")
+    order = _path("order_id", ORDER_ID, "Order id, as returned by POST /api/orders.")
+    return {
+        "/api/products": {
+            "get": {
+                "summary": "List the products on sale",
+                "operationId": "listProducts",
+                "tags": ["catalog"],
+                "responses": {
+                    "200": _ok("Every product, with live availability", {"type": "array", "items": _ref("Product")}),
+                    "503": UNAVAILABLE_OR_DB,
+                },
+            }
+        },
+        "/api/products/{id}": {
+            "get": {
+                "summary": "One product, with live availability",
+                "operationId": "getProduct",
+                "tags": ["catalog"],
+                "parameters": [product],
+                "responses": {
+                    "200": _ok("The product", _ref("Product")),
+                    "404": _problem("No such product", "product_not_found"),
+                    "422": INVALID_PATH,
+                    "503": UNAVAILABLE_OR_DB,
+                },
+            }
+        },
+        "/api/holds": {
+            "post": {
+                "summary": "Hold units of a product for a few minutes",
+                "operationId": "createHold",
+                "tags": ["buying"],
+                "parameters": [IDEMPOTENCY_KEY],
+                "requestBody": _body("HoldRequest"),
+                "responses": {
+                    "201": _ok("The hold", _ref("Hold")),
+                    "400": INVALID_JSON,
+                    "404": _problem("No such product", "product_not_found"),
+                    "409": _problem("The units cannot be held", "out_of_stock", "limit_exceeded", "sale_not_active"),
+                    "413": TOO_LARGE,
+                    "422": _problem(
+                        "Fields at fault, or an Idempotency-Key first used with another quantity or customer",
+                        "validation_error",
+                        "idempotency_key_reused",
+                    ),
+                    "429": _problem("Too many hold requests from this address this second", "rate_limited"),
+                    "503": UNAVAILABLE,
+                },
+            }
+        },
+        "/api/holds/{hold_id}": {
+            "get": {
+                "summary": "An active hold",
+                "operationId": "getHold",
+                "tags": ["buying"],
+                "parameters": [hold],
+                "responses": {
+                    "200": _ok("The hold, still active", _ref("ActiveHold")),
+                    "404": _problem("No such hold", "hold_not_found"),
+                    "409": _problem("The hold became an order", "hold_already_used"),
+                    "410": _problem("The hold expired or was released", "hold_expired", "hold_released"),
+                    "422": INVALID_PATH,
+                    "503": UNAVAILABLE,
+                },
+            },
+            "delete": {
+                "summary": "Release a hold: its units are available again at once",
+                "operationId": "releaseHold",
+                "tags": ["buying"],
+                "parameters": [hold],
+                "responses": {
+                    "204": {"description": "Released (releasing twice has one effect)"},
+                    "404": _problem("No such hold", "hold_not_found"),
+                    "409": _problem("The hold became an order", "hold_already_used"),
+                    "410": _problem("The hold expired", "hold_expired"),
+                    "422": INVALID_PATH,
+                    "503": UNAVAILABLE,
+                },
+            },
+        },
+        "/api/orders": {
+            "post": {
+                "summary": "Turn a hold into an order awaiting payment",
+                "operationId": "createOrder",
+                "tags": ["buying"],
+                "parameters": [IDEMPOTENCY_KEY],
+                "requestBody": _body("OrderRequest"),
+                "responses": {
+                    "201": _ok("The order, pending payment", _ref("Order")),
+                    "400": INVALID_JSON,
+                    "404": _problem("No such hold", "hold_not_found"),
+                    "409": _problem("The hold already became an order", "hold_already_used"),
+                    "410": _problem("The hold expired or was released", "hold_expired", "hold_released"),
+                    "413": TOO_LARGE,
+                    "422": INVALID,
+                    "503": UNAVAILABLE,
+                },
+            }
+        },
+        "/api/orders/{order_id}": {
+            "get": {
+                "summary": "An order and its current status",
+                "operationId": "getOrder",
+                "tags": ["buying"],
+                "parameters": [order],
+                "responses": {
+                    "200": _ok("The order", _ref("Order")),
+                    "404": _problem("No such order", "order_not_found"),
+                    "422": INVALID_PATH,
+                    "503": UNAVAILABLE_OR_DB,
+                },
+            }
+        },
+        "/api/orders/{order_id}/cancel": {
+            "post": {
+                "summary": "Cancel an unpaid order: its units are available again",
+                "operationId": "cancelOrder",
+                "tags": ["buying"],
+                "parameters": [order],
+                "responses": {
+                    "200": _ok("The order, cancelled (cancelling twice returns it unchanged)", _ref("Order")),
+                    "404": _problem("No such order", "order_not_found"),
+                    "409": _problem("The order is paid", "order_not_pending"),
+                    "422": INVALID_PATH,
+                    "503": _problem(
+                        "Redis or the database did not answer, or the engine lost this order until a reconcile",
+                        "engine_unavailable",
+                        "database_unavailable",
+                        "order_state_unknown",
+                    ),
+                },
+            }
+        },
+        "/api/payments/webhook": {
+            "post": {
+                "summary": "The payment provider reports a transaction (signed)",
+                "description": (
+                    f'`{signing.SIGNATURE_HEADER}: v1=<hex HMAC-SHA256 of "<timestamp>.<raw body>">` keyed with '
+                    f"FLASHSALE_WEBHOOK_SECRET, and `{signing.TIMESTAMP_HEADER}: <unix seconds>` within "
+                    f"{signing.TOLERANCE_SECONDS} s of now. A transaction id takes effect at most once."
+                ),
+                "operationId": "paymentWebhook",
+                "tags": ["payments"],
+                "parameters": [
+                    {
+                        "name": signing.TIMESTAMP_HEADER,
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"},
+                    },
+                    {
+                        "name": signing.SIGNATURE_HEADER,
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^v1=[0-9a-f]{64}$"},
+                    },
+                ],
+                "requestBody": _body("WebhookRequest"),
+                "responses": {
+                    "200": _ok("What the payment did", _ref("WebhookResult")),
+                    "400": INVALID_JSON,
+                    "401": _problem("Missing, malformed, wrong or stale signature", "invalid_signature"),
+                    "404": _problem("Neither the engine nor the database knows the order", "order_not_found"),
+                    "413": TOO_LARGE,
+                    "422": INVALID,
+                    "503": _problem(
+                        "Retry later: Redis or the database did not answer, the engine lost the order until a "
+                        "reconcile, or no webhook secret is configured",
+                        "engine_unavailable",
+                        "database_unavailable",
+                        "order_state_unknown",
+                        "webhook_disabled",
+                    ),
+                },
+            }
+        },
+        "/api/admin/products/{id}": {
+            "put": {
+                "summary": "Create or change a product, in the database and the engine",
+                "operationId": "putProduct",
+                "tags": ["admin"],
+                "security": [{"adminToken": []}],
+                "parameters": [product],
+                "requestBody": _body("ProductSpec"),
+                "responses": {
+                    "200": _ok("Changed", _ref("Product")),
+                    "201": _ok("Created", _ref("Product")),
+                    "400": INVALID_JSON,
+                    "401": _problem("Missing or wrong admin token", "unauthorized"),
+                    "403": _problem("No admin token is configured on the server", "admin_disabled"),
+                    "409": _problem("Stock below the units held, pending or sold", "stock_below_committed"),
+                    "413": TOO_LARGE,
+                    "422": INVALID,
+                    "503": UNAVAILABLE_OR_DB,
+                },
+            }
+        },
+        "/livez": {
+            "get": {
+                "summary": "The process answers (no I/O)",
+                "operationId": "livez",
+                "tags": ["operations"],
+                "responses": {
+                    "200": _ok("Alive", _object({"status": {"type": "string", "enum": ["ok"]}})),
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "The engine's Redis, the queue's Redis and the database all answer",
+                "operationId": "readyz",
+                "tags": ["operations"],
+                "responses": {
+                    "200": _ok("Ready", _ref("Ready")),
+                    "503": _problem("Something is down; `checks` names it", "not_ready"),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text format)",
+                "operationId": "metrics",
+                "tags": ["operations"],
+                "responses": {"200": _ok("Metrics", {"type": "string"}, "text/plain")},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "operationId": "openapi",
+                "tags": ["operations"],
+                "responses": {"200": _ok("OpenAPI 3 document", {"type": "object"})},
+            }
+        },
+    }
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "flashsale",
+            "version": "1",
+            "description": (
+                "A flash-sale API: hold units, turn a hold into an order, get paid by a signed webhook. "
+                "Every 4xx and 5xx answer is application/problem+json with a stable `code`."
+            ),
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "adminToken": {"type": "http", "scheme": "bearer", "description": "FLASHSALE_ADMIN_TOKEN"}
+            },
+        },
+    }

@@ -1,0 +1,61 @@
+"""A per-client fixed-window rate limit in Redis, shared by every API process.
+
+One counter per client address and second (``INCR`` + ``EXPIRE`` in one round trip). When Redis
+does not answer the limit lets requests through: it protects the sale, it must not stop it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from api.errors import ApiError
+from api.metrics import RATE_LIMITED
+from flashsale.logs import get_logger
+
+KEY_PREFIX = "fs:ratelimit:"
+WARN_EVERY_SECONDS = 10.0
+
+log = get_logger("api.ratelimit")
+
+
+class RateLimited(ApiError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            429,
+            "rate_limited",
+            f"more than {limit} hold requests per second from this address",
+            headers={"Retry-After": "1"},
+            limit=limit,
+        )
+
+
+class RateLimiter:
+    def __init__(self, redis: Any, per_second: int) -> None:
+        self.redis = redis
+        self.per_second = per_second
+        self._warned_at = 0.0
+
+    async def check(self, client: str) -> None:
+        """Count one request from ``client``; raise RateLimited past the limit for this second."""
+        second = int(time.time())
+        key = f"{KEY_PREFIX}{client}:{second}"
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, 2)
+                count, _ = await pipe.execute()
+        except (RedisError, OSError) as error:
+            self._warn(error)
+            return
+        if count > self.per_second:
+            RATE_LIMITED.inc()
+            raise RateLimited(self.per_second)
+
+    def _warn(self, error: Exception) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= WARN_EVERY_SECONDS:
+            self._warned_at = now
+            log.warning("rate_limit_unavailable", error=str(error))

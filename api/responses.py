@@ -1,0 +1,75 @@
+"""JSON bodies of successful answers, rendered with orjson."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from api.times import iso, iso_datetime
+from engine.types import Hold, Order, Snapshot
+from persistence.records import OrderRecord
+
+
+def json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def hold_body(hold: Hold) -> dict[str, Any]:
+    return {
+        "hold_id": hold.hold_id,
+        "product_id": hold.product_id,
+        "quantity": hold.quantity,
+        "customer_id": hold.customer_id,
+        "expires_at": iso(hold.expires_at_ms),
+    }
+
+
+def order_body(order: Order) -> dict[str, Any]:
+    return {
+        "order_id": order.order_id,
+        "hold_id": order.hold_id,
+        "product_id": order.product_id,
+        "customer_id": order.customer_id,
+        "quantity": order.quantity,
+        "amount_cents": order.amount_cents,
+        "status": order.status,
+        "created_at": iso(order.created_at_ms),
+        "expires_at": iso(order.expires_at_ms),
+        "closed_at": iso(order.closed_at_ms) if order.closed_at_ms else None,
+        "transaction_id": order.transaction_id,
+        "cancel_reason": order.cancel_reason,
+    }
+
+
+def product_body(name: str, snapshot: Snapshot) -> dict[str, Any]:
+    """The catalog's name with the engine's live numbers: stock, availability, price and sale window."""
+    return {
+        "id": snapshot.product_id,
+        "name": name,
+        "price_cents": snapshot.price_cents,
+        "stock": snapshot.total,
+        "available": snapshot.available,
+        "max_per_customer": snapshot.max_per_customer or None,
+        "sale_starts_at": iso(snapshot.starts_at_ms) if snapshot.starts_at_ms else None,
+        "sale_ends_at": iso(snapshot.ends_at_ms) if snapshot.ends_at_ms else None,
+    }
+
+
+def order_record_body(record: OrderRecord) -> dict[str, Any]:
+    """An order as PostgreSQL keeps it, in the same shape as ``order_body``."""
+    return {
+        "order_id": record.id,
+        "hold_id": record.hold_id,
+        "product_id": record.product_id,
+        "customer_id": record.customer_id,
+        "quantity": record.quantity,
+        "amount_cents": record.amount_cents,
+        "status": record.status,
+        "created_at": iso_datetime(record.created_at),
+        "expires_at": iso_datetime(record.expires_at),
+        "closed_at": iso_datetime(record.paid_at or record.cancelled_at),
+        "transaction_id": record.transaction_id,
+        "cancel_reason": record.cancel_reason,
+    }

@@ -1,0 +1,63 @@
+"""Admin: put products on sale. Every call needs the admin bearer token."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api import database
+from api.auth import require_admin
+from api.responses import json, product_body
+from api.services import Services
+from api.validation import MAX_NAME, MAX_PER_CUSTOMER, MAX_PRICE_CENTS, MAX_STOCK, Fields, path_product_id, read_json
+from flashsale.logs import get_logger
+from persistence.catalog import ProductSpec, put_product
+
+log = get_logger("api.admin")
+
+# The engine keeps sale bounds as positive epoch milliseconds (0 means none).
+EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
+
+
+def _window(fields: Fields) -> tuple[datetime | None, datetime | None]:
+    starts, ends = fields.timestamp("sale_starts_at"), fields.timestamp("sale_ends_at")
+    for name, moment in (("sale_starts_at", starts), ("sale_ends_at", ends)):
+        if moment is not None and moment < EARLIEST:
+            fields.fault(name, "must be after 1970-01-02T00:00:00Z")
+    if starts is not None and ends is not None and ends <= starts:
+        fields.fault("sale_ends_at", "must be after sale_starts_at")
+    return starts, ends
+
+
+def routes(services: Services) -> list[Route]:
+    token = services.settings.admin_token
+
+    async def put(request: Request) -> Response:
+        require_admin(request, token)
+        product_id = path_product_id(request)
+        body, _ = await read_json(request)
+        fields = Fields(body)
+        name = fields.text("name", MAX_NAME)
+        if name is not None and not name.strip():
+            fields.fault("name", "must not be blank")
+        price_cents = fields.integer("price_cents", 0, MAX_PRICE_CENTS)
+        stock = fields.integer("stock", 0, MAX_STOCK)
+        max_per_customer = fields.integer("max_per_customer", 0, MAX_PER_CUSTOMER, required=False)
+        starts, ends = _window(fields)
+        fields.check()
+        spec = ProductSpec(product_id, name or "", price_cents, stock, max_per_customer, starts, ends)
+        product, created = await database.call(put_product, services.admin_engine, services.db, spec)
+        services.catalog.invalidate()
+        log.info(
+            "product_saved",
+            product_id=product.id,
+            created=created,
+            stock=product.stock,
+            price_cents=product.price_cents,
+        )
+        return json(product_body(product.name, await services.engine.snapshot(product_id)), 201 if created else 200)
+
+    return [Route("/api/admin/products/{id}", put, methods=["PUT"])]

@@ -1,0 +1,59 @@
+"""Operations: liveness, readiness naming what is down, Prometheus metrics, and the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api import database, metrics, openapi
+from api.errors import problem
+from api.responses import json
+from api.services import Services
+from persistence.db import ping
+
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+async def _up(probe: Awaitable[object]) -> bool:
+    try:
+        await asyncio.wait_for(probe, CHECK_TIMEOUT_SECONDS)
+    except Exception:  # any failure to answer is "down"; what it was matters to the logs, not here
+        return False
+    return True
+
+
+def routes(services: Services) -> list[Route]:
+    document = orjson.dumps(openapi.document())
+
+    async def livez(request: Request) -> Response:
+        return json({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        engine, queue, db = await asyncio.gather(
+            _up(services.engine.redis.ping()),
+            _up(services.queue.ping()),
+            _up(database.call(ping, services.db)),
+        )
+        checks = {name: "ok" if up else "down" for name, up in (("engine", engine), ("queue", queue), ("database", db))}
+        down = [name for name, state in checks.items() if state == "down"]
+        if down:
+            return problem(503, "not_ready", f"down: {', '.join(down)}", headers={"Retry-After": "1"}, checks=checks)
+        return json({"status": "ok", "checks": checks})
+
+    async def metrics_text(request: Request) -> Response:
+        return Response(await metrics.render(services.engine), media_type=metrics.CONTENT_TYPE)
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(document, media_type="application/json")
+
+    return [
+        Route("/livez", livez, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_text, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+    ]

@@ -1,0 +1,86 @@
+"""Holds: a buyer's claim on units for a few minutes. The hot path of a sale: keep it lean."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api.errors import ApiError
+from api.responses import hold_body, json
+from api.services import Services
+from api.validation import Fields, path_id, read_json
+from engine import exceptions as engine_errors
+from engine.calls import MAX_CUSTOMER_ID, MAX_IDEMPOTENCY_KEY, MAX_QUANTITY
+from engine.ids import MAX_PRODUCT_ID
+from engine.types import Hold
+from flashsale import logs
+
+log = logs.get_logger("api.holds")
+
+
+def expired(error: engine_errors.HoldExpired) -> engine_errors.HoldExpired:
+    log.info(logs.HOLD_EXPIRED, hold_id=error.hold_id, expired_at_ms=error.expired_at_ms)
+    return error
+
+
+def raise_unless_active(hold: Hold) -> None:
+    if hold.status == "expired":
+        raise expired(engine_errors.HoldExpired(hold.hold_id, hold.expires_at_ms))
+    if hold.status == "converted":
+        raise engine_errors.HoldAlreadyUsed(hold.hold_id, hold.order_id)
+    if hold.status == "released":
+        raise engine_errors.HoldReleased(hold.hold_id)
+
+
+def routes(services: Services) -> list[Route]:
+    engine, limiter = services.engine, services.limiter
+
+    async def create_hold(request: Request) -> Response:
+        if limiter is not None:
+            await limiter.check(request.client.host if request.client else "unknown")
+        body, _ = await read_json(request)
+        fields = Fields(body)
+        product_id = fields.integer("product_id", 1, MAX_PRODUCT_ID)
+        quantity = fields.integer("quantity", 1, MAX_QUANTITY)
+        customer_id = fields.text("customer_id", MAX_CUSTOMER_ID, required=False)
+        key = fields.header("Idempotency-Key", request.headers.get("idempotency-key"), MAX_IDEMPOTENCY_KEY)
+        fields.check()
+        try:
+            hold = await engine.reserve(product_id, quantity, customer_id=customer_id, idempotency_key=key)
+        except engine_errors.OutOfStock as error:
+            log.info(logs.OUT_OF_STOCK, product_id=product_id, requested=quantity, available=error.available)
+            raise
+        if key is not None and (hold.quantity, hold.customer_id) != (quantity, customer_id):
+            raise ApiError(
+                422,
+                "idempotency_key_reused",
+                "this Idempotency-Key was first used with a different quantity or customer_id",
+                hold_id=hold.hold_id,
+            )
+        return json(hold_body(hold), 201)
+
+    async def get_hold(hold_id: str) -> Response:
+        hold = await engine.hold(hold_id)
+        raise_unless_active(hold)
+        return json({**hold_body(hold), "status": hold.status})
+
+    async def release_hold(hold_id: str) -> Response:
+        try:
+            hold = await engine.release(hold_id)
+        except engine_errors.HoldExpired as error:
+            raise expired(error) from None
+        log.info(logs.HOLD_RELEASED, hold_id=hold.hold_id, product_id=hold.product_id, quantity=hold.quantity)
+        return Response(status_code=204)
+
+    async def hold_resource(request: Request) -> Response:
+        hold_id = path_id(request, "hold_id", "hold")
+        if request.method == "DELETE":
+            return await release_hold(hold_id)
+        return await get_hold(hold_id)
+
+    return [
+        Route("/api/holds", create_hold, methods=["POST"]),
+        # One route for both methods, so a third method gets a 405 whose Allow header names both.
+        Route("/api/holds/{hold_id}", hold_resource, methods=["GET", "DELETE"]),
+    ]

@@ -1,0 +1,116 @@
+"""Orders: a hold turned into a purchase awaiting payment. Served from the engine while hot, else PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from ulid import ULID
+
+from api import database
+from api.errors import ApiError
+from api.responses import json, order_body, order_record_body
+from api.routes.holds import expired
+from api.services import Services
+from api.validation import Fields, path_id, read_json
+from engine import exceptions as engine_errors
+from engine.calls import MAX_IDEMPOTENCY_KEY
+from engine.ids import format_id, parse_id
+from flashsale import logs
+from persistence.records import OrderRecord, get_order
+
+log = logs.get_logger("api.orders")
+
+
+def idempotent_order_id(hold_id: str, key: str) -> str:
+    """The order id for converting ``hold_id`` under ``key``: the same every time, so a retry replays.
+
+    It keeps the hold's ULID time (ids still sort by creation) and takes its random part from the key.
+    """
+    hold = parse_id(hold_id, "hold")
+    digest = hashlib.sha256(f"{hold_id}\n{key}".encode()).digest()
+    ulid = ULID.from_bytes(ULID.from_str(hold.ulid).bytes[:6] + digest[:10])
+    return format_id("order", hold.product_id, str(ulid))
+
+
+def routes(services: Services) -> list[Route]:
+    engine, db, drain = services.engine, services.db, services.drain
+
+    async def _durable(order_id: str) -> OrderRecord:
+        record = await database.call(get_order, db, order_id)
+        if record is None:
+            raise engine_errors.OrderNotFound(order_id)
+        return record
+
+    async def create_order(request: Request) -> Response:
+        body, _ = await read_json(request)
+        fields = Fields(body)
+        hold_id = fields.identifier("hold_id", "hold")
+        key = fields.header("Idempotency-Key", request.headers.get("idempotency-key"), MAX_IDEMPOTENCY_KEY)
+        fields.check()
+        order_id = idempotent_order_id(hold_id, key) if key is not None else None
+        try:
+            order = await engine.convert(hold_id, order_id=order_id)
+        except engine_errors.HoldExpired as error:
+            raise expired(error) from None
+        log.info(
+            logs.ORDER_CREATED,
+            order_id=order.order_id,
+            hold_id=order.hold_id,
+            product_id=order.product_id,
+            customer_id=order.customer_id,
+            quantity=order.quantity,
+            amount_cents=order.amount_cents,
+        )
+        drain.request()
+        return json(order_body(order), 201)
+
+    async def get_order_(request: Request) -> Response:
+        order_id = path_id(request, "order_id", "order")
+        try:
+            return json(order_body(await engine.order(order_id)))
+        except engine_errors.OrderNotFound:
+            return json(order_record_body(await _durable(order_id)))
+
+    async def cancel_order(request: Request) -> Response:
+        order_id = path_id(request, "order_id", "order")
+        try:
+            cancellation = await engine.cancel(order_id)
+        except engine_errors.OrderNotFound:
+            return json(_closed(await _durable(order_id)))
+        order = cancellation.order
+        if cancellation.changed:
+            log.info(
+                logs.ORDER_CANCELLED,
+                order_id=order.order_id,
+                product_id=order.product_id,
+                quantity=order.quantity,
+                reason=order.cancel_reason,
+            )
+            drain.request()
+        return json(order_body(order))
+
+    return [
+        Route("/api/orders", create_order, methods=["POST"]),
+        Route("/api/orders/{order_id}", get_order_, methods=["GET"]),
+        Route("/api/orders/{order_id}/cancel", cancel_order, methods=["POST"]),
+    ]
+
+
+def _closed(record: OrderRecord) -> dict[str, Any]:
+    """Cancelling an order the engine has forgotten: answer from the durable record if it is closed."""
+    if record.status == "paid":
+        raise engine_errors.OrderNotPending(record.id, "paid")
+    if record.status == "pending":
+        # Pending in PostgreSQL yet unknown to the engine: Redis lost it; `flashsale reconcile` restores it.
+        raise ApiError(
+            503,
+            "order_state_unknown",
+            "the engine has no state for this order; try again once it has been reconciled",
+            headers={"Retry-After": "5"},
+            order_id=record.id,
+        )
+    return order_record_body(record)

@@ -1,0 +1,71 @@
+"""What the routes use, built once per application from the settings, and closed with it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from api.catalog_cache import CatalogCache
+from api.drain import Drain
+from api.ratelimit import RateLimiter
+from engine import AsyncEngine, Engine
+from engine.connection import connect, connect_async
+from flashsale.settings import Settings
+from persistence.db import make_engine
+from workers.trigger import DrainTrigger
+
+ADMIN_POOL_SIZE = 4
+QUEUE_POOL_SIZE = 16
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    admin_engine: Engine
+    """A synchronous engine for ``put_product``, which runs in a worker thread."""
+    db: sa.Engine
+    queue: Any
+    """An asyncio client on the queue's Redis (readiness, rate limit)."""
+    queue_sync: Any
+    catalog: CatalogCache
+    drain: Drain
+    limiter: RateLimiter | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Services:
+        ttls = {"hold_ttl_ms": settings.hold_ttl_ms, "order_ttl_ms": settings.order_ttl_ms}
+        engine = AsyncEngine(connect_async(settings.redis_url, cluster=settings.redis_cluster), **ttls)
+        admin_engine = Engine(
+            connect(settings.redis_url, cluster=settings.redis_cluster, max_connections=ADMIN_POOL_SIZE), **ttls
+        )
+        db = make_engine(settings.database_url)
+        queue = connect_async(settings.queue_redis_url, max_connections=QUEUE_POOL_SIZE)
+        queue_sync = connect(settings.queue_redis_url, max_connections=ADMIN_POOL_SIZE)
+        limiter = RateLimiter(queue, settings.rate_limit_per_second) if settings.rate_limit_per_second else None
+        return cls(
+            settings=settings,
+            engine=engine,
+            admin_engine=admin_engine,
+            db=db,
+            queue=queue,
+            queue_sync=queue_sync,
+            catalog=CatalogCache(db),
+            drain=Drain(DrainTrigger(queue_sync)),
+            limiter=limiter,
+        )
+
+    async def close(self) -> None:
+        await self.drain.close()
+        for client in (self.engine.redis, self.queue):
+            await client.aclose()
+            # A client handed its pool does not own it, so aclose() leaves the pool's connections open.
+            if getattr(client, "connection_pool", None) is not None:
+                await client.connection_pool.disconnect()
+        for client in (self.admin_engine.redis, self.queue_sync):
+            client.close()
+            if getattr(client, "connection_pool", None) is not None:
+                client.connection_pool.disconnect()
+        self.db.dispose()

@@ -1,0 +1,59 @@
+"""RFC 3339 timestamps in UTC, to and from the engine's epoch milliseconds."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime, timedelta
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})",
+    re.ASCII,
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def iso(ms: int) -> str:
+    """``2026-11-28T01:19:44.123Z`` for epoch milliseconds."""
+    seconds, millis = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+def iso_datetime(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return iso(to_ms(value))
+
+
+def to_ms(value: datetime) -> int:
+    return (value - _EPOCH) // _MS
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """An aware UTC datetime; raises ValueError for anything that is not a full RFC 3339 date-time."""
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise ValueError("expected an RFC 3339 date-time with a time zone, such as 2026-01-31T12:00:00Z")
+    year, month, day, hour, minute, second = (int(g) for g in match.group(1, 2, 3, 4, 5, 6))
+    fraction = (match.group(7) or ".0")[1:]
+    micro = int(fraction[:6].ljust(6, "0"))
+    zone = match.group(8)
+    offset = timedelta(0) if zone in ("Z", "z") else _offset(zone)
+    # RFC 3339 allows a leap second (:60); datetime does not, so it becomes the next second.
+    leap = second == 60
+    try:
+        parsed = datetime(year, month, day, hour, minute, 59 if leap else second, micro, tzinfo=UTC)
+        return parsed - offset + timedelta(seconds=1 if leap else 0)
+    except OverflowError:
+        raise ValueError(f"{text} is out of range") from None
+
+
+def _offset(zone: str) -> timedelta:
+    hours, minutes = int(zone[1:3]), int(zone[4:6])
+    if hours > 23 or minutes > 59:
+        raise ValueError(f"bad time zone offset {zone}")
+    sign = -1 if zone[0] == "-" else 1
+    return sign * timedelta(hours=hours, minutes=minutes)
