@@ -62,3 +62,13 @@ def empty_tables(db: sa.Engine) -> None:
         else:
             for table in TABLES:
                 connection.execute(sa.text(f"DELETE FROM {table}"))
+
+
+def count_rows(db: sa.Engine, table: str) -> int:
+    with db.connect() as connection:
+        return int(connection.execute(sa.text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
+
+
+def order_statuses(db: sa.Engine) -> dict[str, str]:
+    with db.connect() as connection:
+        return {row[0]: row[1] for row in connection.execute(sa.text("SELECT id, status FROM orders"))}

@@ -1,0 +1,208 @@
+"""Applying outbox events: idempotent, monotonic, in any order, one transaction per batch."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from engine import Engine
+from engine.types import OutboxEvent
+from persistence.events import MalformedEvent, apply_events, batch_rows
+from persistence.records import get_order, get_payment
+from tests.support.database import count_rows
+from tests.support.sales import add_product
+
+ORDER = "o7_01JD0Z3N5W8YQ2T4V6X8Z0A1B2"
+HOLD = "h7_01JD0Z3N5W8YQ2T4V6X8Z0A1B3"
+
+
+def order_event(
+    event: str, status: str = "pending", *, note: str = "", at: int = 1_000, entry: str = "1-0", **extra: str
+) -> OutboxEvent:
+    fields = {
+        "event": event,
+        "at": str(at),
+        "order_id": ORDER,
+        "product_id": "7",
+        "hold_id": HOLD,
+        "customer_id": "alice",
+        "quantity": "2",
+        "amount_cents": "500",
+        "status": status,
+        "created_ms": "1000",
+        "expires_ms": "901000",
+        "closed_ms": "0" if status == "pending" else str(at),
+        "note": note,
+        **extra,
+    }
+    return OutboxEvent(7, entry, event, fields)
+
+
+def created(at: int = 1_000) -> OutboxEvent:
+    return order_event("order_created", at=at)
+
+
+def paid(txn: str = "txn-1", at: int = 2_000) -> list[OutboxEvent]:
+    return [
+        order_event("order_paid", "paid", note=txn, at=at),
+        order_event(
+            "payment", "paid", note=txn, at=at, transaction_id=txn, result="success", applied="1", payload='{"ok": 1}'
+        ),
+    ]
+
+
+@pytest.fixture
+def product(real_engine: Engine, db: sa.Engine) -> int:
+    add_product(real_engine, db, 7)
+    return 7
+
+
+@pytest.mark.usefixtures("product")
+def test_order_created_inserts_a_pending_order(db: sa.Engine) -> None:
+    apply_events(db, [created()])
+
+    order = get_order(db, ORDER)
+    assert order is not None
+    assert (order.status, order.quantity, order.amount_cents, order.customer_id) == ("pending", 2, 500, "alice")
+    assert order.expires_at.timestamp() == 901
+
+
+@pytest.mark.usefixtures("product")
+def test_applying_a_batch_twice_writes_nothing_the_second_time(db: sa.Engine) -> None:
+    batch = [created(), *paid()]
+    first = apply_events(db, batch)
+    second = apply_events(db, batch)
+
+    assert (first.orders_written, first.payments_written) == (1, 1)
+    assert (second.orders_written, second.payments_written) == (0, 0)
+    assert (count_rows(db, "orders"), count_rows(db, "payments")) == (1, 1)
+
+
+@pytest.mark.usefixtures("product")
+def test_a_late_pending_snapshot_never_overwrites_paid(db: sa.Engine) -> None:
+    apply_events(db, [created(), *paid()])
+    apply_events(db, [created(at=5_000)])
+
+    order = get_order(db, ORDER)
+    assert order is not None
+    assert (order.status, order.transaction_id) == ("paid", "txn-1")
+
+
+@pytest.mark.usefixtures("product")
+def test_a_final_status_never_changes_again(db: sa.Engine) -> None:
+    apply_events(db, [order_event("order_cancelled", "cancelled", note="expired", at=3_000)])
+    apply_events(db, paid(at=4_000)[:1])
+
+    order = get_order(db, ORDER)
+    assert order is not None
+    assert (order.status, order.cancel_reason, order.paid_at) == ("cancelled", "expired", None)
+
+
+@pytest.mark.usefixtures("product")
+def test_payment_drained_before_order_created_still_ends_paid_with_the_payment(db: sa.Engine) -> None:
+    # Given the payment's batch arrives first (a reordered stream), then the order_created batch
+    apply_events(db, paid()[1:])
+    apply_events(db, [created()])
+
+    order, payment = get_order(db, ORDER), get_payment(db, "txn-1")
+    assert order is not None
+    assert payment is not None
+    assert (order.status, order.transaction_id) == ("paid", "txn-1")
+    assert (payment.order_id, payment.status, payment.applied, payment.payload) == (ORDER, "success", True, {"ok": 1})
+
+
+@pytest.mark.usefixtures("product")
+def test_reordered_events_within_one_batch_keep_the_most_advanced_snapshot(db: sa.Engine) -> None:
+    apply_events(db, [*reversed(paid()), created()])
+
+    order = get_order(db, ORDER)
+    assert order is not None
+    assert order.status == "paid"
+
+
+@pytest.mark.usefixtures("product")
+def test_a_duplicate_transaction_id_is_absorbed(db: sa.Engine) -> None:
+    apply_events(db, [created(), *paid("txn-1")])
+    late = order_event("payment", "paid", note="txn-1", at=9_000, transaction_id="txn-1", result="failed", applied="0")
+    result = apply_events(db, [late, late])
+
+    payment = get_payment(db, "txn-1")
+    assert payment is not None
+    assert (payment.status, result.payments_written, count_rows(db, "payments")) == ("success", 0, 1)
+
+
+@pytest.mark.usefixtures("product")
+def test_a_payload_that_is_not_json_is_kept_as_a_string(db: sa.Engine) -> None:
+    event = order_event(
+        "payment", "cancelled", note="payment_failed", transaction_id="t", result="failed", applied="1", payload="{oops"
+    )
+    apply_events(db, [event])
+
+    payment = get_payment(db, "t")
+    assert payment is not None
+    assert payment.payload == "{oops"
+
+
+@pytest.mark.usefixtures("product")
+def test_hold_expired_events_write_no_row(db: sa.Engine) -> None:
+    expired = OutboxEvent(7, "1-0", "hold_expired", {"event": "hold_expired", "hold_id": HOLD, "quantity": "1"})
+    result = apply_events(db, [expired])
+
+    assert (result.hold_expired, count_rows(db, "orders")) == (1, 0)
+
+
+@pytest.mark.usefixtures("product")
+def test_a_failing_batch_writes_nothing(db: sa.Engine) -> None:
+    unknown_product = OutboxEvent(
+        8, "2-0", "order_created", {**created().fields, "product_id": "8", "order_id": "o8_x"}
+    )
+    with pytest.raises(sa.exc.IntegrityError):
+        apply_events(db, [created(), unknown_product])
+
+    assert count_rows(db, "orders") == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"status": "shipped"}, "status"),
+        ({"quantity": "two"}, "quantity"),
+        ({"note": "bored", "status": "cancelled"}, "cancel reason"),
+    ],
+)
+def test_malformed_events_are_refused_with_their_entry(change: dict[str, str], reason: str) -> None:
+    event = created()
+    bad = OutboxEvent(7, "5-1", event.event, {**event.fields, **change})
+    with pytest.raises(MalformedEvent, match=reason) as error:
+        batch_rows([bad])
+    assert (error.value.entry_id, error.value.code) == ("5-1", "malformed_event")
+
+
+def test_unknown_event_types_are_refused_rather_than_dropped() -> None:
+    with pytest.raises(MalformedEvent, match="unknown event"):
+        batch_rows([OutboxEvent(7, "1-0", "order_shipped", {})])
+
+
+def test_a_batch_gives_one_row_per_order_and_per_transaction() -> None:
+    orders, payments, expired = batch_rows([created(), *paid(), *paid(), created(at=9_000)])
+
+    assert [(o["id"], o["status"]) for o in orders] == [(ORDER, "paid")]
+    assert [p["transaction_id"] for p in payments] == ["txn-1"]
+    assert expired == 0
+
+
+@pytest.mark.usefixtures("product")
+def test_engine_events_round_trip_every_field(real_engine: Engine, db: sa.Engine) -> None:
+    hold = real_engine.reserve(7, 3, customer_id="bob")
+    order = real_engine.convert(hold.hold_id)
+    settlement = real_engine.settle(order.order_id, "txn-9", "success", '{"amount": 750}')
+    apply_events(db, real_engine.read_outbox(7))
+
+    record = get_order(db, order.order_id)
+    assert record is not None
+    assert record.hold_id == hold.hold_id
+    assert (record.quantity, record.amount_cents, record.customer_id) == (3, 750, "bob")
+    assert int(record.created_at.timestamp() * 1000) == order.created_at_ms
+    assert int(record.expires_at.timestamp() * 1000) == order.expires_at_ms
+    assert record.paid_at is not None
+    assert int(record.paid_at.timestamp() * 1000) == settlement.order.closed_at_ms
