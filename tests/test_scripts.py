@@ -1,0 +1,68 @@
+"""The Lua scripts as files: contracts, the shared prelude, and keys that come only through KEYS."""
+
+from __future__ import annotations
+
+import re
+from importlib.resources import files
+
+import pytest
+
+from engine.ids import product_keys
+from engine.scripts import NAMES, source
+
+LUA = files("engine") / "lua"
+
+
+def lua(name: str) -> str:
+    return (LUA / f"{name}.lua").read_text(encoding="utf-8")
+
+
+def test_every_script_file_is_registered() -> None:
+    on_disk = {p.name.removesuffix(".lua") for p in LUA.iterdir() if p.name.endswith(".lua")}
+
+    assert on_disk - {"_prelude"} == set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_script_starts_with_its_contract(name: str) -> None:
+    header = []
+    for line in lua(name).splitlines():
+        if not line.startswith("--"):
+            break
+        header.append(line)
+    text = "\n".join(header)
+
+    assert header[0].startswith(f"-- {name}: ")
+    for part in ("KEYS", "ARGV", "returns"):
+        assert part in text, f"{name}.lua's header does not describe {part}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_script_is_the_prelude_then_its_file(name: str) -> None:
+    assert source(name) == lua("_prelude") + "\n" + lua(name)
+
+
+@pytest.mark.parametrize("name", ["_prelude", "../client", "unknown"])
+def test_source_refuses_names_that_are_not_scripts(name: str) -> None:
+    with pytest.raises(KeyError):
+        source(name)
+
+
+def test_the_prelude_reads_exactly_the_ten_product_keys() -> None:
+    indexes = {int(i) for i in re.findall(r"KEYS\[(\d+)\]", lua("_prelude"))}
+
+    assert indexes == set(range(1, len(product_keys(1).all()) + 1))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_scripts_name_no_key_of_their_own(name: str) -> None:
+    code = lua(name)
+
+    assert "KEYS[" not in code  # keys are read once, in the prelude
+    for command, first in re.findall(r"redis\.call\('(\w+)',\s*([^,)]+)", source(name)):
+        assert re.fullmatch(r"K_[A-Z_]+|TOMB_HASH\[.+", first.strip()), f"{name}: {command} on {first}"
+
+
+@pytest.mark.parametrize("name", [*NAMES, "_prelude"])
+def test_scripts_never_compile_code_at_run_time(name: str) -> None:
+    assert not re.search(r"\b(loadstring|load|dofile|require)\s*\(", lua(name))
