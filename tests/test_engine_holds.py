@@ -305,3 +305,17 @@ def test_snapshot_prunes_old_tombstones_too(clocked: tuple[Engine, FakeClock]) -
     assert engine.redis.zcard(product_keys(1).tombs) == 0
     with pytest.raises(HoldNotFound):
         engine.release(hold.hold_id)
+
+
+def test_a_convert_replay_reports_an_order_that_expired_since(make_engine: MakeEngine) -> None:
+    engine = make_engine(order_ttl_ms=150)
+    engine.set_stock(1, 10)
+    hold = engine.reserve(1, 2)
+    order_id = new_id("order", 1)
+    first = engine.convert(hold.hold_id, order_id=order_id)
+    sleep_past(first.expires_at_ms)
+
+    again = engine.convert(hold.hold_id, order_id=order_id)
+
+    assert (again.status, again.cancel_reason) == ("cancelled", "expired")
+    assert engine.snapshot(1).available == 10

@@ -317,3 +317,16 @@ def test_snapshot_reads_redis_server_time(engine: Engine) -> None:
     engine.set_stock(1, 1)
 
     assert abs(engine.snapshot(1).now_ms - wall_ms()) < 2_000
+
+
+def test_a_reserve_replay_counts_expired_units_as_available(make_engine: MakeEngine) -> None:
+    engine = make_engine(hold_ttl_ms=150)
+    engine.set_stock(1, 10)
+    kept = engine.reserve(1, 1, idempotency_key="k")
+    lapsing = engine.reserve(1, 4)
+    engine.convert(kept.hold_id)
+    sleep_past(lapsing.expires_at_ms)
+
+    again = engine.reserve(1, 1, idempotency_key="k")
+
+    assert again.available == 9

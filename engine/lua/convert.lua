@@ -13,7 +13,13 @@ local h = read_hold(hold_ulid)
 if not h then return { 'hold_not_found' } end
 if h.state == 'c' then
   local first = h.order == order_ulid and read_order(order_ulid)
-  if first then return order_reply('ok', order_ulid, first) end
+  if first then
+    if first.state == 'p' then
+      local now = now_ms()
+      if now >= first.expires then cancel_order(order_ulid, first, now, 'expired') end
+    end
+    return order_reply('ok', order_ulid, first)
+  end
   return { 'hold_already_used', h.order }
 end
 if h.state == 'r' then return { 'hold_released' } end

@@ -15,6 +15,9 @@ local batch = tonumber(ARGV[6])
 if not product_exists() then return { 'product_not_found' } end
 local now = now_ms()
 
+-- Lazy reaping: overdue holds and orders give their units back before anything is read or taken.
+local holds, orders = reap_due(now, batch)
+
 -- A retry of the same call, or the same idempotency key, gets the first hold back, as it is now.
 if idem ~= '' then
   local first = redis.call('HGET', K_IDEM, idem)
@@ -34,8 +37,6 @@ if (starts > 0 and now < starts) or (ends > 0 and now >= ends) then
   return { 'sale_not_active', starts, ends, now }
 end
 
--- Lazy reaping: overdue holds and orders give their units back before we look at stock.
-local holds, orders = reap_due(now, batch)
 local available = counter('available')
 while available < qty and (holds == batch or orders == batch) do
   holds, orders = reap_due(now, batch)
