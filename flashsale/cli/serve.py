@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import click
@@ -19,12 +20,21 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log every request (slower).")
 def serve(host: str, port: int, workers: int, access_log: bool) -> None:
     """Run the HTTP API."""
-    import uvicorn
-
     settings_or_exit()  # a bad variable stops here, in one line, before any worker starts
+    metrics_dir = None
     if workers > 1 and not os.environ.get(MULTIPROC_ENV):
         # Request metrics live in each worker; prometheus-client adds them up through files here.
-        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="flashsale-metrics-")
+        metrics_dir = os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="flashsale-metrics-")
+    try:
+        _run(host, port, workers, access_log)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run(host: str, port: int, workers: int, access_log: bool) -> None:
+    import uvicorn
+
     uvicorn.run(
         "api.app:create_app",
         factory=True,
