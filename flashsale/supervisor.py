@@ -207,7 +207,7 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def kill(self) -> None:
+    def kill(self) -> None:
         """Force: SIGKILL every child's process group at once."""
         self._stopping.set()
         for process in self.processes.values():

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import click
 
+from flashsale.cli.bench import bench
 from flashsale.cli.db import migrate
+from flashsale.cli.pay import pay
+from flashsale.cli.product import product, seed
+from flashsale.cli.race import race
+from flashsale.cli.reconcile import reconcile
 from flashsale.cli.serve import serve
+from flashsale.cli.up import up
 from flashsale.cli.workers import scheduler, worker
 
 
@@ -18,6 +24,13 @@ cli.add_command(migrate)
 cli.add_command(worker)
 cli.add_command(scheduler)
 cli.add_command(serve)
+cli.add_command(up)
+cli.add_command(product)
+cli.add_command(seed)
+cli.add_command(reconcile)
+cli.add_command(race)
+cli.add_command(pay)
+cli.add_command(bench)
 
 
 def main() -> None:

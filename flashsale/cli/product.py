@@ -1,0 +1,228 @@
+"""``flashsale product set|list`` and ``flashsale seed``: the catalog, with the admin endpoint's semantics."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import click
+import sqlalchemy as sa
+from rich.table import Table
+
+from api.routes.admin import EARLIEST
+from api.times import iso_datetime, parse_rfc3339
+from engine import Engine
+from engine.exceptions import ProductNotFound, StockBelowCommitted
+from flashsale import demo
+from flashsale.cli.connections import backends, operator_settings
+from flashsale.cli.output import ERROR, FAILED, OK, console, fail, json_option, print_json, progress
+from flashsale.logs import get_logger
+from persistence.catalog import (
+    MAX_PER_CUSTOMER,
+    MAX_PRICE_CENTS,
+    MAX_STOCK,
+    Product,
+    ProductSpec,
+    list_products,
+    put_product,
+)
+
+log = get_logger("flashsale.cli.product")
+
+
+def moment(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """An RFC 3339 date-time with a time zone, refused as the admin endpoint refuses it."""
+    if value is None:
+        return None
+    try:
+        parsed = parse_rfc3339(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    if parsed < EARLIEST:
+        raise click.BadParameter("must be after 1970-01-02T00:00:00Z")
+    return parsed
+
+
+def _saved(engine: Engine, product: Product, created: bool) -> dict[str, Any]:
+    snapshot = engine.snapshot(product.id)
+    return {
+        "id": product.id,
+        "name": product.name,
+        "price_cents": product.price_cents,
+        "stock": snapshot.total,
+        "available": snapshot.available,
+        "max_per_customer": product.max_per_customer or None,
+        "sale_starts_at": iso_datetime(product.sale_starts_at),
+        "sale_ends_at": iso_datetime(product.sale_ends_at),
+        "created": created,
+    }
+
+
+def save(engine: Engine, db: sa.Engine, spec: ProductSpec) -> dict[str, Any]:
+    """put_product, logged; ValueError and StockBelowCommitted pass through to the caller."""
+    product, created = put_product(engine, db, spec)
+    log.info("product_saved", product_id=product.id, created=created, stock=product.stock, source="cli")
+    return _saved(engine, product, created)
+
+
+def _describe(saved: dict[str, Any]) -> str:
+    verb = "created" if saved["created"] else "updated"
+    limit = f", at most {saved['max_per_customer']} per customer" if saved["max_per_customer"] else ""
+    return (
+        f"{verb} product {saved['id']} {saved['name']!r}: stock {saved['stock']}, available {saved['available']}, "
+        f"price {saved['price_cents']} cents{limit}"
+    )
+
+
+@click.group()
+def product() -> None:
+    """Put products on sale and list them."""
+
+
+@product.command("set")
+@click.argument("product_id", metavar="ID", type=click.IntRange(1, 10**15 - 1))
+@click.option("--name", required=True, help="Display name.")
+@click.option("--price-cents", type=click.IntRange(0, MAX_PRICE_CENTS), required=True, help="Unit price in cents.")
+@click.option("--stock", type=click.IntRange(0, MAX_STOCK), required=True, help="Total units put on sale.")
+@click.option(
+    "--max-per-customer",
+    type=click.IntRange(0, MAX_PER_CUSTOMER),
+    default=0,
+    show_default=True,
+    help="Units one customer may hold, have pending or buy; 0 means no limit.",
+)
+@click.option(
+    "--starts-at",
+    callback=moment,
+    metavar="RFC3339",
+    help="Sale opens (RFC 3339, e.g. 2026-11-28T12:00:00Z); default: open.",
+)
+@click.option("--ends-at", callback=moment, metavar="RFC3339", help="Sale closes (RFC 3339); default: never.")
+@json_option
+def set_product(
+    product_id: int,
+    name: str,
+    price_cents: int,
+    stock: int,
+    max_per_customer: int,
+    starts_at: datetime | None,
+    ends_at: datetime | None,
+    as_json: bool,
+) -> None:
+    """Create or change product ID, in the database and in the engine at once.
+
+    Like PUT /api/admin/products/ID, every field is set: an option left out takes its default.
+    A stock below the units already held, pending or sold is refused (stock_below_committed, exit 1),
+    and then nothing changes anywhere.
+    """
+    settings = operator_settings()
+    spec = ProductSpec(product_id, name, price_cents, stock, max_per_customer, starts_at, ends_at)
+    with backends(settings) as (engine, db):
+        try:
+            saved = save(engine, db, spec)
+        except StockBelowCommitted as error:
+            fail(f"{error.code}: {error.message}", FAILED)
+        except ValueError as error:
+            fail(f"validation_error: {error}", ERROR)
+    if as_json:
+        print_json(saved)
+    else:
+        click.echo(_describe(saved))
+
+
+def _row(engine: Engine, product: Product) -> dict[str, Any]:
+    try:
+        snap = engine.snapshot(product.id)
+    except ProductNotFound:
+        live: dict[str, Any] = {"in_engine": False, "available": None, "held": None, "pending": None, "sold": None}
+    else:
+        live = {
+            "in_engine": True,
+            "available": snap.available,
+            "held": snap.held,
+            "pending": snap.pending,
+            "sold": snap.sold,
+        }
+    return {
+        "id": product.id,
+        "name": product.name,
+        "price_cents": product.price_cents,
+        "stock": product.stock,
+        **live,
+        "max_per_customer": product.max_per_customer or None,
+        "sale_starts_at": iso_datetime(product.sale_starts_at),
+        "sale_ends_at": iso_datetime(product.sale_ends_at),
+    }
+
+
+@product.command("list")
+@json_option
+def list_command(as_json: bool) -> None:
+    """The catalog, with live availability from the engine."""
+    settings = operator_settings()
+    with backends(settings) as (engine, db):
+        products = list_products(db)
+        with progress(quiet=as_json) as bar:
+            task = bar.add_task("reading the engine", total=len(products))
+            rows = []
+            for item in products:
+                rows.append(_row(engine, item))
+                bar.advance(task)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("The catalog is empty: `flashsale seed` loads a demo one, `flashsale product set` adds a product.")
+        return
+    table = Table("id", "name", "price", "stock", "available", "held", "pending", "sold", "limit", "sale window")
+    missing = False
+    for row in rows:
+        missing = missing or not row["in_engine"]
+        window = f"{row['sale_starts_at'] or 'open'} → {row['sale_ends_at'] or 'open'}"
+        table.add_row(
+            str(row["id"]),
+            row["name"],
+            f"{row['price_cents'] / 100:.2f}",
+            str(row["stock"]),
+            *(("[red]not in Redis[/]", "", "", "") if not row["in_engine"] else _live(row)),
+            str(row["max_per_customer"] or "-"),
+            window,
+        )
+    console().print(table)
+    if missing:
+        click.echo("Some products are missing from Redis: `flashsale reconcile --rebuild-all` restores them.")
+
+
+def _live(row: dict[str, Any]) -> tuple[str, str, str, str]:
+    return str(row["available"]), str(row["held"]), str(row["pending"]), str(row["sold"])
+
+
+def seed_catalog(engine: Engine, db: sa.Engine, *, quiet: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
+    """Put every demo product; returns what was saved and the refusals (a product whose stock is committed)."""
+    saved, refused = [], []
+    with progress(quiet=quiet) as bar:
+        task = bar.add_task("loading the demo catalog", total=len(demo.CATALOG))
+        for spec in demo.CATALOG:
+            try:
+                saved.append(save(engine, db, spec))
+            except StockBelowCommitted as error:
+                refused.append(f"product {spec.id}: {error.code}: {error.message}")
+            bar.advance(task)
+    return saved, refused
+
+
+@click.command()
+@json_option
+def seed(as_json: bool) -> None:
+    """Load the demo catalog (products 1 to 3), creating or resetting each product, as `product set` would."""
+    settings = operator_settings()
+    with backends(settings) as (engine, db):
+        saved, refused = seed_catalog(engine, db, quiet=as_json)
+    if as_json:
+        print_json({"products": saved, "refused": refused})
+    else:
+        for item in saved:
+            click.echo(_describe(item))
+        for line in refused:
+            click.echo(f"refused {line}", err=True)
+    raise SystemExit(FAILED if refused else OK)

@@ -1,0 +1,41 @@
+"""The demo catalog ``flashsale seed`` and the first ``flashsale up`` load, and the walk-through of one purchase."""
+
+from __future__ import annotations
+
+import shlex
+
+from persistence.catalog import ProductSpec
+
+CATALOG: tuple[ProductSpec, ...] = (
+    ProductSpec(1, "Limited sneaker, drop #1", price_cents=12_900, stock=100, max_per_customer=2),
+    ProductSpec(2, "Concert ticket, front row", price_cents=8_500, stock=500, max_per_customer=4),
+    ProductSpec(3, "Signed vinyl, numbered", price_cents=4_900, stock=10, max_per_customer=1),
+)
+
+WALKTHROUGH_PRODUCT = 1
+WALKTHROUGH_CUSTOMER = "alice"
+
+# Reads one field of the JSON on stdin, with the python3 any machine with the project already has.
+_FIELD = "python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])'"
+
+
+def walkthrough(url: str, flashsale: str = "flashsale") -> list[tuple[str, str]]:
+    """(title, shell command) for each step of one purchase against ``url``, ready to paste in order."""
+    hold = shlex.quote(
+        f'{{"product_id": {WALKTHROUGH_PRODUCT}, "quantity": 1, "customer_id": "{WALKTHROUGH_CUSTOMER}"}}'
+    )
+    json = "-H 'Content-Type: application/json'"
+    return [
+        ("See the product, live availability included", f"curl -s {url}/api/products/{WALKTHROUGH_PRODUCT}"),
+        (
+            "Hold one unit (it is yours for FLASHSALE_HOLD_TTL_SECONDS)",
+            f"HOLD=$(curl -s -X POST {url}/api/holds {json} -d {hold} | {_FIELD} hold_id); echo $HOLD",
+        ),
+        (
+            "Turn the hold into an order",
+            f"ORDER=$(curl -s -X POST {url}/api/orders {json} -d '{{\"hold_id\": \"'$HOLD'\"}}' | {_FIELD} order_id)"
+            "; echo $ORDER",
+        ),
+        ("Pay it: a signed webhook, as the payment provider would send", f"{flashsale} pay $ORDER --status success"),
+        ("See the order paid", f"curl -s {url}/api/orders/$ORDER"),
+    ]
