@@ -18,7 +18,7 @@ from redis.cluster import RedisCluster
 from engine import Engine
 from tests.support.servers import RedisServer, reachable, redis_cluster, redis_server
 
-pytest_plugins = ["tests.support.api"]  # the API's fixtures: api_settings, client, engine_sync
+pytest_plugins = ["tests.support.api", "tests.support.cli"]  # fixtures: API (client, ...), CLI (operator, live_api)
 
 IN_CI = bool(os.environ.get("CI"))
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"

@@ -161,15 +161,15 @@ def reconcile(fix: bool, rebuild_id: int | None, rebuild_all: bool, as_json: boo
                 reaped = reap(engine)
                 act(
                     "reap",
-                    f"reaped {reaped.holds_expired} overdue holds and {reaped.orders_expired} overdue orders "
+                    f"reaped {reaped.holds_expired} overdue hold(s) and {reaped.orders_expired} overdue order(s) "
                     f"({reaped.units_returned} units back on sale)",
                     **asdict(reaped),
                 )
                 drained = drain(engine, db)
                 act(
                     "drain",
-                    f"drained {drained.events} outbox events: {drained.orders_written} order rows and "
-                    f"{drained.payments_written} payment rows written",
+                    f"drained {drained.events} outbox event(s): {drained.orders_written} order row(s) and "
+                    f"{drained.payments_written} payment row(s) written",
                     **drained.summary(),
                 )
             targets = [rebuild_id] if rebuild_id is not None else []

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flashsale import demo
+from persistence.catalog import get_product
+from tests.support.cli import Operator
+
+SNEAKER = ("--name", "Sneaker", "--price-cents", "12900", "--stock", "10")
+
+
+def test_product_set_creates_the_product_in_the_database_and_the_engine(operator: Operator) -> None:
+    result = operator.run("product", "set", "7", *SNEAKER, "--max-per-customer", "2", "--json")
+
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body == {
+        "id": 7,
+        "name": "Sneaker",
+        "price_cents": 12900,
+        "stock": 10,
+        "available": 10,
+        "max_per_customer": 2,
+        "sale_starts_at": None,
+        "sale_ends_at": None,
+        "created": True,
+    }
+    saved = get_product(operator.db, 7)
+    assert saved is not None
+    assert saved.stock == 10
+    assert operator.engine.snapshot(7).total == 10
+
+
+def test_product_set_updates_and_says_so(operator: Operator) -> None:
+    operator.run("product", "set", "7", *SNEAKER)
+
+    result = operator.run("product", "set", "7", "--name", "Sneaker", "--price-cents", "100", "--stock", "20")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("updated product 7 'Sneaker': stock 20, available 20, price 100 cents")
+
+
+def test_product_set_refuses_a_stock_below_what_is_committed(operator: Operator) -> None:
+    operator.run("product", "set", "7", *SNEAKER)
+    operator.engine.reserve(7, 4)
+
+    result = operator.run("product", "set", "7", "--name", "Sneaker", "--price-cents", "12900", "--stock", "3")
+
+    assert result.exit_code == 1
+    assert "stock_below_committed" in result.stderr
+    assert operator.engine.snapshot(7).total == 10
+    saved = get_product(operator.db, 7)
+    assert saved is not None
+    assert saved.stock == 10
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--starts-at", "tomorrow"), "RFC 3339"),
+        (("--starts-at", "1970-01-01T00:00:00Z"), "after 1970-01-02"),
+        (("--starts-at", "2030-01-02T00:00:00Z", "--ends-at", "2030-01-01T00:00:00Z"), "sale_ends_at"),
+        (("--name", "   "), "name"),
+    ],
+)
+def test_product_set_refuses_what_the_admin_endpoint_refuses(
+    operator: Operator, extra: tuple[str, ...], message: str
+) -> None:
+    result = operator.run("product", "set", "7", *SNEAKER, *extra)
+
+    assert result.exit_code == 2
+    assert message in result.output
+    assert get_product(operator.db, 7) is None
+    assert operator.engine.product_ids() == []
+
+
+def test_product_set_keeps_the_sale_window_in_utc(operator: Operator) -> None:
+    window = ("--starts-at", "2030-01-01T01:00:00+01:00", "--ends-at", "2030-01-02T00:00:00Z")
+
+    result = operator.run("product", "set", "7", *SNEAKER, *window)
+
+    assert result.exit_code == 0, result.output
+    listed = json.loads(operator.run("product", "list", "--json").stdout)
+    assert listed[0]["sale_starts_at"] == "2030-01-01T00:00:00.000Z"
+    assert listed[0]["sale_ends_at"] == "2030-01-02T00:00:00.000Z"
+
+
+def test_seed_loads_the_demo_catalog_and_list_shows_it_live(operator: Operator) -> None:
+    result = operator.run("seed", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert [p["id"] for p in json.loads(result.stdout)["products"]] == [p.id for p in demo.CATALOG]
+    operator.engine.reserve(1, 2)
+    listed = {row["id"]: row for row in json.loads(operator.run("product", "list", "--json").stdout)}
+    assert listed[1]["available"] == demo.CATALOG[0].stock - 2
+    assert listed[1]["held"] == 2
+    table = operator.run("product", "list").stdout
+    assert demo.CATALOG[0].name in table
+
+
+def test_product_list_points_to_the_rebuild_when_redis_lost_a_product(operator: Operator) -> None:
+    operator.run("seed")
+    operator.redis.flushdb()
+
+    result = operator.run("product", "list")
+
+    assert result.exit_code == 0
+    assert "not in Redis" in result.stdout
+    assert "flashsale reconcile --rebuild-all" in result.stdout
+
+
+def test_product_commands_exit_2_with_one_line_when_redis_is_down(
+    operator: Operator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLASHSALE_REDIS_URL", "redis://127.0.0.1:1/0")
+
+    result = operator.run("product", "set", "7", *SNEAKER)
+
+    assert result.exit_code == 2
+    assert "Redis at 127.0.0.1:1 is unavailable" in result.stderr
+    assert "Traceback" not in result.output

@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.ids import product_keys
+from persistence.reconcile import drain
+from tests.support.cli import Operator
+from tests.support.database import order_statuses
+from tests.support.sales import add_product, place_orders
+
+
+def verdicts(result_stdout: str) -> dict[int, str]:
+    return {row["product_id"]: row["verdict"] for row in json.loads(result_stdout)["products"]}
+
+
+@pytest.fixture
+def sold(operator: Operator) -> Operator:
+    """Two products with orders in every state, all of it in PostgreSQL."""
+    add_product(operator.engine, operator.db, 1, stock=100)
+    add_product(operator.engine, operator.db, 2, stock=50)
+    place_orders(operator.engine, 1, 8)
+    place_orders(operator.engine, 2, 4, prefix="u")
+    drain(operator.engine, operator.db)
+    return operator
+
+
+def test_reconcile_reports_consistent_products_and_exits_0(sold: Operator) -> None:
+    result = sold.run("reconcile")
+
+    assert result.exit_code == 0, result.output
+    assert "dry run: nothing changed" in result.stdout
+    assert "2 product(s): no drift" in result.stdout
+
+
+def test_reconcile_dry_run_shows_an_undrained_outbox_as_behind_and_changes_nothing(sold: Operator) -> None:
+    hold = sold.engine.reserve(1, 1)
+    order = sold.engine.convert(hold.hold_id)
+
+    result = sold.run("reconcile", "--json")
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["dry_run"] is True
+    assert report["actions"] == []
+    assert verdicts(result.stdout) == {1: "behind", 2: "ok"}
+    assert order.order_id not in order_statuses(sold.db)
+    assert sold.engine.outbox_backlog(1) > 0
+
+
+def test_reconcile_fix_drains_the_outbox_into_the_database(sold: Operator) -> None:
+    hold = sold.engine.reserve(1, 1)
+    order = sold.engine.convert(hold.hold_id)
+
+    result = sold.run("reconcile", "--fix")
+
+    assert result.exit_code == 0, result.output
+    assert "→ reaped 0 overdue hold(s)" in result.stdout
+    assert "→ drained 1 outbox event(s): 1 order row(s)" in result.stdout
+    assert order_statuses(sold.db)[order.order_id] == "pending"
+    assert sold.engine.outbox_backlog(1) == 0
+
+
+def test_reconcile_finds_planted_drift_exits_1_and_rebuild_fixes_it(sold: Operator) -> None:
+    # Given counters that no longer add up: 5 units appeared from nowhere.
+    before = sold.engine.snapshot(1)
+    sold.redis.hincrby(product_keys(1).product, "available", 5)
+
+    dry = sold.run("reconcile", "--json")
+    assert dry.exit_code == 1
+    row = next(r for r in json.loads(dry.stdout)["products"] if r["product_id"] == 1)
+    assert row["verdict"] == "DRIFT"
+    assert row["remedy"] == "rebuild"
+    assert sold.engine.snapshot(1).available == before.available + 5  # a dry run changes nothing
+
+    fixed = sold.run("reconcile", "--rebuild", "1")
+
+    assert fixed.exit_code == 0, fixed.output
+    assert "→ rebuilt product 1 from the database" in fixed.stdout
+    after = sold.engine.snapshot(1)
+    assert (after.total, after.available, after.pending, after.sold) == (
+        before.total,
+        before.available,
+        before.pending,
+        before.sold,
+    )
+
+
+def test_reconcile_rebuild_all_restores_every_product_after_flushdb(sold: Operator) -> None:
+    before = {pid: sold.engine.snapshot(pid) for pid in (1, 2)}
+    sold.redis.flushdb()
+    assert sold.run("reconcile").exit_code == 1
+
+    result = sold.run("reconcile", "--rebuild-all", "--json")
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [a["product_id"] for a in report["actions"]] == [1, 2]
+    assert verdicts(result.stdout) == {1: "ok", 2: "ok"}
+    for pid, snap in before.items():
+        again = sold.engine.snapshot(pid)
+        assert (again.total, again.available, again.held, again.pending, again.sold) == (
+            snap.total,
+            snap.available + snap.held,  # holds live in Redis only; they are lost with it
+            0,
+            snap.pending,
+            snap.sold,
+        )
+
+
+def test_reconcile_rebuild_all_leaves_sound_products_alone(sold: Operator) -> None:
+    hold = sold.engine.reserve(2, 1)  # an active hold a rebuild would drop
+
+    result = sold.run("reconcile", "--rebuild-all")
+
+    assert result.exit_code == 0, result.output
+    assert "nothing to rebuild" in result.stdout
+    assert sold.engine.hold(hold.hold_id).status == "active"
+
+
+def test_reconcile_exits_2_when_a_service_is_down(sold: Operator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLASHSALE_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:1/flashsale")
+
+    result = sold.run("reconcile")
+
+    assert result.exit_code == 2
+    assert "the database at postgresql+psycopg://postgres@127.0.0.1:1/flashsale is unavailable" in result.stderr
+
+
+def test_reconcile_refuses_rebuild_and_rebuild_all_together(operator: Operator) -> None:
+    result = operator.run("reconcile", "--rebuild", "1", "--rebuild-all")
+
+    assert result.exit_code == 2
+    assert "exclusive" in result.stderr
