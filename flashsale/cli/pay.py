@@ -62,6 +62,8 @@ def _describe(answer: dict[str, object]) -> str:
     order, txn, status = answer.get("order_id"), answer.get("transaction_id"), answer.get("status")
     if answer.get("duplicate"):
         return f"order {order} is {status}: transaction {txn} was already received, nothing changed (duplicate)"
+    if answer.get("refund_required"):
+        return f"order {order} is {status}: transaction {txn} paid for it too late, a refund is required"
     if answer.get("applied"):
         return f"order {order} is now {status} (transaction {txn})"
     return f"order {order} stays {status}: transaction {txn} was recorded but not applied"
