@@ -7,7 +7,7 @@ timestamp is UTC and comes from Redis server time, carried in the outbox events.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -132,6 +132,6 @@ class PaymentRow(Base):
     """The webhook body as received, parsed; a body that is not JSON is kept as a JSON string."""
 
 
-products = ProductRow.__table__
-orders = OrderRow.__table__
-payments = PaymentRow.__table__
+products = cast(sa.Table, ProductRow.__table__)
+orders = cast(sa.Table, OrderRow.__table__)
+payments = cast(sa.Table, PaymentRow.__table__)

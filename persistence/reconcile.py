@@ -101,7 +101,8 @@ def compare_one(state: ProductState) -> Finding:
 
     engine, durable = state.engine, state.durable
     if durable is None:
-        return finding("drifted", "put_product", [Difference("missing_in_catalog", engine and engine.total, None)])
+        total = engine.total if engine else None
+        return finding("drifted", "put_product", [Difference("missing_in_catalog", total, None)])
     if engine is None:
         return finding("drifted", "rebuild", [Difference("missing_in_engine", None, durable.stock)])
     faults = _engine_faults(engine)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from rq.job import Job, JobStatus
-from rq_scheduler import Scheduler as RQScheduler
+from rq_scheduler import Scheduler as RQScheduler  # type: ignore[import-untyped]
 
 from flashsale.settings import Settings
 from workers.queues import DRAIN_JOB, JOB_TIMEOUT_SECONDS, QUEUE_NAME, REAP_JOB
