@@ -1,0 +1,198 @@
+"""`flashsale up` as a person runs it: a subprocess in an empty directory, with no FLASHSALE_* variables."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from flashsale.supervisor import alive, descendants
+
+START_TIMEOUT = 120.0
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Up:
+    """One `flashsale up` process; its output is collected line by line."""
+
+    def __init__(self, directory: Path, port: int) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flashsale", "up", "--port", str(port)],
+            cwd=directory,
+            env=clean_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = START_TIMEOUT, after: int = 0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines[after:]:
+                if text in line:
+                    return line
+            assert self.process.poll() is None, f"up exited ({self.process.returncode}):\n{self.output()}"
+            time.sleep(0.05)
+        raise AssertionError(f"no {text!r} from up in {timeout:.0f}s:\n{self.output()}")
+
+    def url(self) -> str:
+        return self.wait_for("flashsale is up: ").split("flashsale is up: ", 1)[1].strip()
+
+    def stop(self, sig: signal.Signals = signal.SIGINT) -> int:
+        self.process.send_signal(sig)
+        code = self.process.wait(60)
+        self._reader.join(10)
+        return code
+
+    def close(self) -> None:
+        """Kill what is left (a failed test) and release the pipe."""
+        if self.process.poll() is None:
+            for pid in descendants(self.process.pid):
+                os.kill(pid, signal.SIGKILL)
+            self.process.kill()
+            self.process.wait()
+        self._reader.join(10)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+@pytest.fixture
+def ups() -> Iterator[list[Up]]:
+    started: list[Up] = []
+    yield started
+    for up in started:
+        up.close()
+
+
+def flashsale(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flashsale", *args],
+        cwd=directory,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def order_row(directory: Path, order_id: str) -> tuple[str, str | None] | None:
+    with sqlite3.connect(directory / "var" / "flashsale.db") as connection:
+        row = connection.execute("SELECT status, transaction_id FROM orders WHERE id = ?", (order_id,)).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
+        time.sleep(0.05)
+    return [pid for pid in pids if alive(pid)]
+
+
+@pytest.mark.slow
+def test_up_serves_a_purchase_persists_it_stops_cleanly_and_keeps_it(tmp_path: Path, ups: list[Up]) -> None:
+    up = Up(tmp_path, free_port())
+    ups.append(up)
+    url = up.url()
+    var = tmp_path / "var"
+    for secret in ("webhook_secret", "admin_token"):
+        assert stat.S_IMODE((var / secret).stat().st_mode) == 0o600
+        assert f"{var / secret} (created, mode 0600)" in up.output()
+    assert "first run: loaded the demo catalog" in up.output()
+    assert "pay $ORDER --status success" in up.output()
+
+    # One purchase: hold, order, then a signed webhook from `flashsale pay` with no flags.
+    with httpx.Client(base_url=url, timeout=10) as http:
+        assert http.get("/api/products/1").json()["available"] == 100
+        hold = http.post("/api/holds", json={"product_id": 1, "quantity": 1, "customer_id": "alice"})
+        assert hold.status_code == 201, hold.text
+        order = http.post("/api/orders", json={"hold_id": hold.json()["hold_id"]})
+        assert order.status_code == 201, order.text
+    order_id = order.json()["order_id"]
+    paid = flashsale(tmp_path, "pay", order_id, "--status", "success", "--transaction-id", "txn-alice")
+    assert paid.returncode == 0, paid.stderr
+    assert f"order {order_id} is now paid" in paid.stdout
+
+    # Up's own worker writes it to SQLite.
+    deadline = time.monotonic() + 30
+    while order_row(tmp_path, order_id) != ("paid", "txn-alice"):
+        assert time.monotonic() < deadline, f"not persisted: {order_row(tmp_path, order_id)}\n{up.output()}"
+        time.sleep(0.1)
+
+    # A child that dies is restarted, and up says so.
+    worker = int(up.wait_for("started worker (pid").split("(pid ")[1].rstrip(")"))
+    seen = len(up.lines)
+    os.kill(worker, signal.SIGKILL)
+    up.wait_for("worker was killed by SIGKILL; restarting in 1s", timeout=10, after=seen)
+    up.wait_for("started worker (pid", timeout=15, after=seen)
+
+    # Ctrl-C stops every process up started, and up exits 0.
+    tree = descendants(up.process.pid)
+    assert len(tree) >= 4  # redis-server, api, worker, scheduler
+    assert up.stop(signal.SIGINT) == 0, up.output()
+    assert wait_gone(tree) == []
+    assert "stopped" in up.lines[-1]
+    assert not (var / "redis" / "redis.sock").exists()
+
+    # Again on the same directory: the sale is still there, in Redis (AOF) and in SQLite.
+    again = Up(tmp_path, free_port())
+    ups.append(again)
+    url = again.url()
+    assert "first run" not in again.output()
+    with httpx.Client(base_url=url, timeout=10) as http:
+        assert http.get(f"/api/orders/{order_id}").json()["status"] == "paid"
+        assert http.get("/api/products/1").json()["available"] == 99
+    checked = flashsale(tmp_path, "reconcile", "--json")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert {p["verdict"] for p in json.loads(checked.stdout)["products"]} == {"ok"}
+    tree = descendants(again.process.pid)
+    assert again.stop(signal.SIGTERM) == 0, again.output()
+    assert wait_gone(tree) == []
+
+
+@pytest.mark.slow
+def test_up_races_correctly_and_refuses_a_second_up_on_the_same_directory(tmp_path: Path, ups: list[Up]) -> None:
+    up = Up(tmp_path, free_port())
+    ups.append(up)
+    up.url()
+
+    second = flashsale(tmp_path, "up")
+    raced = flashsale(tmp_path, "race", "--stock", "10", "--concurrency", "30")
+
+    assert second.returncode == 2
+    assert "another flashsale up is already running" in second.stderr
+    assert raced.returncode == 0, raced.stdout + raced.stderr
+    assert "verdict: PASS" in raced.stdout
+    assert up.stop() == 0
