@@ -17,8 +17,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
+import sqlalchemy as sa
 
+from engine import Engine
 from flashsale.supervisor import alive, descendants
+from persistence.catalog import get_product
 
 START_TIMEOUT = 120.0
 
@@ -36,11 +40,11 @@ def free_port() -> int:
 class Up:
     """One `flashsale up` process; its output is collected line by line."""
 
-    def __init__(self, directory: Path, port: int) -> None:
+    def __init__(self, directory: Path, port: int, **env: str) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "flashsale", "up", "--port", str(port)],
             cwd=directory,
-            env=clean_env(),
+            env={**clean_env(), **env},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -196,3 +200,24 @@ def test_up_races_correctly_and_refuses_a_second_up_on_the_same_directory(tmp_pa
     assert raced.returncode == 0, raced.stdout + raced.stderr
     assert "verdict: PASS" in raced.stdout
     assert up.stop() == 0
+
+
+@pytest.mark.slow
+def test_up_with_the_variables_set_uses_those_services_and_starts_no_redis(
+    tmp_path: Path, ups: list[Up], redis_url: str, database_url: str, real_redis: redis.Redis, db: sa.Engine
+) -> None:
+    up = Up(tmp_path, free_port(), FLASHSALE_REDIS_URL=redis_url, FLASHSALE_DATABASE_URL=database_url)
+    ups.append(up)
+    url = up.url()
+
+    assert "Redis: FLASHSALE_REDIS_URL (external; no private Redis)" in up.output()
+    assert not (tmp_path / "var" / "redis").exists()
+    tree = descendants(up.process.pid)
+    commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in tree]
+    assert not [c for c in commands if b"redis-server" in c]
+    with httpx.Client(base_url=url, timeout=10) as http:
+        assert http.post("/api/holds", json={"product_id": 3, "quantity": 1}).status_code == 201
+    assert Engine(real_redis).snapshot(3).held == 1
+    assert get_product(db, 3) is not None
+    assert up.stop(signal.SIGTERM) == 0
+    assert wait_gone(tree) == []
