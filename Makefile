@@ -26,8 +26,9 @@ fmt: $(STAMP)
 test: lint typecheck
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# The whole stack on embedded defaults (private Redis, SQLite in ./var); `make up UP_ARGS="--port 9000"`.
 up: $(STAMP)
-	$(VENV)/bin/flashsale up
+	$(VENV)/bin/flashsale up $(UP_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
