@@ -57,6 +57,8 @@ def _int(low: int, high: int, **extra: Any) -> Schema:
 
 
 TIMESTAMP: Schema = {"type": "string", "format": "date-time", "example": "2026-11-28T01:19:44.123Z"}
+SALE_BOUND: Schema = {**TIMESTAMP, "pattern": "^[2-9][0-9]{3}-"}
+"""A sale bound is a date-time in year 2000 or later (the API accepts any after 1970-01-02)."""
 HOLD_ID: Schema = {
     "type": "string",
     "pattern": HOLD_ID_PATTERN,
@@ -115,12 +117,20 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "ProductSpec": _object(
         {
-            "name": _text(MAX_NAME),
+            "name": {"allOf": [_text(MAX_NAME), {"pattern": "\\S", "description": "Not blank."}]},
             "price_cents": _int(0, MAX_PRICE_CENTS),
             "stock": _int(0, MAX_STOCK, description="Total units; never below those held, pending or sold."),
             "max_per_customer": _nullable(_int(0, MAX_PER_CUSTOMER, description="0 or null: no limit.")),
-            "sale_starts_at": _nullable({**TIMESTAMP, "description": "null: on sale from now. After 1970-01-02."}),
-            "sale_ends_at": _nullable({**TIMESTAMP, "description": "null: no end. After sale_starts_at."}),
+            "sale_starts_at": _nullable(
+                {**SALE_BOUND, "description": "null: on sale from now.", "example": "2026-11-28T09:00:00Z"}
+            ),
+            "sale_ends_at": _nullable(
+                {
+                    **SALE_BOUND,
+                    "description": "null: no end. Must be after sale_starts_at.",
+                    "example": "2026-11-28T21:00:00Z",
+                }
+            ),
         },
         ["name", "price_cents", "stock"],
         closed=True,
@@ -278,13 +288,15 @@ def _paths() -> dict[str, Any]:
                     "201": _ok("The hold", _ref("Hold")),
                     "400": INVALID_JSON,
                     "404": _problem("No such product", "product_not_found"),
-                    "409": _problem("The units cannot be held", "out_of_stock", "limit_exceeded", "sale_not_active"),
-                    "413": TOO_LARGE,
-                    "422": _problem(
-                        "Fields at fault, or an Idempotency-Key first used with another quantity or customer",
-                        "validation_error",
+                    "409": _problem(
+                        "The units cannot be held, or the Idempotency-Key was first used for another request",
+                        "out_of_stock",
+                        "limit_exceeded",
+                        "sale_not_active",
                         "idempotency_key_reused",
                     ),
+                    "413": TOO_LARGE,
+                    "422": INVALID,
                     "429": _problem("Too many hold requests from this address this second", "rate_limited"),
                     "503": UNAVAILABLE,
                 },

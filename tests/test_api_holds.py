@@ -104,7 +104,7 @@ async def test_idempotency_key_reused_for_another_request_is_refused(
     headers = {"Idempotency-Key": "k"}
     await client.post("/api/holds", json={"product_id": 1, "quantity": 1}, headers=headers)
     response = await client.post("/api/holds", json={"product_id": 1, "quantity": 5}, headers=headers)
-    assert_problem(response, 422, "idempotency_key_reused")
+    assert_problem(response, 409, "idempotency_key_reused")
     assert _available(engine_sync, 1) == 9
 
 

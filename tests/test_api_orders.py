@@ -90,9 +90,14 @@ def test_idempotent_order_id_is_stable_per_hold_and_key() -> None:
     assert parsed.ulid[:10] == "01JD0Z3N5W"  # the hold's creation time
 
 
-async def test_order_from_an_unknown_hold_is_404(client: httpx.AsyncClient, engine_sync: Engine) -> None:
+@pytest.mark.parametrize("key", [None, "k"])
+@pytest.mark.parametrize("hold_id", ["h1_01JD0Z3N5W8YQ2T4V6X8Z0A1B2", "h159218_ZM8KAEWT1FNEV60JD4M84GA0X7"])
+async def test_order_from_an_unknown_hold_is_404(
+    client: httpx.AsyncClient, engine_sync: Engine, hold_id: str, key: str | None
+) -> None:
     engine_sync.set_stock(1, 10)
-    response = await client.post("/api/orders", json={"hold_id": "h1_01JD0Z3N5W8YQ2T4V6X8Z0A1B2"})
+    headers = {"Idempotency-Key": key} if key else {}
+    response = await client.post("/api/orders", json={"hold_id": hold_id}, headers=headers)
     assert_problem(response, 404, "hold_not_found")
 
 

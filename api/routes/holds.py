@@ -53,7 +53,7 @@ def routes(services: Services) -> list[Route]:
             raise
         if key is not None and (hold.quantity, hold.customer_id) != (quantity, customer_id):
             raise ApiError(
-                422,
+                409,
                 "idempotency_key_reused",
                 "this Idempotency-Key was first used with a different quantity or customer_id",
                 hold_id=hold.hold_id,

@@ -8,7 +8,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from ulid import ULID
 
 from api import database
 from api.errors import ApiError
@@ -25,15 +24,19 @@ from persistence.records import OrderRecord, get_order
 log = logs.get_logger("api.orders")
 
 
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
 def idempotent_order_id(hold_id: str, key: str) -> str:
     """The order id for converting ``hold_id`` under ``key``: the same every time, so a retry replays.
 
-    It keeps the hold's ULID time (ids still sort by creation) and takes its random part from the key.
+    It keeps the hold's ULID time (10 characters: ids still sort by creation) and takes the 80 random
+    bits (16 characters) from a hash of the hold and the key.
     """
     hold = parse_id(hold_id, "hold")
-    digest = hashlib.sha256(f"{hold_id}\n{key}".encode()).digest()
-    ulid = ULID.from_bytes(ULID.from_str(hold.ulid).bytes[:6] + digest[:10])
-    return format_id("order", hold.product_id, str(ulid))
+    bits = int.from_bytes(hashlib.sha256(f"{hold_id}\n{key}".encode()).digest()[:10], "big")
+    random = "".join(CROCKFORD[(bits >> shift) & 31] for shift in range(75, -1, -5))
+    return format_id("order", hold.product_id, hold.ulid[:10] + random)
 
 
 def routes(services: Services) -> list[Route]:
