@@ -39,7 +39,7 @@ def moment(ctx: click.Context, param: click.Parameter, value: str | None) -> dat
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
     if parsed < EARLIEST:
-        raise click.BadParameter("must be after 1970-01-02T00:00:00Z")
+        raise click.BadParameter(f"must be after {EARLIEST:%Y-%m-%dT%H:%M:%SZ}")
     return parsed
 
 
