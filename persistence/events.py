@@ -4,6 +4,7 @@ Every order event carries the whole order, so events may arrive twice or out of 
 - an order row is inserted, or moved from ``pending`` to its final status, never back;
 - a payment row is inserted once per transaction id, after its order row (the payment's own
   snapshot creates the order if ``order_created`` has not been applied yet).
+Works the same on PostgreSQL and SQLite (``INSERT ... ON CONFLICT``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from engine.types import OutboxEvent
 from persistence.models import CANCEL_REASONS, ORDER_STATUSES, PAYMENT_STATUSES, orders, payments
 from persistence.times import from_ms
-from persistence.upsert import chunks, insert
+from persistence.upsert import insert
 
 ORDER_EVENTS = frozenset({"order_created", "order_paid", "order_cancelled", "payment"})
 HOLD_EXPIRED = "hold_expired"
@@ -146,20 +147,25 @@ def batch_rows(events: Sequence[OutboxEvent]) -> tuple[list[dict[str, Any]], lis
 
 
 def write_events(connection: sa.Connection, events: Sequence[OutboxEvent]) -> AppliedBatch:
-    """Write a batch in the caller's transaction: one statement per table (per 30,000 parameters)."""
+    """Write a batch in the caller's transaction: one executemany per table.
+
+    The statement is compiled once and cached; psycopg 3 sends an executemany as one pipeline (a single
+    network round trip), which measured twice as fast as multi-row VALUES, whose long, ever-different
+    SQL text SQLAlchemy and psycopg must build and parse again for every batch.
+    """
     order_rows, payment_rows, expired = batch_rows(events)
     orders_written = payments_written = 0
-    for rows in chunks(order_rows):
-        statement = insert(connection, orders).values(rows)
-        statement = statement.on_conflict_do_update(
+    if order_rows:
+        upsert = insert(connection, orders)
+        upsert = upsert.on_conflict_do_update(
             index_elements=[orders.c.id],
-            set_={name: statement.excluded[name] for name in _ORDER_UPDATES},
-            where=sa.and_(orders.c.status == "pending", statement.excluded.status != "pending"),
+            set_={name: upsert.excluded[name] for name in _ORDER_UPDATES},
+            where=sa.and_(orders.c.status == "pending", upsert.excluded.status != "pending"),
         )
-        orders_written += connection.execute(statement, execution_options=_COUNT_ROWS).rowcount
-    for rows in chunks(payment_rows):
-        statement = insert(connection, payments).values(rows).on_conflict_do_nothing(index_elements=["transaction_id"])
-        payments_written += connection.execute(statement, execution_options=_COUNT_ROWS).rowcount
+        orders_written = connection.execute(upsert, order_rows, execution_options=_COUNT_ROWS).rowcount
+    if payment_rows:
+        new = insert(connection, payments).on_conflict_do_nothing(index_elements=[payments.c.transaction_id])
+        payments_written = connection.execute(new, payment_rows, execution_options=_COUNT_ROWS).rowcount
     return AppliedBatch(len(events), orders_written, payments_written, expired)
 
 
