@@ -101,7 +101,7 @@ class Printer:
 
     def __call__(self, source: str, line: str, alert: bool = False) -> None:
         text = click.style(line, fg="red", bold=True) if alert else line
-        click.echo(f"{self._prefix.get(source, source)} {text}")
+        click.echo(f"{self._prefix.get(source, source)} {text}".rstrip())
 
 
 class Supervisor:

