@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await services.start()
         log.info(
             "api_started",
             cluster=settings.redis_cluster,

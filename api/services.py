@@ -6,15 +6,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from redis.exceptions import RedisError
 
 from api.catalog_cache import CatalogCache
 from api.drain import Drain
 from api.ratelimit import RateLimiter
 from engine import AsyncEngine, Engine
 from engine.connection import connect, connect_async
+from flashsale.logs import get_logger
 from flashsale.settings import Settings
 from persistence.db import make_engine
 from workers.trigger import DrainTrigger
+
+log = get_logger("api")
 
 ADMIN_POOL_SIZE = 4
 QUEUE_POOL_SIZE = 16
@@ -56,6 +60,16 @@ class Services:
             drain=Drain(DrainTrigger(queue_sync)),
             limiter=limiter,
         )
+
+    async def start(self) -> None:
+        if self.settings.redis_cluster:
+            # redis-py's asyncio cluster client, first used by many requests at once, can hand one of them a
+            # connection another is still setting up (AttributeError inside redis-py). Meeting the cluster
+            # once before serving avoids it; if the cluster is down now, requests answer 503 until it is up.
+            try:
+                await self.engine.redis.initialize()
+            except (RedisError, OSError) as error:
+                log.warning("engine_unavailable_at_start", error=str(error))
 
     async def close(self) -> None:
         await self.drain.close()

@@ -1,0 +1,58 @@
+"""The API on a Redis Cluster engine, with the queue on a separate plain Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+from redis.cluster import RedisCluster
+
+from api.app import create_app
+from engine import Engine
+from tests.support.api import make_settings, order, serve, signed
+
+pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
+
+
+@pytest.fixture
+def cluster_engine(cluster_url: str) -> Engine:
+    client = RedisCluster.from_url(cluster_url)
+    client.flushdb(target_nodes=RedisCluster.PRIMARIES)
+    return Engine(client)
+
+
+async def test_a_sale_runs_through_the_api_on_a_cluster(
+    cluster_url: str,
+    cluster_engine: Engine,
+    redis_url: str,
+    database_url: str,
+    tmp_path: Path,
+    real_redis: redis.Redis,
+    db: sa.Engine,
+) -> None:
+    for product_id in (1, 2, 3):  # products on different shards
+        cluster_engine.set_stock(product_id, 20, price_cents=100)
+    cluster_engine.set_stock(4, 1, price_cents=100)
+    settings = make_settings(
+        cluster_url, database_url, tmp_path, FLASHSALE_REDIS_CLUSTER="1", FLASHSALE_QUEUE_REDIS_URL=redis_url
+    )
+    async with serve(create_app(settings)) as http:
+        responses = await asyncio.gather(
+            *(http.post("/api/holds", json={"product_id": 1 + i % 3, "quantity": 1}) for i in range(90))
+        )
+        created = await order(http, 4)
+        raw, headers = signed({"order_id": created["order_id"], "transaction_id": "t-c", "status": "success"})
+        paid = await http.post("/api/payments/webhook", content=raw, headers=headers)
+        ready = await http.get("/readyz")
+        metrics = await http.get("/metrics")
+
+    assert Counter(r.status_code for r in responses) == {201: 60, 409: 30}
+    assert paid.json()["status"] == "paid"
+    assert ready.status_code == 200
+    assert 'flashsale_holds_created_total{product_id="3"} 20.0' in metrics.text
+    assert [cluster_engine.snapshot(p).available for p in (1, 2, 3)] == [0, 0, 0]
+    assert cluster_engine.snapshot(4).sold == 1
