@@ -9,6 +9,7 @@ import sqlalchemy as sa
 import structlog
 
 from engine import Engine
+from engine.ids import product_keys
 from flashsale import logs
 from persistence import events
 from tests.support.database import count_rows, order_statuses
@@ -133,10 +134,31 @@ def test_expiries_are_logged_with_their_tags(
 
 def test_a_malformed_event_stops_its_product_and_stays_in_the_outbox(real_engine: Engine, db: sa.Engine) -> None:
     add_product(real_engine, db, 1)
-    real_engine.redis.xadd("fs:{1}:outbox", {"event": "order_shipped"})
+    real_engine.redis.xadd(product_keys(1).outbox, {"event": "order_shipped"})
 
     result = drain(real_engine, db)
 
     assert "order_shipped" in result.failures[1]
     assert real_engine.outbox_backlog(1) == 1
     assert events.MalformedEvent.code == "malformed_event"
+
+
+def test_a_reordered_stream_with_the_payment_first_still_ends_paid_with_the_payment(
+    real_engine: Engine, db: sa.Engine
+) -> None:
+    add_product(real_engine, db, 1)
+    order = real_engine.convert(real_engine.reserve(1, 1).hold_id)
+    real_engine.settle(order.order_id, "txn-first", "success", "{}")
+    # Given a stream whose order_created entry comes after the payment (moved to the end)
+    stream = product_keys(1).outbox
+    created = next(e for e in real_engine.read_outbox(1) if e.event == "order_created")
+    real_engine.ack_outbox(1, [created.id])
+    real_engine.redis.xadd(stream, created.fields)
+    assert [e.event for e in real_engine.read_outbox(1)] == ["order_paid", "payment", "order_created"]
+
+    # When each event is drained in its own batch
+    drain(real_engine, db, batch_size=1)
+
+    # Then the order is paid and the payment recorded
+    assert order_statuses(db) == {order.order_id: "paid"}
+    assert count_rows(db, "payments") == 1

@@ -24,6 +24,7 @@ def run_worker(settings: Settings, burst: bool = False, *, batch_size: int = DEF
     install(context)
     try:
         worker = SimpleWorker([QUEUE_NAME], connection=context.queue_redis)
+        log.info("worker_started", queue=QUEUE_NAME, burst=burst, batch_size=batch_size, name=worker.name)
         worker.work(burst=burst, logging_level="WARNING")
         if burst:
             result = drain_outbox(context.engine, context.db, batch_size=batch_size, max_batches=2**62)
