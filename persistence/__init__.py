@@ -1,0 +1,1 @@
+"""The durable record in PostgreSQL (or SQLite): catalog, orders, payments, migrations, reconciliation."""
