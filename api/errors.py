@@ -36,7 +36,7 @@ ENGINE_STATUS: dict[str, int] = {
     "engine_unavailable": 503,
 }
 
-_STATUS_CODE = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+_STATUS_CODE = {404: "not_found", 405: "method_not_allowed"}
 
 
 class ApiError(Exception):
@@ -75,10 +75,14 @@ class DatabaseUnavailable(ApiError):
         super().__init__(503, "database_unavailable", detail, headers={"Retry-After": "1"})
 
 
+def _title(code: str) -> str:
+    return code.replace("_", " ").capitalize().replace("json", "JSON")
+
+
 def problem(status: int, code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> Response:
     body = {
         "type": f"urn:flashsale:problem:{code}",
-        "title": code.replace("_", " ").capitalize(),
+        "title": _title(code),
         "status": status,
         "detail": detail,
         "code": code,

@@ -20,6 +20,8 @@ from workers.trigger import DrainTrigger
 
 log = get_logger("api")
 
+POOL_TIMEOUT_SECONDS = 5.0
+"""How long a request waits for a free Redis connection before answering 503 (a burst queues, a hang does not)."""
 ADMIN_POOL_SIZE = 4
 QUEUE_POOL_SIZE = 16
 
@@ -41,7 +43,9 @@ class Services:
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         ttls = {"hold_ttl_ms": settings.hold_ttl_ms, "order_ttl_ms": settings.order_ttl_ms}
-        engine = AsyncEngine(connect_async(settings.redis_url, cluster=settings.redis_cluster), **ttls)
+        engine = AsyncEngine(
+            connect_async(settings.redis_url, cluster=settings.redis_cluster, pool_timeout=POOL_TIMEOUT_SECONDS), **ttls
+        )
         admin_engine = Engine(
             connect(settings.redis_url, cluster=settings.redis_cluster, max_connections=ADMIN_POOL_SIZE), **ttls
         )

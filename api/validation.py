@@ -21,12 +21,10 @@ from engine.ids import MAX_PRODUCT_ID, Kind, parse_id
 C = TypeVar("C", bound=str)
 
 MAX_BODY_BYTES = 16 * 1024
-MAX_ID_LENGTH = 48
 MAX_NAME = 200
 MAX_PRICE_CENTS = 10**12
 MAX_STOCK = 10**12
 MAX_PER_CUSTOMER = 10**9
-
 
 _PRODUCT_ID = re.compile(r"[1-9][0-9]{0,14}", re.ASCII)
 # Control characters have no place in ids or names, and PostgreSQL refuses NUL in text outright:
@@ -92,10 +90,6 @@ def _loads_strict(raw: bytes) -> Any:
         raise InvalidJson("the body is not valid JSON") from None
 
 
-def _is_int(value: object) -> bool:
-    return type(value) is int
-
-
 class Fields:
     """Collects every fault of one input, then raises them together from ``check``."""
 
@@ -120,7 +114,7 @@ class Fields:
         value = self._get(name, required)
         if value is None:
             return default
-        if not _is_int(value) or not low <= value <= high:
+        if type(value) is not int or not low <= value <= high:  # bool is an int subclass: refused too
             self.fault(name, f"must be an integer from {low} to {high}")
             return default
         return int(value)
@@ -145,13 +139,10 @@ class Fields:
             self.fault(name, f"must be one of {', '.join(options)}")
         return options[0]
 
-    def identifier(self, name: str, kind: Kind, value: Any = None) -> str:
-        """A hold or order id from the body, or ``value`` (a path parameter) when given."""
-        if value is None:
-            value = self._get(name, True)
-            if value is None:
-                return ""
-        return self.id_value(name, kind, value)
+    def identifier(self, name: str, kind: Kind) -> str:
+        """A hold or order id from the body."""
+        value = self._get(name, True)
+        return "" if value is None else self.id_value(name, kind, value)
 
     def id_value(self, name: str, kind: Kind, value: Any) -> str:
         prefix = "h" if kind == "hold" else "o"

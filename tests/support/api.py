@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,6 @@ import redis
 import sqlalchemy as sa
 from starlette.applications import Starlette
 
-from api.app import create_app
-from api.openapi import document
 from engine import Engine
 from flashsale import signing
 from flashsale.settings import Settings, load
@@ -51,6 +50,8 @@ class Conformance:
     must fit the documented schema (the subset of JSON Schema the document uses)."""
 
     def __init__(self) -> None:
+        from api.openapi import document
+
         self.document = document()
         self.operations = [
             (re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$"), path, item)
@@ -118,7 +119,9 @@ class Conformance:
                 self.validate(item, schema.get("items", {}), f"{where}[]")
 
 
-CONFORMANCE = Conformance()
+@cache
+def conformance() -> Conformance:
+    return Conformance()
 
 
 async def _conform(response: httpx.Response) -> None:
@@ -126,7 +129,7 @@ async def _conform(response: httpx.Response) -> None:
     request = response.request
     if request.method != "HEAD":
         content_type = response.headers.get("content-type", "")
-        CONFORMANCE.check(request.method, request.url.path, response.status_code, content_type, response.content)
+        conformance().check(request.method, request.url.path, response.status_code, content_type, response.content)
 
 
 @asynccontextmanager
@@ -154,6 +157,8 @@ def engine_sync(real_redis: redis.Redis) -> Engine:
 
 @pytest.fixture
 async def client(api_settings: Settings, real_redis: redis.Redis, db: sa.Engine) -> AsyncIterator[httpx.AsyncClient]:
+    from api.app import create_app  # here, not at the top: this plugin loads for every test module
+
     async with serve(create_app(api_settings)) as http:
         yield http
 
