@@ -98,8 +98,11 @@ def order_row(event: OutboxEvent) -> dict[str, Any]:
 
 
 def _payload(raw: str) -> Any:
+    """The webhook body as JSON. PostgreSQL's jsonb and text refuse NUL, so it becomes U+FFFD rather
+    than jam this product's drain; anything else is kept as it came."""
     if not raw:
         return None
+    raw = raw.replace("\x00", "\ufffd").replace("\\u0000", "\\ufffd")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:

@@ -144,6 +144,18 @@ def test_a_payload_that_is_not_json_is_kept_as_a_string(db: sa.Engine) -> None:
 
 
 @pytest.mark.usefixtures("product")
+@pytest.mark.parametrize("payload", ['{"note": "a\\u0000b"}', '{"note": "a\x00b"', "a\x00b"])
+def test_a_payload_with_nul_is_stored_without_jamming_the_drain(db: sa.Engine, payload: str) -> None:
+    event = order_event("payment", "paid", note="t", transaction_id="t", result="success", applied="1", payload=payload)
+    apply_events(db, [event])
+
+    payment = get_payment(db, "t")
+    assert payment is not None
+    assert "\x00" not in str(payment.payload)
+    assert "\ufffd" in str(payment.payload)
+
+
+@pytest.mark.usefixtures("product")
 def test_hold_expired_events_write_no_row(db: sa.Engine) -> None:
     expired = OutboxEvent(7, "1-0", "hold_expired", {"event": "hold_expired", "hold_id": HOLD, "quantity": "1"})
     result = apply_events(db, [expired])
