@@ -1,4 +1,7 @@
-"""The operator commands under test: an environment on the test Redis and database, a live API, a runner."""
+"""The operator commands under test: an environment on the test Redis and database, a live API, a runner.
+
+The CLI and the app are imported where used, so that a broken api/ or CLI cannot stop other suites from collecting.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +18,7 @@ import sqlalchemy as sa
 import uvicorn
 from click.testing import CliRunner, Result
 
-from api.app import create_app
 from engine import Engine
-from flashsale.cli.main import cli
 from flashsale.settings import load
 from tests.support.api import ADMIN_TOKEN, WEBHOOK_SECRET
 
@@ -34,6 +35,8 @@ class Operator:
     database_url: str
 
     def run(self, *args: str) -> Result:
+        from flashsale.cli.main import cli
+
         return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
@@ -69,6 +72,8 @@ def _free_port() -> int:
 @pytest.fixture
 def live_api(operator: Operator) -> Iterator[str]:
     """The API served by uvicorn in a thread on a free port, on the operator's Redis and database."""
+    from api.app import create_app
+
     app = create_app(load())
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
