@@ -43,6 +43,8 @@ class Settings:
     drain_interval_seconds: int
     rate_limit_per_second: int
     """Holds per second allowed from one client address; 0 turns the limit off."""
+    demo_provider: bool = False
+    """The API's simulated payment provider (POST /api/demo/payments); ``flashsale up`` turns it on."""
 
     @property
     def hold_ttl_ms(self) -> int:
@@ -130,4 +132,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         reaper_interval_seconds=_int(env, "FLASHSALE_REAPER_INTERVAL_SECONDS", 5, 1, 3600),
         drain_interval_seconds=_int(env, "FLASHSALE_DRAIN_INTERVAL_SECONDS", 10, 1, 3600),
         rate_limit_per_second=_int(env, "FLASHSALE_RATE_LIMIT_PER_SECOND", 0, 0, 1_000_000),
+        demo_provider=_bool(env, "FLASHSALE_DEMO_PROVIDER"),
     )
