@@ -9,8 +9,9 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from api.errors import EXCEPTION_HANDLERS
+from api.feed import Feed
 from api.middleware import Observe
-from api.routes import admin, health, holds, orders, payments, products
+from api.routes import admin, dashboard, demo_provider, health, holds, orders, pages, payments, products
 from api.services import Services
 from flashsale import logs
 from flashsale.settings import Settings, load
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load()
     _configure_logs(settings)
     services = Services.from_settings(settings)
+    feed = Feed(services.engine, services.admin_engine, services.db, services.catalog)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -48,6 +50,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
+            await feed.close()
             await services.close()
 
     routes = [
@@ -57,6 +60,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *products.routes(services),
         *admin.routes(services),
         *health.routes(services),
+        *dashboard.routes(services, feed),
+        *demo_provider.routes(services),
+        *pages.routes(),
     ]
     app = Starlette(
         routes=routes,

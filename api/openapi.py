@@ -204,6 +204,89 @@ SCHEMAS: dict[str, Schema] = {
             "checks": _object({name: {"type": "string", "enum": ["ok"]} for name in ("engine", "queue", "database")}),
         }
     ),
+    "DashboardProduct": _object(
+        {
+            "id": PRODUCT_ID,
+            "name": _nullable({"type": "string", "description": "null: the catalog does not know the product."}),
+            "total": {"type": "integer", "minimum": 0},
+            "available": {"type": "integer"},
+            "held": {"type": "integer"},
+            "pending": {"type": "integer"},
+            "sold": {"type": "integer"},
+            "outbox_backlog": {"type": "integer", "minimum": 0},
+            "counts": {
+                "type": "object",
+                "description": "The engine's running counts: holds, out_of_stock, limit, released, expired, "
+                "orders, paid, payment_failed, cancelled, order_expired, duplicate.",
+                "additionalProperties": {"type": "integer", "minimum": 0},
+            },
+        }
+    ),
+    "ReconcileVerdict": _object(
+        {
+            "status": {"type": "string", "enum": ["consistent", "behind", "drifted", "unknown"]},
+            "checked_at": _nullable(TIMESTAMP),
+            "detail": _nullable({"type": "string", "description": "unknown: why there is no verdict."}),
+            "findings": {
+                "type": "array",
+                "description": "Each product that is not consistent, as `flashsale reconcile` reports it.",
+                "items": _object(
+                    {
+                        "product_id": PRODUCT_ID,
+                        "status": {"type": "string", "enum": ["behind", "drifted"]},
+                        "remedy": _nullable({"type": "string", "enum": ["drain", "rebuild", "put_product"]}),
+                        "backlog": {"type": "integer", "minimum": 0},
+                        "differences": {
+                            "type": "array",
+                            "items": _object(
+                                {
+                                    "field": {"type": "string"},
+                                    "engine": _nullable({"type": "integer"}),
+                                    "durable": _nullable({"type": "integer"}),
+                                }
+                            ),
+                        },
+                    }
+                ),
+            },
+        }
+    ),
+    "DashboardStats": _object(
+        {
+            "version": {"type": "integer", "minimum": 0, "description": "Grows when any figure changes."},
+            "at": TIMESTAMP,
+            "products": {"type": "array", "items": _ref("DashboardProduct")},
+            "outbox_backlog": {"type": "integer", "minimum": 0},
+            "rates": _object(
+                {
+                    "interval_seconds": {"type": "number"},
+                    "window_seconds": {"type": "number"},
+                    "points": {
+                        "type": "array",
+                        "description": "Holds and orders per second, oldest first; `at` in epoch milliseconds.",
+                        "items": _object(
+                            {
+                                "at": {"type": "integer"},
+                                "holds": {"type": "number", "minimum": 0},
+                                "orders": {"type": "number", "minimum": 0},
+                            }
+                        ),
+                    },
+                }
+            ),
+            "reconcile": _ref("ReconcileVerdict"),
+        }
+    ),
+    "DemoPaymentRequest": _object(
+        {"order_id": ORDER_ID, "status": {"type": "string", "enum": ["success", "failed"]}}, closed=True
+    ),
+    "DemoPayment": _object(
+        {
+            "order_id": ORDER_ID,
+            "transaction_id": {"type": "string"},
+            "status": {"type": "string", "enum": ["success", "failed"], "description": "What the webhook reports."},
+        }
+    ),
 }
 
 PROBLEM_CONTENT = "application/problem+json"
@@ -447,6 +530,81 @@ def _paths() -> dict[str, Any]:
                     "422": INVALID,
                     "503": UNAVAILABLE_OR_DB,
                 },
+            }
+        },
+        "/api/admin/stats": {
+            "get": {
+                "summary": "The dashboard's figures: stock per product, running counts, rates, backlog, reconcile",
+                "description": "Sampled at most twice a second however many ask; the verdict every 2 s.",
+                "operationId": "dashboardStats",
+                "tags": ["admin"],
+                "security": [{"adminToken": []}],
+                "responses": {
+                    "200": _ok("The figures now", _ref("DashboardStats")),
+                    "401": _problem("Missing or wrong admin token", "unauthorized"),
+                    "403": _problem("No admin token is configured on the server", "admin_disabled"),
+                    "503": UNAVAILABLE,
+                },
+            }
+        },
+        "/api/admin/stream": {
+            "get": {
+                "summary": "The dashboard's figures as Server-Sent Events",
+                "description": (
+                    "`event: stats` carries a DashboardStats document each time a figure changed, at most twice "
+                    "a second (a slow reader gets the latest, never a backlog); `event: problem` says the engine "
+                    "did not answer; `event: reconnect` ends the stream after 30 s: open it again."
+                ),
+                "operationId": "dashboardStream",
+                "tags": ["admin"],
+                "security": [{"adminToken": []}],
+                "responses": {
+                    "200": _ok("An event stream", {"type": "string"}, "text/event-stream"),
+                    "401": _problem("Missing or wrong admin token", "unauthorized"),
+                    "403": _problem("No admin token is configured on the server", "admin_disabled"),
+                },
+            }
+        },
+        "/api/demo/payments": {
+            "post": {
+                "summary": "The simulated payment provider: pay (or fail) a pending order by a signed webhook",
+                "description": (
+                    "Off unless FLASHSALE_DEMO_PROVIDER=1 (`flashsale up` sets it). About a second after the 202, "
+                    "the provider calls POST /api/payments/webhook on this server, signed with the webhook secret."
+                ),
+                "operationId": "demoPayment",
+                "tags": ["demo"],
+                "requestBody": _body("DemoPaymentRequest"),
+                "responses": {
+                    "202": _ok("The provider will send the webhook", _ref("DemoPayment")),
+                    "400": INVALID_JSON,
+                    "403": _problem("The simulated provider is off on this server", "demo_provider_disabled"),
+                    "404": _problem("No such order", "order_not_found"),
+                    "409": _problem("The order is paid or cancelled", "order_not_pending"),
+                    "413": TOO_LARGE,
+                    "422": INVALID,
+                    "503": _problem(
+                        "Redis did not answer, or no webhook secret is configured",
+                        "engine_unavailable",
+                        "webhook_disabled",
+                    ),
+                },
+            }
+        },
+        "/": {
+            "get": {
+                "summary": "The demo storefront (HTML)",
+                "operationId": "storefrontPage",
+                "tags": ["pages"],
+                "responses": {"200": _ok("The page", {"type": "string"}, "text/html")},
+            }
+        },
+        "/dashboard": {
+            "get": {
+                "summary": "The operator's live dashboard (HTML; its data needs the admin token)",
+                "operationId": "dashboardPage",
+                "tags": ["pages"],
+                "responses": {"200": _ok("The page", {"type": "string"}, "text/html")},
             }
         },
         "/livez": {

@@ -1,0 +1,104 @@
+"""A simulated payment provider built into the API, for demos; ``flashsale up`` turns it on.
+
+``POST /api/demo/payments`` stands for the buyer's visit to the provider's checkout: it answers 202 at once
+and, a moment later, the provider calls the payment webhook of the server that took the checkout, signed
+with the webhook secret exactly as ``flashsale pay`` signs (``flashsale.provider``). Off unless
+``FLASHSALE_DEMO_PROVIDER=1``: it would let anyone pay any pending order without money.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api.errors import ApiError
+from api.responses import json
+from api.services import Services
+from api.validation import Fields, read_json
+from engine import exceptions as engine_errors
+from engine.types import PaymentResult
+from flashsale.logs import get_logger
+from flashsale.provider import WEBHOOK_PATH, new_transaction_id, webhook
+
+log = get_logger("api.demo_provider")
+
+DELAY_SECONDS = 1.0
+"""A real provider takes a moment: long enough for the buyer to see the order pending first."""
+ATTEMPTS = 3
+RETRY_SECONDS = 1.0
+TIMEOUT_SECONDS = 10.0
+RESULTS: tuple[PaymentResult, ...] = ("success", "failed")
+
+
+def webhook_url(request: Request) -> str:
+    """The webhook on the server that took the checkout, at the address the connection reached."""
+    server = request.scope.get("server")
+    if server and server[1] is not None:
+        host, port = server
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{port}{WEBHOOK_PATH}"
+    return str(request.base_url).rstrip("/") + WEBHOOK_PATH
+
+
+async def send_webhook(url: str, secret: str, order_id: str, transaction_id: str, result: PaymentResult) -> None:
+    """Call the webhook after ``DELAY_SECONDS``, retrying a few times as providers do when it fails."""
+    await asyncio.sleep(DELAY_SECONDS)
+    where = {"order_id": order_id, "transaction_id": transaction_id, "result": result}
+    # trust_env off: the provider calls this very server, never through a proxy from the environment.
+    async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS, trust_env=False) as client:
+        for attempt in range(1, ATTEMPTS + 1):
+            body, headers = webhook(secret, order_id, transaction_id, result)
+            try:
+                response = await client.post(url, content=body, headers=headers)
+            except httpx.HTTPError as error:
+                outcome = f"{type(error).__name__}: {error}"
+            else:
+                if response.status_code < 500:
+                    log.info("demo_webhook_sent", status_code=response.status_code, attempt=attempt, **where)
+                    return
+                outcome = f"HTTP {response.status_code}"
+            if attempt < ATTEMPTS:
+                await asyncio.sleep(RETRY_SECONDS)
+    log.warning("demo_webhook_failed", error=outcome, attempts=ATTEMPTS, **where)
+
+
+def routes(services: Services) -> list[Route]:
+    settings, engine = services.settings, services.engine
+
+    async def checkout(request: Request) -> Response:
+        if not settings.demo_provider:
+            raise ApiError(
+                403,
+                "demo_provider_disabled",
+                "the simulated payment provider is off on this server (FLASHSALE_DEMO_PROVIDER=1 turns it on)",
+            )
+        secret = settings.webhook_secret
+        if secret is None:
+            raise ApiError(
+                503,
+                "webhook_disabled",
+                "no webhook secret is configured on this server (FLASHSALE_WEBHOOK_SECRET)",
+                headers={"Retry-After": "60"},
+            )
+        body, _ = await read_json(request)
+        fields = Fields(body)
+        order_id = fields.identifier("order_id", "order")
+        result = fields.choice("status", RESULTS)
+        fields.check()
+        order = await engine.order(order_id)
+        if order.status != "pending":
+            raise engine_errors.OrderNotPending(order_id, order.status)
+        transaction_id = new_transaction_id()
+        log.info("demo_payment_started", order_id=order_id, transaction_id=transaction_id, result=result)
+        response = json({"order_id": order_id, "transaction_id": transaction_id, "status": result}, 202)
+        response.background = BackgroundTask(
+            send_webhook, webhook_url(request), secret, order_id, transaction_id, result
+        )
+        return response
+
+    return [Route("/api/demo/payments", checkout, methods=["POST"])]
