@@ -14,12 +14,13 @@ PROJECT = Path(__file__).resolve().parents[2]
 HARNESS = PROJECT / "bench" / "__main__.py"
 
 
-@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+# No help option of its own: `flashsale bench --help` is the harness's help, listing its options.
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def bench(args: tuple[str, ...]) -> None:
-    """Run the benchmark scenarios in bench/ (`python -m bench ARGS`); see `flashsale bench --help` there.
+    """Benchmark the API and engine against their ceilings and a PostgreSQL row-lock design.
 
-    Options after `bench` go to the harness unchanged.
+    Runs the harness in bench/ (`python -m bench`) with the options given; see `flashsale bench --help`.
     """
     if not HARNESS.is_file():
         click.echo(

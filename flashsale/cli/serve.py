@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from typing import Any
 
 import click
 
@@ -32,6 +33,15 @@ def serve(host: str, port: int, workers: int, access_log: bool) -> None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
+UVICORN_OPTIONS: dict[str, Any] = {
+    "log_level": "info",
+    "server_header": False,
+    "proxy_headers": True,
+    "timeout_graceful_shutdown": 10,
+}
+"""uvicorn's settings for the API; bench/baselines serves its comparison app with the same ones."""
+
+
 def _run(host: str, port: int, workers: int, access_log: bool) -> None:
     import uvicorn
 
@@ -42,8 +52,5 @@ def _run(host: str, port: int, workers: int, access_log: bool) -> None:
         port=port,
         workers=workers,
         access_log=access_log,
-        log_level="info",
-        server_header=False,
-        proxy_headers=True,
-        timeout_graceful_shutdown=10,
+        **UVICORN_OPTIONS,
     )

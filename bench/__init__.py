@@ -1,0 +1,1 @@
+"""The benchmark harness: ``flashsale bench`` (or ``python -m bench``); see BENCHMARKS.md."""

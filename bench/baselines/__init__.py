@@ -1,0 +1,1 @@
+"""Designs flashsale is measured against, served the same way."""

@@ -1,0 +1,219 @@
+"""What a run produces: the table on stdout, the figures against the targets, the JSON file and the plot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Results = dict[str, Any]
+
+
+def point(results: Results, scenario: str, connections: int) -> dict[str, Any] | None:
+    for run in results["scenarios"].get(scenario, []) or []:
+        if run.get("connections") == connections:
+            return dict(run)
+    return None
+
+
+def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> float | None:
+    if a is None or b is None or not b.get(key):
+        return None
+    return float(a[key]) / float(b[key])
+
+
+def _field(results: Results, scenario: str, key: str) -> float | None:
+    found = results["scenarios"].get(scenario)
+    return None if not isinstance(found, dict) or found.get(key) is None else float(found[key])
+
+
+def oversold_units(results: Results) -> int:
+    """Every stock check of the run, added up."""
+    total = 0
+    for found in results["scenarios"].values():
+        runs = found if isinstance(found, list) else [found]
+        total += sum(run.get("check", {}).get("oversold_units", 0) for run in runs)
+    return total
+
+
+def failed_checks(results: Results) -> list[str]:
+    problems = []
+    for name, found in results["scenarios"].items():
+        runs = found if isinstance(found, list) else [found]
+        for run in runs:
+            for problem in run.get("check", {}).get("problems", []):
+                where = f"{name} at {run['connections']} connections" if "connections" in run else name
+                problems.append(f"{where}: {problem}")
+    return problems
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    figure: str
+    goal: float
+    at_least: bool
+    unit: str
+    measure: Callable[[Results], float | None]
+
+    def met(self, value: float | None) -> bool | None:
+        if value is None:
+            return None
+        return value >= self.goal if self.at_least else value <= self.goal
+
+    @property
+    def goal_text(self) -> str:
+        return f"{'≥' if self.at_least else '≤'} {self.goal:,g}{self.unit}"
+
+
+TARGETS = (
+    Target(
+        "holds_vs_livez",
+        "POST /api/holds rps ÷ GET /livez rps, 50 connections",
+        0.6,
+        True,
+        "",
+        lambda r: _ratio(point(r, "holds-hot", 50), point(r, "livez", 50), "rps"),
+    ),
+    Target(
+        "holds_vs_pg_row_lock",
+        "POST /api/holds rps ÷ pg-row-lock rps, 50 connections, hot product",
+        20,
+        True,
+        "",
+        lambda r: _ratio(point(r, "holds-hot", 50), point(r, "pg-row-lock", 50), "rps"),
+    ),
+    Target(
+        "engine_vs_redis_benchmark",
+        "engine reserves/s from Python ÷ redis-benchmark EVALSHA rps at -c 50",
+        0.5,
+        True,
+        "",
+        lambda r: (
+            None
+            if _field(r, "engine", "per_second") is None or not _field(r, "redis-benchmark", "per_second")
+            else (_field(r, "engine", "per_second") or 0.0) / (_field(r, "redis-benchmark", "per_second") or 1.0)
+        ),
+    ),
+    Target(
+        "holds_p99_500",
+        "p99 latency of POST /api/holds at 500 connections",
+        50,
+        False,
+        " ms",
+        lambda r: (point(r, "holds-hot", 500) or {}).get("p99_ms"),
+    ),
+    Target(
+        "drain_events_per_second",
+        "outbox drain into PostgreSQL, 1 worker",
+        5000,
+        True,
+        " events/s",
+        lambda r: _field(r, "drain", "events_per_second"),
+    ),
+    Target(
+        "memory_per_hold",
+        "Redis memory per active hold (INFO memory delta over the holds)",
+        250,
+        False,
+        " bytes",
+        lambda r: _field(r, "memory", "bytes_per_hold"),
+    ),
+    Target("oversold_units", "oversold units in any run", 0, False, "", lambda r: float(oversold_units(r))),
+)
+
+
+def figures(results: Results) -> list[dict[str, Any]]:
+    out = []
+    for target in TARGETS:
+        value = target.measure(results)
+        out.append(
+            {
+                "key": target.key,
+                "figure": target.figure,
+                "target": target.goal_text,
+                "measured": None if value is None else round(value, 3),
+                "met": target.met(value),
+            }
+        )
+    return out
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def table(results: Results) -> str:
+    """Every run, one line each, then the figures against the targets."""
+    header = f"{'scenario':<16}{'conns':>6}  {'tool':<7}{'per second':>12}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+    header += f"{'errors':>8}{'oversold':>9}"
+    lines = [header, "-" * len(header)]
+    for name, found in results["scenarios"].items():
+        runs = found if isinstance(found, list) else [found]
+        for run in runs:
+            rate = run.get("rps", run.get("per_second", run.get("events_per_second")))
+            errors = run.get("errors", 0)
+            errors = sum(errors.values()) if isinstance(errors, dict) else errors
+            conns = run.get("connections", run.get("callers", ""))
+            lines.append(
+                f"{name:<16}{conns!s:>6}  {run.get('tool', '-'):<7}{_fmt(rate):>12}"
+                f"{_fmt(run.get('p50_ms'), 2):>9}{_fmt(run.get('p99_ms'), 2):>9}{_fmt(run.get('max_ms'), 2):>9}"
+                f"{errors:>8}{run.get('check', {}).get('oversold_units', 0):>9}"
+            )
+            if name == "purchases":
+                lines.append(f"{'':<16}{'':>6}  {'':<7}{_fmt(run.get('purchases_per_second')):>12} purchases/s")
+            if name == "memory":
+                lines.append(f"{'':<16}{'':>6}  {'':<7}{_fmt(run.get('bytes_per_hold')):>12} bytes/hold")
+    lines += ["", f"{'figure':<72}{'target':>18}{'measured':>12}  met"]
+    for figure in results["figures"]:
+        met = {True: "yes", False: "NO", None: "-"}[figure["met"]]
+        lines.append(f"{figure['figure']:<72}{figure['target']:>18}{_fmt(figure['measured'], 2):>12}  {met}")
+    problems = failed_checks(results)
+    if problems:
+        lines += ["", "CHECKS FAILED:", *(f"  {problem}" for problem in problems)]
+    return "\n".join(lines)
+
+
+def write_json(results: Results, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(path)
+
+
+PLOTTED = (
+    ("holds-hot", "flashsale POST /api/holds"),
+    ("livez", "flashsale GET /livez"),
+    ("pg-row-lock", "pg-row-lock"),
+)
+
+
+def plot(results: Results, path: Path) -> bool:
+    """Throughput against connections for flashsale, livez and pg-row-lock; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    figure, axes = plt.subplots(figsize=(8, 5), dpi=120)
+    for scenario, label in PLOTTED:
+        runs = sorted(results["scenarios"].get(scenario) or [], key=lambda run: run["connections"])
+        if runs:
+            axes.plot([r["connections"] for r in runs], [r["rps"] for r in runs], marker="o", label=label)
+    axes.set_xscale("log")
+    axes.set_xlabel("connections (wrk, log scale)")
+    axes.set_ylabel("requests per second")
+    axes.set_ylim(bottom=0)
+    tool = results["settings"]["tool"]
+    axes.set_title(f"Throughput against connections, 1 uvicorn worker, {results['machine']['cpus']} cores ({tool})")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return True

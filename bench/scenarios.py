@@ -1,0 +1,257 @@
+"""The scenarios: each prepares its data, starts a fresh server, loads it, and checks the stock afterwards."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+import sqlalchemy as sa
+
+from bench import drain as drain_bench
+from bench import load, redis_figures, servers
+from bench.baselines import pg_row_lock
+from bench.checks import StockCheck, check_stock
+from engine import Engine
+from flashsale import settings
+from persistence.catalog import ProductSpec, put_product
+from persistence.db import make_engine
+from persistence.models import orders, payments, products
+from workers.drain import DEFAULT_BATCH_SIZE
+
+HOT_PRODUCT = 1
+SPREAD_PRODUCTS = range(1001, 2001)
+PURCHASE_PRODUCT = 3001
+ENGINE_PRODUCT = 4001
+MEMORY_PRODUCT = 5001
+DRAIN_SETTLE_SECONDS = 60.0
+LOTS = 10**9
+"""Stock large enough never to run out during a scenario."""
+
+
+@dataclass
+class Bench:
+    """One run of the harness: where it sends load, with what, and for how long."""
+
+    tool: load.Tool
+    server: str
+    redis_url: str
+    database_url: str
+    workdir: Path
+    seconds: float
+    warmup: float
+    pool_size: int
+    engine_callers: int = 50
+    redis_benchmark_requests: int = 300_000
+    memory_holds: int = 100_000
+    drain_events: int = 10_000
+    drain_rounds: int = 3
+    webhook_secret: str = field(default_factory=lambda: secrets.token_hex(16))
+    admin_token: str = field(default_factory=lambda: secrets.token_hex(16))
+
+    def __post_init__(self) -> None:
+        self.redis = redis.Redis.from_url(self.redis_url)
+        self.engine = Engine(self.redis)
+        self.db = make_engine(self.database_url)
+
+    def close(self) -> None:
+        self.redis.close()
+        self.db.dispose()
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "FLASHSALE_REDIS_URL": self.redis_url,
+            "FLASHSALE_DATABASE_URL": self.database_url,
+            "FLASHSALE_WEBHOOK_SECRET": self.webhook_secret,
+            "FLASHSALE_ADMIN_TOKEN": self.admin_token,
+            "FLASHSALE_VAR_DIR": str(self.workdir / "var"),
+            "FLASHSALE_LOG_FORMAT": "json",
+        }
+
+    def reset(self) -> None:
+        """An empty engine and catalog: every scenario starts from the same state."""
+        self.redis.flushdb()
+        with self.db.begin() as connection:
+            for table in (payments, orders, products):
+                connection.execute(sa.delete(table))
+
+    def put(self, product_ids: range | list[int], stock: int) -> None:
+        for product_id in product_ids:
+            put_product(self.engine, self.db, ProductSpec(product_id, f"bench {product_id}", 100, stock))
+
+    @contextmanager
+    def flashsale(self, label: str) -> Iterator[str]:
+        command = servers.flashsale_command(self.server)
+        with servers.serving("flashsale", command, self.env, self.workdir / f"{label}.log") as url:
+            yield url
+
+    def drive(self, base_url: str, traffic: load.Traffic, connections: int) -> tuple[load.HttpRun, dict[str, int]]:
+        """A warm-up (not reported), then the measured run; returns the run and the answers of both."""
+        counts: dict[str, int] = {}
+        if self.warmup > 0:
+            warm = load.run(self.tool, base_url, traffic, connections, self.warmup)
+            counts = dict(warm.counts)
+        measured = load.run(self.tool, base_url, traffic, connections, self.seconds)
+        for kind, n in measured.counts.items():
+            counts[kind] = counts.get(kind, 0) + n
+        return measured, counts
+
+
+@dataclass
+class Point:
+    """One measured run of an HTTP scenario, with the stock check after it."""
+
+    run: load.HttpRun
+    check: StockCheck
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.run.as_json(), "check": self.check.as_json(), **self.extra}
+
+
+def livez(bench: Bench, connections: int) -> Point:
+    bench.reset()
+    with bench.flashsale(f"livez-{connections}") as url:
+        run, _ = bench.drive(url, load.Traffic("livez"), connections)
+    return Point(run, StockCheck())
+
+
+def holds(bench: Bench, product_ids: range, connections: int, label: str) -> Point:
+    bench.reset()
+    bench.put(product_ids, LOTS)
+    traffic = load.Traffic("holds", (str(product_ids[0]), str(product_ids[-1])))
+    with bench.flashsale(f"{label}-{connections}") as url:
+        run, counts = bench.drive(url, traffic, connections)
+    return Point(run, check_stock(bench.engine, product_ids, client_holds=counts.get("201", 0)))
+
+
+def holds_hot(bench: Bench, connections: int) -> Point:
+    return holds(bench, range(HOT_PRODUCT, HOT_PRODUCT + 1), connections, "holds-hot")
+
+
+def holds_spread(bench: Bench, connections: int) -> Point:
+    return holds(bench, SPREAD_PRODUCTS, connections, "holds-spread")
+
+
+def pg_row_lock_holds(bench: Bench, connections: int) -> Point:
+    pg_row_lock.prepare(bench.database_url, range(HOT_PRODUCT, HOT_PRODUCT + 1), LOTS)
+    env = {"BENCH_PG_URL": bench.database_url, "BENCH_POOL_SIZE": str(bench.pool_size)}
+    log = bench.workdir / f"pg-row-lock-{connections}.log"
+    with servers.serving("pg-row-lock", servers.baseline_command(), env, log) as url:
+        run, counts = bench.drive(url, load.Traffic("holds", (str(HOT_PRODUCT), str(HOT_PRODUCT))), connections)
+    over, written = pg_row_lock.oversold(bench.database_url)
+    check = StockCheck(products=1, oversold_units=over, holds_granted=written)
+    if over:
+        check.problems.append(f"{over} units oversold")
+    if counts.get("201", 0) > written:
+        check.problems.append(f"the client saw {counts.get('201', 0)} holds granted, PostgreSQL has {written}")
+    return Point(run, check)
+
+
+def purchases(bench: Bench, connections: int) -> Point:
+    """hold -> order -> signed webhook, with one ``flashsale worker`` draining the outbox meanwhile."""
+    bench.reset()
+    bench.put([PURCHASE_PRODUCT], LOTS)
+    traffic = load.Traffic("purchases", (str(PURCHASE_PRODUCT), bench.webhook_secret))
+    with (
+        servers.worker(bench.env, bench.workdir / f"worker-{connections}.log"),
+        bench.flashsale(f"purchases-{connections}") as url,
+    ):
+        run, counts = bench.drive(url, traffic, connections)
+        backlog_after_run = bench.engine.outbox_backlog(PURCHASE_PRODUCT)
+        drained_in = _wait_for_drain(bench, PURCHASE_PRODUCT)
+    check = check_stock(bench.engine, [PURCHASE_PRODUCT], client_holds=counts.get("hold", 0))
+    stats = bench.engine.stats(PURCHASE_PRODUCT)
+    with bench.db.connect() as connection:
+        persisted = connection.execute(
+            sa.select(sa.func.count()).select_from(orders).where(orders.c.product_id == PURCHASE_PRODUCT)
+        ).scalar_one()
+    if persisted != stats.get("orders", 0):
+        check.problems.append(f"PostgreSQL has {persisted} orders, the engine made {stats.get('orders', 0)}")
+    extra = {
+        "purchases_per_second": round(run.counts.get("paid", 0) / run.seconds, 1) if run.seconds else 0.0,
+        "outbox_backlog_after_run": backlog_after_run,
+        "drained_within_s": drained_in,
+        "orders_in_postgresql": persisted,
+        "engine_orders": stats.get("orders", 0),
+        "engine_paid": stats.get("paid", 0),
+    }
+    return Point(run, check, extra)
+
+
+def _wait_for_drain(bench: Bench, product_id: int) -> float | None:
+    started = time.monotonic()
+    while time.monotonic() - started < DRAIN_SETTLE_SECONDS:
+        if bench.engine.outbox_backlog(product_id) == 0:
+            return round(time.monotonic() - started, 2)
+        time.sleep(0.2)
+    return None
+
+
+def redis_benchmark(bench: Bench) -> dict[str, Any]:
+    bench.reset()
+    bench.engine.set_stock(ENGINE_PRODUCT, 10**12)
+    timed = redis_figures.redis_benchmark(bench.redis_url, ENGINE_PRODUCT, 50, bench.redis_benchmark_requests)
+    check = check_stock(bench.engine, [ENGINE_PRODUCT])
+    return {**timed.as_json(), "connections": 50, "check": check.as_json()}
+
+
+def engine_only(bench: Bench) -> dict[str, Any]:
+    bench.reset()
+    bench.engine.set_stock(ENGINE_PRODUCT, 10**12)
+    timed = redis_figures.engine_reserves(bench.redis_url, ENGINE_PRODUCT, bench.engine_callers, bench.seconds)
+    check = check_stock(bench.engine, [ENGINE_PRODUCT], client_holds=timed.calls - timed.errors)
+    return {**timed.as_json(), "callers": bench.engine_callers, "check": check.as_json()}
+
+
+def memory(bench: Bench) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for label, customers in (("with_customer", True), ("anonymous", False)):
+        bench.reset()
+        run = redis_figures.memory_per_hold(bench.redis_url, MEMORY_PRODUCT, bench.memory_holds, customers=customers)
+        results[label] = run.as_json()
+    check = check_stock(bench.engine, [MEMORY_PRODUCT])
+    return {**results, "bytes_per_hold": results["with_customer"]["bytes_per_hold"], "check": check.as_json()}
+
+
+def drain(bench: Bench) -> dict[str, Any]:
+    """Events per second one worker drains into the database: bench/drain.py's rounds."""
+    bench.reset()
+    config = settings.load(bench.env)
+    rates = [
+        drain_bench.one_round(bench.redis, bench.db, config, bench.drain_events, DEFAULT_BATCH_SIZE)
+        for _ in range(bench.drain_rounds)
+    ]
+    rates.sort()
+    return {
+        "events": bench.drain_events,
+        "rounds": [round(rate, 1) for rate in rates],
+        "events_per_second": round(rates[len(rates) // 2], 1),
+        "batch_size": DEFAULT_BATCH_SIZE,
+        "database": bench.db.dialect.name,
+        "check": StockCheck().as_json(),  # each round checks that every order reached the database
+    }
+
+
+HTTP_SCENARIOS: dict[str, Callable[[Bench, int], Point]] = {
+    "livez": livez,
+    "holds-hot": holds_hot,
+    "pg-row-lock": pg_row_lock_holds,
+    "holds-spread": holds_spread,
+    "purchases": purchases,
+}
+LADDERS = ("livez", "holds-hot", "pg-row-lock")
+"""Run at every connection count given; the others at 50 connections."""
+OTHER_SCENARIOS: dict[str, Callable[[Bench], dict[str, Any]]] = {
+    "redis-benchmark": redis_benchmark,
+    "engine": engine_only,
+    "drain": drain,
+    "memory": memory,
+}
+ALL = (*HTTP_SCENARIOS, *OTHER_SCENARIOS)

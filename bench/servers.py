@@ -1,0 +1,137 @@
+"""The processes a benchmark runs against: a private Redis, the API, the baseline app, a worker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import redis
+
+from flashsale.private_redis import free_port, redis_executable
+
+PROJECT = Path(__file__).resolve().parents[1]
+START_TIMEOUT = 30.0
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+@dataclass
+class Process:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def spawn(name: str, args: list[str], log: Path, env: Mapping[str, str] | None = None) -> Process:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            args,
+            cwd=PROJECT,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Process(name, process, log)
+
+
+@contextmanager
+def private_redis(directory: Path) -> Iterator[str]:
+    """A redis-server of the harness's own, without persistence (it measures the engine, not the disk)."""
+    port = free_port()
+    args = [redis_executable(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    server = spawn("redis", [*args, "--dir", str(directory)], directory / "redis.log")
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                if client.ping():
+                    break
+            except redis.ConnectionError:
+                pass
+            if server.process.poll() is not None or time.monotonic() > deadline:
+                raise ServerError(f"redis-server did not start:\n{server.tail()}")
+            time.sleep(0.05)
+        client.close()
+        yield url
+    finally:
+        server.stop()
+
+
+def wait_until_live(base_url: str, process: Process) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        if process.process.poll() is not None:
+            raise ServerError(f"{process.name} exited with code {process.process.returncode}:\n{process.tail()}")
+        try:
+            if httpx.get(f"{base_url}/livez", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            process.stop()
+            raise ServerError(f"{process.name} did not answer on {base_url} within {START_TIMEOUT:.0f} s")
+        time.sleep(0.1)
+
+
+@contextmanager
+def serving(name: str, command: list[str], env: Mapping[str, str], log: Path) -> Iterator[str]:
+    """Start an HTTP server with ``{port}`` filled in ``command``; yield its base URL once /livez answers."""
+    port = free_port()
+    process = spawn(name, [part.format(port=port) for part in command], log, env)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_live(base_url, process)
+        yield base_url
+    finally:
+        process.stop()
+
+
+def flashsale_command(server: str) -> list[str]:
+    """``flashsale serve`` with one worker process."""
+    command = [sys.executable, "-m", "flashsale", "serve", "--port", "{port}", "--workers", "1"]
+    if server != "uvicorn":
+        command += ["--server", server]
+    return command
+
+
+def baseline_command() -> list[str]:
+    return [sys.executable, "-m", "bench.baselines.pg_row_lock", "--port", "{port}"]
+
+
+@contextmanager
+def worker(env: Mapping[str, str], log: Path) -> Iterator[Process]:
+    """``flashsale worker``: drains the outbox while a scenario runs."""
+    process = spawn("worker", [sys.executable, "-m", "flashsale", "worker"], log, env)
+    try:
+        yield process
+    finally:
+        process.stop()
