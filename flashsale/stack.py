@@ -115,6 +115,8 @@ def prepare(environ: Mapping[str, str], host: str, port: int, say: Printer) -> S
     env = dict(environ)
     env["FLASHSALE_VAR_DIR"] = str(var_dir)
     env.setdefault("FLASHSALE_LOG_FORMAT", "console")
+    # The storefront's "Pay" needs a payment provider: the API's simulated one, unless told otherwise.
+    env.setdefault("FLASHSALE_DEMO_PROVIDER", "1")
     env["PYTHONUNBUFFERED"] = "1"
 
     for variable, filename, what in (
@@ -218,6 +220,8 @@ def banner(stack: Stack) -> list[str]:
     settings = stack.settings
     lines = [
         f"flashsale is up: {stack.url}",
+        f"  storefront        {stack.url}/" + ("  (Pay: simulated provider)" if settings.demo_provider else ""),
+        f"  dashboard         {stack.url}/dashboard  (paste the admin token)",
         f"  products          {stack.url}/api/products",
         f"  API description   {stack.url}/openapi.json",
         f"  health, metrics   {stack.url}/readyz  {stack.url}/metrics",

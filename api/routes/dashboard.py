@@ -47,9 +47,11 @@ def routes(services: Services, feed: Feed) -> list[Route]:
         yield f"retry: {RETRY_MS}\n\n".encode()
         seen = -1
         deadline = time.monotonic() + STREAM_SECONDS
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
             try:
-                update = await feed.next(seen)
+                update = await asyncio.wait_for(feed.next(seen), left)
+            except TimeoutError:
+                break
             except EngineUnavailable:
                 problem = {"code": "engine_unavailable", "detail": "the stock engine's Redis did not answer"}
                 yield event("problem", orjson.dumps(problem))

@@ -45,9 +45,11 @@ function drawLineChart(canvas, series, endMs, windowMs) {
   }
   g.textAlign = 'center';
   g.textBaseline = 'top';
-  const minutes = Math.round(windowMs / 60000);
-  for (let m = minutes; m >= 0; m--) {
-    g.fillText(m === 0 ? 'now' : `-${m} min`, x(endMs - m * 60000), height - pad.bottom + 6);
+  // At most six time labels, on a round step, counting back from now.
+  const stepS = [10, 15, 30, 60, 120, 300, 600].find((step) => windowMs / 1000 / step <= 6) || 600;
+  for (let s = 0; s * 1000 <= windowMs; s += stepS) {
+    const label = s === 0 ? 'now' : s % 60 === 0 ? `-${s / 60} min` : `-${s} s`;
+    g.fillText(label, x(endMs - s * 1000), height - pad.bottom + 6);
   }
 
   g.lineWidth = 2;

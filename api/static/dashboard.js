@@ -170,11 +170,15 @@ function drawRates(stats) {
     color: RATE_COLORS[name],
     values: points.map((point) => [point.at, point[name]]),
   }));
-  drawLineChart($('rates'), series, Date.parse(stats.at), stats.rates.window_seconds * 1000);
+  // The window grows with the history this server has, from one minute up to the full window.
+  const end = Date.parse(stats.at);
+  const span = points.length ? end - points[0].at : 0;
+  const windowMs = Math.min(stats.rates.window_seconds * 1000, Math.max(60000, span));
+  drawLineChart($('rates'), series, end, windowMs);
   const last = points[points.length - 1];
   $('rates-window').textContent = last
-    ? `now ${last.holds} holds/s, ${last.orders} orders/s (every ${stats.rates.interval_seconds} s, last ${stats.rates.window_seconds / 60} min)`
-    : 'the first rates appear after a few seconds';
+    ? `· now ${last.holds} holds/s and ${last.orders} orders/s, a point every ${stats.rates.interval_seconds} s`
+    : '· the first rates appear after a few seconds';
 }
 
 function show(stats) {
