@@ -97,6 +97,8 @@ class Conformance:
         types = {"object": dict, "array": list, "string": str, "boolean": bool}
         if kind == "integer":
             assert type(value) is int, f"{where}: {value!r} is not an integer"
+        elif kind == "number":
+            assert type(value) in (int, float), f"{where}: {value!r} is not a number"
         elif kind is not None:
             assert isinstance(value, types[kind]), f"{where}: {value!r} is not {kind}"
         if "enum" in schema:
