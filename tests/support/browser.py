@@ -46,7 +46,14 @@ def live_server(settings: Settings) -> Iterator[str]:
     """The API on a free port, served by uvicorn in a thread; its base URL."""
     from api.app import create_app
 
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=free_port(), log_level="warning")
+    with serve_in_thread(create_app(settings)) as base:
+        yield base
+
+
+@contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """Any ASGI app on a free port, served by uvicorn in a thread; its base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
