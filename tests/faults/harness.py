@@ -154,6 +154,9 @@ def verify(
         unexpected = {k: n for k, n in load.tally.server_errors().items() if k not in allowed_5xx}
         if unexpected:
             problems.append(f"unexpected server errors: {unexpected}")
+        hung = {k: n for k, n in load.tally.transport_errors.items() if "Timeout" in k}
+        if hung:
+            problems.append(f"requests that waited out the client's timeout (a hang): {hung}")
     result = audit(db, Ledger(merged_orders, merged_payments), products)
     problems += result.lost[:10] + [f"order {o} has two applied payments" for o in result.applied_twice]
     if result.oversold:
