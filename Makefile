@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test up lint fmt typecheck clean
+.PHONY: test up lint fmt typecheck clean screenshots
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -29,6 +29,10 @@ test: lint typecheck
 # The whole stack on embedded defaults (private Redis, SQLite in ./var); `make up UP_ARGS="--port 9000"`.
 up: $(STAMP)
 	$(VENV)/bin/flashsale up $(UP_ARGS)
+
+# Refresh docs/img/*.png: the browser tests, saving what they see (needs Redis, PostgreSQL and chromium).
+screenshots: $(STAMP)
+	FLASHSALE_SCREENSHOTS=1 $(VENV)/bin/pytest -q tests/test_browser_storefront.py tests/test_browser_dashboard.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
