@@ -553,7 +553,7 @@ def _paths() -> dict[str, Any]:
                 "description": (
                     "`event: stats` carries a DashboardStats document each time a figure changed, at most twice "
                     "a second (a slow reader gets the latest, never a backlog); `event: problem` says the engine "
-                    "did not answer; `event: reconnect` ends the stream after 30 s: open it again."
+                    "did not answer; `event: reconnect` ends the stream after 5 s: open it again."
                 ),
                 "operationId": "dashboardStream",
                 "tags": ["admin"],

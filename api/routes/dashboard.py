@@ -21,7 +21,8 @@ from api.feed import Feed
 from api.services import Services
 from engine.exceptions import EngineUnavailable
 
-STREAM_SECONDS = 30.0
+STREAM_SECONDS = 5.0
+"""uvicorn waits for open responses before it stops: a stream this short barely delays a shutdown."""
 RETRY_MS = 1000
 """How long the page waits before it reconnects after an error (the SSE ``retry`` field)."""
 UNAVAILABLE_PAUSE_SECONDS = 1.0
