@@ -31,9 +31,7 @@ DEMO = {"FLASHSALE_DEMO_PROVIDER": "1"}
 
 
 @pytest.fixture
-async def demo_client(
-    redis_url: str, database_url: str, tmp_path: Path, real_redis: redis.Redis, db: sa.Engine
-) -> Any:
+async def demo_client(redis_url: str, database_url: str, tmp_path: Path, real_redis: redis.Redis, db: sa.Engine) -> Any:
     async with serve(create_app(make_settings(redis_url, database_url, tmp_path, **DEMO))) as http:
         yield http
 
