@@ -96,6 +96,26 @@ def test_a_declined_card_cancels_the_order_and_the_unit_goes_back_on_sale(browse
         expect(card.locator(".available")).to_have_text("2")
 
 
+def test_a_unit_gone_before_the_page_noticed_is_refused_as_sold_out(browser: Any, shop: str) -> None:
+    put_product(shop, 1, "Limited sneaker, drop #1", stock=1)
+    with page_of(browser) as page:
+        page.goto(shop + "/")
+        card = page.locator("article.product[data-product-id='1']")
+        expect(card.locator(".available")).to_have_text("1")
+
+        # The page loses sight of the catalog while someone else takes the last unit.
+        page.route("**/api/products", lambda route: route.abort())
+        expect(page.locator("#notice")).to_contain_text("The shop is not answering")
+        take(shop, 1, 1, customer_id="someone-else")
+        card.locator(".buy").click()
+
+        expect(card.locator(".message")).to_have_text("Sold out.")
+        expect(page.locator("li.purchase")).to_have_count(0)
+        page.unroute("**/api/products")
+        expect(card.locator(".state")).to_have_text("Sold out")
+        expect(page.locator("#notice")).to_be_hidden()
+
+
 def test_refusals_read_as_plain_messages_limit_reached_and_hold_expired(
     browser: Any, redis_url: str, database_url: str, tmp_path: Path, real_redis: redis.Redis, db: sa.Engine
 ) -> None:
