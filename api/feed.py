@@ -201,14 +201,12 @@ class Feed:
             },
             "reconcile": self._verdict,
         }
-        version = -1 if previous is None else previous.version
-        if sampled != self._sampled or previous is None:
-            version += 1  # only a change makes a new version: an idle sale sends nothing new
-            self._sampled = sampled
-        body = orjson.dumps({"version": version, "at": iso(now_ms), **sampled})
-        if previous is not None and version == previous.version:
-            body = previous.body
-        return Update(version, time.monotonic(), body)
+        if previous is not None and sampled == self._sampled:
+            # Nothing moved: watchers are sent nothing new (an idle sale still gains a rate point now and then).
+            return Update(previous.version, time.monotonic(), previous.body)
+        self._sampled = sampled
+        version = 0 if previous is None else previous.version + 1
+        return Update(version, time.monotonic(), orjson.dumps({"version": version, "at": iso(now_ms), **sampled}))
 
     async def _names(self) -> dict[int, str]:
         try:
