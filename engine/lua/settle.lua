@@ -2,7 +2,7 @@
 -- KEYS: the product's ten keys (see _prelude.lua).
 -- ARGV[1] order ulid   ARGV[2] transaction id   ARGV[3] 'success' | 'failed'   ARGV[4] raw payload
 -- returns {'applied' | 'not_applied' | 'duplicate', applied (0/1), refund_required (0/1), <order reply>...}
---       | {'order_not_found'}
+--       | {'order_not_found'} | {'duplicate_forgotten', applied, order ulid} (the order is no longer kept)
 -- A duplicate transaction reports the order it was first applied to, in its current state, and the first
 -- verdict: a success that was not applied to an order now cancelled still needs a refund.
 local order_ulid = ARGV[1]
