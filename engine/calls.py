@@ -33,6 +33,8 @@ Reply = list[Any]
 REAP_BATCH = 200
 MAX_REAP_BATCH = 10_000
 MAX_QUANTITY = 10_000
+# Lua writes numbers into records with 14 significant digits: an order's amount must stay below 10^14.
+MAX_PRICE_CENTS = 10**14 // MAX_QUANTITY - 1
 MAX_CUSTOMER_ID = 128
 MAX_TRANSACTION_ID = 128
 MAX_IDEMPOTENCY_KEY = 128
@@ -132,7 +134,7 @@ def set_stock(
 ) -> Call[StockChange]:
     keys = product_keys(product_id)
     _check_count(total, "total", 0, 10**12)
-    _check_count(price_cents, "price_cents", 0, 10**12)
+    _check_count(price_cents, "price_cents", 0, MAX_PRICE_CENTS)
     _check_count(max_per_customer, "max_per_customer", 0, 10**9)
 
     def decode(reply: Reply) -> StockChange:

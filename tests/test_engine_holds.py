@@ -9,6 +9,7 @@ import fakeredis
 import pytest
 
 from engine import Engine, new_id, parse_id, product_keys
+from engine.calls import MAX_PRICE_CENTS, MAX_QUANTITY
 from engine.exceptions import HoldAlreadyUsed, HoldExpired, HoldNotFound, HoldReleased, InvalidId, LimitExceeded
 from tests.support.clock import FakeClock, fake_server_time
 
@@ -319,3 +320,14 @@ def test_a_convert_replay_reports_an_order_that_expired_since(make_engine: MakeE
 
     assert (again.status, again.cancel_reason) == ("cancelled", "expired")
     assert engine.snapshot(1).available == 10
+
+
+def test_an_order_of_the_most_units_at_the_highest_price_keeps_its_exact_amount(engine: Engine) -> None:
+    price, quantity = MAX_PRICE_CENTS - 12_345, MAX_QUANTITY - 3  # many significant digits
+    engine.set_stock(1, quantity, price_cents=price)
+
+    order = engine.convert(engine.reserve(1, quantity).hold_id)
+
+    assert order.amount_cents == engine.order(order.order_id).amount_cents == quantity * price
+    with pytest.raises(ValueError, match="price_cents"):
+        engine.set_stock(2, 1, price_cents=MAX_PRICE_CENTS + 1)
