@@ -168,10 +168,14 @@ class _Buyer:
         self.tally = load.tally
         self.ledger = load.ledger
         self.sequence = 0
+        self.turn = 0
 
     async def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
         """(status, JSON body or None); status 0 when no answer came."""
-        url = self.rng.choice(self.load.urls) + path
+        # Round robin: a purchase's steps go to different servers, and no keep-alive connection idles long
+        # enough for the server to close it just as a request goes out on it.
+        self.turn += 1
+        url = self.load.urls[(self.index + self.turn) % len(self.load.urls)] + path
         self.tally.requests += 1
         started = time.monotonic()
         try:

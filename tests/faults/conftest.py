@@ -77,7 +77,8 @@ def engine_redis(start_private_redis: StartRedis) -> RedisServer:
 
 
 @pytest.fixture
-def make_stack(tmp_path: Path, database_url_f: str) -> Iterator[Callable[..., Stack]]:
+def make_stack(tmp_path: Path, database_url_f: str, start_private_redis: StartRedis) -> Iterator[Callable[..., Stack]]:
+    """Stacks whose children stop before any private Redis does (this fixture depends on those)."""
     stacks: list[Stack] = []
 
     def make(redis_url: str, queue_url: str, database_url: str | None = None, **env: str) -> Stack:
