@@ -11,6 +11,7 @@ from flashsale.cli.product import product, seed
 from flashsale.cli.race import race
 from flashsale.cli.reconcile import reconcile
 from flashsale.cli.serve import serve
+from flashsale.cli.soak import soak
 from flashsale.cli.up import up
 from flashsale.cli.workers import scheduler, worker
 
@@ -31,6 +32,7 @@ cli.add_command(reconcile)
 cli.add_command(race)
 cli.add_command(pay)
 cli.add_command(bench)
+cli.add_command(soak)
 
 
 def main() -> None:
