@@ -179,7 +179,8 @@ SCHEMAS: dict[str, Schema] = {
     "WebhookRequest": _object(
         {
             "order_id": ORDER_ID,
-            "transaction_id": _text(MAX_TRANSACTION_ID),
+            # No '|': the engine keeps the paying transaction inside a '|'-separated record.
+            "transaction_id": _text(MAX_TRANSACTION_ID, pattern="^[^|\\u0000-\\u001F\\u007F-\\u009F]+$"),
             "status": {"type": "string", "enum": ["success", "failed"]},
         },
         description="Other fields are allowed and kept with the payment record.",

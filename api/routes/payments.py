@@ -152,6 +152,9 @@ def routes(services: Services) -> list[Route]:
         fields = Fields(parse_object(raw))
         order_id = fields.identifier("order_id", "order")
         transaction_id = fields.text("transaction_id", MAX_TRANSACTION_ID) or ""
+        if "|" in transaction_id:
+            # The engine keeps the paying transaction inside a '|'-separated order record (engine/lua/_prelude.lua).
+            fields.fault("transaction_id", "must not contain '|'")
         result = fields.choice("status", RESULTS)
         fields.check(closed=False)  # providers add fields of their own; the raw payload keeps them
         payload = raw.decode("utf-8")
