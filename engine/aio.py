@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from engine import calls
-from engine.base import EngineBase, unavailable_as_engine_error
+from engine.base import EngineBase, prepare, unavailable_as_engine_error
+from engine.coalesce import Coalescer
+from engine.exceptions import EngineError
 from engine.ids import PRODUCTS_KEY, product_keys
 from engine.outbox import decode_entries, decode_product_ids, decode_stats
 from engine.types import (
@@ -17,6 +19,7 @@ from engine.types import (
     OutboxEvent,
     PaymentResult,
     ReapResult,
+    ReserveRequest,
     RestoredOrder,
     RestoredPayment,
     Settlement,
@@ -28,10 +31,23 @@ T = TypeVar("T")
 
 
 class AsyncEngine(EngineBase):
+    """With ``coalesce`` (the default), concurrent reserves of a product share one script call (engine.coalesce)."""
+
+    def __init__(self, redis: Any, *, coalesce: bool = True, **settings: int) -> None:
+        super().__init__(redis, **settings)
+        self._coalescer: Coalescer[calls.PreparedReserve, Hold] | None = (
+            Coalescer(self._reserve_batch) if coalesce else None
+        )
+
     async def _run(self, call: calls.Call[T]) -> T:
         with unavailable_as_engine_error():
             reply = await self._scripts[call.script](keys=call.keys, args=call.args)
         return call.decode(reply)
+
+    async def _reserve_batch(
+        self, product_id: int, requests: Sequence[calls.PreparedReserve]
+    ) -> list[Hold | EngineError]:
+        return await self._run(calls.reserve_batch(product_id, requests, self.hold_ttl_ms))
 
     async def set_stock(
         self,
@@ -66,16 +82,25 @@ class AsyncEngine(EngineBase):
         hold_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> Hold:
-        return await self._run(
-            calls.reserve(
-                product_id,
-                quantity,
-                self.hold_ttl_ms,
-                customer_id=customer_id,
-                hold_id=hold_id,
-                idempotency_key=idempotency_key,
+        if self._coalescer is None:
+            return await self._run(
+                calls.reserve(
+                    product_id,
+                    quantity,
+                    self.hold_ttl_ms,
+                    customer_id=customer_id,
+                    hold_id=hold_id,
+                    idempotency_key=idempotency_key,
+                )
             )
+        request = calls.reserve_request(
+            product_id, quantity, customer_id=customer_id, hold_id=hold_id, idempotency_key=idempotency_key
         )
+        return await self._coalescer.submit(product_id, request)
+
+    async def reserve_many(self, product_id: int, requests: Sequence[ReserveRequest]) -> list[Hold | EngineError]:
+        """Several reserves of one product in one script call: each a Hold, or the error it met, in order."""
+        return await self._reserve_batch(product_id, prepare(product_id, requests))
 
     async def release(self, hold_id: str) -> Hold:
         return await self._run(calls.release(hold_id))

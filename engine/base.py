@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from redis import exceptions as redis_errors
 
+from engine import calls
 from engine.exceptions import EngineUnavailable
 from engine.scripts import NAMES, source
+from engine.types import ReserveRequest
 
 DEFAULT_HOLD_TTL_MS = 120_000
 DEFAULT_ORDER_TTL_MS = 900_000
@@ -31,6 +33,20 @@ def unavailable_as_engine_error() -> Iterator[None]:
         yield
     except UNAVAILABLE as error:
         raise EngineUnavailable(f"Redis is unavailable: {error}") from error
+
+
+def prepare(product_id: int, requests: Sequence[ReserveRequest]) -> list[calls.PreparedReserve]:
+    """Check every request of a batch before any is sent: one bad argument refuses the whole call."""
+    return [
+        calls.reserve_request(
+            product_id,
+            r.quantity,
+            customer_id=r.customer_id,
+            hold_id=r.hold_id,
+            idempotency_key=r.idempotency_key,
+        )
+        for r in requests
+    ]
 
 
 class EngineBase:

@@ -148,6 +148,52 @@ def set_stock(
     return Call("set_stock", keys.all(), args, decode)
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedReserve:
+    """One reserve, checked, with its hold id chosen: what ``reserve`` and ``reserve_batch`` send."""
+
+    product_id: int
+    quantity: int
+    ulid: str
+    customer: str
+    """'' for none, as the scripts take it."""
+    idempotency_key: str
+
+    def decode(self, reply: Reply) -> Hold:
+        status = text(reply[0])
+        if status == "ok":
+            return replace(_hold(self.product_id, reply), available=_int(reply[7]))
+        if status == "product_not_found":
+            raise exc.ProductNotFound(self.product_id)
+        if status == "sale_not_active":
+            raise exc.SaleNotActive(self.product_id, _int(reply[1]), _int(reply[2]), _int(reply[3]))
+        if status == "limit_exceeded":
+            raise exc.LimitExceeded(self.product_id, self.customer, _int(reply[1]), _int(reply[2]), self.quantity)
+        if status == "out_of_stock":
+            raise exc.OutOfStock(self.product_id, self.quantity, _int(reply[1]))
+        raise exc.EngineError(f"reserve: unexpected reply {status!r}")
+
+
+def reserve_request(
+    product_id: int,
+    quantity: int,
+    *,
+    customer_id: str | None = None,
+    hold_id: str | None = None,
+    idempotency_key: str | None = None,
+) -> PreparedReserve:
+    """Check a reserve's arguments (ValueError, InvalidId) before it is sent alone or in a batch."""
+    product_keys(product_id)  # checks the product id
+    hold_id = new_id("hold", product_id) if hold_id is None else hold_id
+    hold = parse_id(hold_id, "hold")
+    if hold.product_id != product_id:
+        raise exc.InvalidId(hold_id, "hold")
+    _check_count(quantity, "quantity", 1, MAX_QUANTITY)
+    customer = _check_text(customer_id, "customer_id", MAX_CUSTOMER_ID)
+    idem = _check_text(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY)
+    return PreparedReserve(product_id, quantity, hold.ulid, customer, idem)
+
+
 def reserve(
     product_id: int,
     quantity: int,
@@ -157,31 +203,40 @@ def reserve(
     hold_id: str | None = None,
     idempotency_key: str | None = None,
 ) -> Call[Hold]:
-    keys = product_keys(product_id)
-    hold_id = new_id("hold", product_id) if hold_id is None else hold_id
-    hold = parse_id(hold_id, "hold")
-    if hold.product_id != product_id:
-        raise exc.InvalidId(hold_id, "hold")
-    _check_count(quantity, "quantity", 1, MAX_QUANTITY)
-    customer = _check_text(customer_id, "customer_id", MAX_CUSTOMER_ID)
-    idem = _check_text(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY)
+    request = reserve_request(
+        product_id, quantity, customer_id=customer_id, hold_id=hold_id, idempotency_key=idempotency_key
+    )
+    args: list[str | int] = [
+        request.quantity,
+        request.ulid,
+        ttl_ms,
+        request.customer,
+        request.idempotency_key,
+        REAP_BATCH,
+    ]
+    return Call("reserve", product_keys(request.product_id).all(), args, request.decode)
 
-    def decode(reply: Reply) -> Hold:
-        status = text(reply[0])
-        if status == "ok":
-            return replace(_hold(product_id, reply), available=_int(reply[7]))
-        if status == "product_not_found":
-            raise exc.ProductNotFound(product_id)
-        if status == "sale_not_active":
-            raise exc.SaleNotActive(product_id, _int(reply[1]), _int(reply[2]), _int(reply[3]))
-        if status == "limit_exceeded":
-            raise exc.LimitExceeded(product_id, customer, _int(reply[1]), _int(reply[2]), quantity)
-        if status == "out_of_stock":
-            raise exc.OutOfStock(product_id, quantity, _int(reply[1]))
-        raise exc.EngineError(f"reserve: unexpected reply {status!r}")
 
-    args: list[str | int] = [quantity, hold.ulid, ttl_ms, customer, idem, REAP_BATCH]
-    return Call("reserve", keys.all(), args, decode)
+def reserve_batch(
+    product_id: int, requests: Sequence[PreparedReserve], ttl_ms: int
+) -> Call[list[Hold | exc.EngineError]]:
+    """Reserves of one product in one script call, each answered (a Hold or its error) as if made in turn."""
+    if any(request.product_id != product_id for request in requests):
+        raise ValueError("a batch reserves units of one product only")
+    args: list[str | int] = [ttl_ms, REAP_BATCH, len(requests)]
+    for request in requests:
+        args += [request.quantity, request.ulid, request.customer, request.idempotency_key]
+
+    def decode(reply: Reply) -> list[Hold | exc.EngineError]:
+        results: list[Hold | exc.EngineError] = []
+        for request, item in zip(requests, reply, strict=True):
+            try:
+                results.append(request.decode(item))
+            except exc.EngineError as error:
+                results.append(error)
+        return results
+
+    return Call("reserve_batch", product_keys(product_id).all(), args, decode)
 
 
 def release(hold_id: str) -> Call[Hold]:

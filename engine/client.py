@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from engine import calls
-from engine.base import EngineBase, unavailable_as_engine_error
+from engine.base import EngineBase, prepare, unavailable_as_engine_error
+from engine.exceptions import EngineError
 from engine.ids import PRODUCTS_KEY, product_keys
 from engine.outbox import decode_entries, decode_product_ids, decode_stats
 from engine.types import (
@@ -17,6 +18,7 @@ from engine.types import (
     OutboxEvent,
     PaymentResult,
     ReapResult,
+    ReserveRequest,
     RestoredOrder,
     RestoredPayment,
     Settlement,
@@ -76,6 +78,10 @@ class Engine(EngineBase):
                 idempotency_key=idempotency_key,
             )
         )
+
+    def reserve_many(self, product_id: int, requests: Sequence[ReserveRequest]) -> list[Hold | EngineError]:
+        """Several reserves of one product in one script call: each a Hold, or the error it met, in order."""
+        return self._run(calls.reserve_batch(product_id, prepare(product_id, requests), self.hold_ttl_ms))
 
     def release(self, hold_id: str) -> Hold:
         return self._run(calls.release(hold_id))

@@ -13,6 +13,7 @@ from importlib.resources import files
 NAMES = (
     "set_stock",
     "reserve",
+    "reserve_batch",
     "release",
     "hold_status",
     "convert",

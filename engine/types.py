@@ -25,6 +25,16 @@ class Hold:
 
 
 @dataclass(frozen=True, slots=True)
+class ReserveRequest:
+    """One reserve of ``reserve_many``: the arguments ``reserve`` takes after the product id."""
+
+    quantity: int
+    customer_id: str | None = None
+    hold_id: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Order:
     order_id: str
     hold_id: str

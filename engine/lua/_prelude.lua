@@ -183,3 +183,65 @@ local function counters()
   return c
 end
 
+-- One reserve, for reserve.lua and reserve_batch.lua (contract and reply in reserve.lua). The product
+-- exists and reap_due has run at `now`; `state` holds its last {holds, orders} counts (a full batch means
+-- more may be due) and whether this call has pruned tombstones yet.
+local function reserve_one(state, now, batch, qty, ulid, ttl, customer, idem)
+  -- A retry of the same call, or the same idempotency key, gets the first hold back, as it is now.
+  if idem ~= '' then
+    local first = redis.call('HGET', K_IDEM, idem)
+    if first then ulid = first end
+  end
+  local existing = read_hold(ulid)
+  if existing then
+    if existing.state == 'a' and now >= existing.expires then expire_hold(ulid, existing, now) end
+    local reply = hold_reply('ok', ulid, existing)
+    reply[#reply + 1] = counter('available')
+    return reply
+  end
+
+  local c = counters()
+  local starts, ends = c[8], c[9]
+  if (starts > 0 and now < starts) or (ends > 0 and now >= ends) then
+    return { 'sale_not_active', starts, ends, now }
+  end
+
+  local available = c[2]
+  while available < qty and (state.holds == batch or state.orders == batch) do
+    state.holds, state.orders = reap_due(now, batch)
+    available = counter('available')
+  end
+  if not state.pruned then
+    prune_tombs(now, batch)
+    state.pruned = true
+  end
+
+  local limit = c[7]
+  if limit > 0 and customer ~= '' then
+    local used = tonumber(redis.call('HGET', K_CUSTOMERS, customer) or '0')
+    if used + qty > limit then
+      count('n_limit')
+      return { 'limit_exceeded', limit, used }
+    end
+  end
+  if available < qty then
+    count('n_out_of_stock')
+    return { 'out_of_stock', available }
+  end
+
+  local h = { state = 'a', qty = qty, expires = now + ttl, order = '', customer = customer }
+  redis.call('HINCRBY', K_PRODUCT, 'available', -qty)
+  redis.call('HINCRBY', K_PRODUCT, 'held', qty)
+  if customer ~= '' then redis.call('HINCRBY', K_CUSTOMERS, customer, qty) end
+  write_hold(ulid, h)
+  count('n_holds')
+  redis.call('ZADD', K_HOLD_EXP, h.expires, ulid)
+  if idem ~= '' then
+    redis.call('HSET', K_IDEM, idem, ulid)
+    tomb('i:' .. idem, h.expires + TOMB_MS)
+  end
+  local reply = hold_reply('ok', ulid, h)
+  reply[#reply + 1] = available - qty
+  return reply
+end
+
