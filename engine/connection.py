@@ -15,6 +15,21 @@ DEFAULT_POOL_TIMEOUT = 20.0
 SOCKET_TIMEOUT = 5.0
 
 
+class ClosingRedisCluster(RedisCluster):
+    """A ``RedisCluster`` whose ``close()`` also closes every node's pool.
+
+    redis-py's node clients do not own their pools, so ``RedisCluster.close()`` leaves their sockets
+    open until garbage collection.
+    """
+
+    def close(self) -> None:
+        nodes = list(self.nodes_manager.nodes_cache.values())
+        super().close()
+        for node in nodes:
+            if node.redis_connection is not None:
+                node.redis_connection.connection_pool.disconnect()
+
+
 class BoundedAsyncRedisCluster(AsyncRedisCluster):
     """An asyncio cluster client that waits for a free connection instead of failing.
 
@@ -40,7 +55,7 @@ def connect(
 ) -> Any:
     """A sync client for ``url``: ``RedisCluster`` when ``cluster``, else ``Redis``; both on blocking pools."""
     if cluster:
-        return RedisCluster.from_url(
+        return ClosingRedisCluster.from_url(
             url,
             connection_pool_class=redis.BlockingConnectionPool,
             max_connections=max_connections,

@@ -16,6 +16,7 @@ import sqlalchemy
 from redis.cluster import RedisCluster
 
 from engine import Engine
+from engine.connection import connect
 from tests.support.servers import RedisServer, reachable, redis_cluster, redis_server
 
 pytest_plugins = ["tests.support.api", "tests.support.cli"]  # fixtures: API (client, ...), CLI (operator, live_api)
@@ -93,7 +94,7 @@ def redis_client(request: pytest.FixtureRequest) -> Iterator[Any]:
         yield request.getfixturevalue("real_redis")
     else:
         url = request.getfixturevalue("cluster_url")
-        cluster = RedisCluster.from_url(url)
+        cluster = connect(url, cluster=True)  # its close() also closes the nodes' pools
         _flush_cluster(cluster)
         yield cluster
         _flush_cluster(cluster)

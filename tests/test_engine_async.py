@@ -11,7 +11,7 @@ import pytest
 from redis.cluster import RedisCluster
 
 from engine import AsyncEngine, new_id
-from engine.connection import connect_async
+from engine.connection import connect, connect_async
 from engine.exceptions import (
     HoldAlreadyUsed,
     HoldNotFound,
@@ -38,7 +38,7 @@ def async_clients(request: pytest.FixtureRequest) -> Iterator[ClientFactory]:
         yield lambda: connect_async(url)
     else:
         url = request.getfixturevalue("cluster_url")
-        sync = RedisCluster.from_url(url)
+        sync = connect(url, cluster=True)
         sync.flushdb(target_nodes=RedisCluster.PRIMARIES)
         yield lambda: connect_async(url, cluster=True)
         sync.flushdb(target_nodes=RedisCluster.PRIMARIES)

@@ -11,6 +11,7 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from engine import Engine, calls, new_id, product_keys
+from engine.connection import connect
 from engine.exceptions import InvalidId
 from engine.ids import MAX_PRODUCT_ID
 
@@ -69,7 +70,7 @@ def test_the_cluster_puts_every_key_of_a_product_in_one_slot(cluster_url: str) -
 
 
 def test_products_spread_over_the_cluster_and_each_stays_on_one_node(cluster_url: str) -> None:
-    client = RedisCluster.from_url(cluster_url)
+    client = connect(cluster_url, cluster=True)
     client.flushdb(target_nodes=RedisCluster.PRIMARIES)
     engine = Engine(client)
     owners = set()

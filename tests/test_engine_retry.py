@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any, TypeVar
 
+import pytest
+import redis
 from redis.cluster import RedisCluster
 
 from engine import Engine, calls, new_id, product_keys
+from engine.connection import connect
+from engine.exceptions import EngineUnavailable
 from engine.scripts import NAMES, source
 from engine.types import Hold, ReserveRequest
 
@@ -129,3 +134,18 @@ def test_each_script_loads_on_every_backend(redis_client: Any) -> None:
     for name in NAMES:
         script = redis_client.register_script(source(name))
         assert redis_client.script_load(source(name)) == script.sha
+
+
+def test_an_unreachable_redis_raises_engine_unavailable() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket closes
+    client = connect(f"redis://127.0.0.1:{port}/0")
+    try:
+        with pytest.raises(EngineUnavailable) as refused:
+            Engine(client).snapshot(1)
+    finally:
+        client.close()
+
+    assert refused.value.code == "engine_unavailable"
+    assert isinstance(refused.value.__cause__, redis.ConnectionError)
