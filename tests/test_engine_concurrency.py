@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -65,6 +66,8 @@ class Sampler:
 
     def __enter__(self) -> Sampler:
         self._thread.start()
+        while not self.samples:  # sampling has begun before the race does
+            time.sleep(0.001)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
-import fakeredis
 import pytest
 
 from engine import Engine, new_id, parse_id, product_keys
 from engine.calls import MAX_PRICE_CENTS, MAX_QUANTITY
 from engine.exceptions import HoldAlreadyUsed, HoldExpired, HoldNotFound, HoldReleased, InvalidId, LimitExceeded
-from tests.support.clock import FakeClock, fake_server_time
+from tests.support.clock import FakeClock, clocked_engine
 
 MakeEngine = Callable[..., Engine]
 DAY_MS = 86_400_000
@@ -199,22 +198,23 @@ def test_convert_refuses_an_order_id_that_names_another_order(engine: Engine) ->
 
 
 def test_hold_reports_each_state(make_engine: MakeEngine) -> None:
-    engine = make_engine(hold_ttl_ms=150)
+    engine, short = make_engine(), make_engine(hold_ttl_ms=150)  # one client, two hold TTLs
     engine.set_stock(1, 10)
-    lapsing = engine.reserve(1, 1)
+    held = engine.reserve(1, 1)
+    lapsing = short.reserve(1, 1)
 
-    assert engine.hold(lapsing.hold_id).status == "active"
+    assert engine.hold(held.hold_id).status == "active"
     sleep_past(lapsing.expires_at_ms)
     assert engine.hold(lapsing.hold_id).status == "expired"
-    assert engine.snapshot(1).held == 0
+    assert engine.snapshot(1).held == 1
     with pytest.raises(HoldNotFound):
         engine.hold(new_id("hold", 1))
 
 
 def test_late_calls_tell_unknown_expired_used_and_released_holds_apart(make_engine: MakeEngine) -> None:
-    engine = make_engine(hold_ttl_ms=150)
+    engine = make_engine()
     engine.set_stock(1, 10)
-    expired = engine.reserve(1, 1)
+    expired = make_engine(hold_ttl_ms=150).reserve(1, 1)
     used = engine.reserve(1, 1)
     released = engine.reserve(1, 1)
     engine.convert(used.hold_id)
@@ -234,11 +234,8 @@ def test_late_calls_tell_unknown_expired_used_and_released_holds_apart(make_engi
 
 @pytest.fixture
 def clocked() -> Iterator[tuple[Engine, FakeClock]]:
-    """An engine on fakeredis whose server clock the test moves."""
-    with fake_server_time(FakeClock()) as clock:
-        client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-        yield Engine(client, hold_ttl_ms=1_000), clock
-        client.close()
+    with clocked_engine(hold_ttl_ms=1_000) as (engine, clock):
+        yield engine, clock
 
 
 def test_tombstones_answer_for_a_day_then_are_forgotten(clocked: tuple[Engine, FakeClock]) -> None:

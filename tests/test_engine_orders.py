@@ -12,6 +12,7 @@ from engine import Engine, new_id
 from engine.exceptions import LimitExceeded, OrderNotFound, OrderNotPending
 from engine.ids import product_keys
 from engine.types import Order, ReapResult
+from tests.support.clock import clocked_engine
 
 MakeEngine = Callable[..., Engine]
 
@@ -259,10 +260,10 @@ def test_cancelling_an_overdue_order_records_its_expiry(make_engine: MakeEngine)
 
 
 def test_reap_expires_overdue_holds_and_unpaid_orders(make_engine: MakeEngine) -> None:
-    engine = make_engine(hold_ttl_ms=200, order_ttl_ms=200)
+    engine, short = make_engine(), make_engine(hold_ttl_ms=200, order_ttl_ms=200)  # one client, two TTLs
     engine.set_stock(1, 10)
-    holds = [engine.reserve(1, 1), engine.reserve(1, 2)]
-    order = pending_order(engine, quantity=3)
+    holds = [short.reserve(1, 1), short.reserve(1, 2)]
+    order = short.convert(engine.reserve(1, 3).hold_id)
     sleep_past(max(order.expires_at_ms, *(h.expires_at_ms for h in holds)))
 
     reaped = engine.reap(1)
@@ -301,12 +302,12 @@ def test_reap_of_an_unknown_product_does_nothing(engine: Engine) -> None:
     assert engine.reap(7) == ReapResult(7, 0, 0, 0, 0, 0)
 
 
-def test_orders_expire_even_when_the_customer_limit_was_full(make_engine: MakeEngine) -> None:
-    engine = make_engine(order_ttl_ms=150)
-    engine.set_stock(1, 10, max_per_customer=1)
-    order = pending_order(engine, quantity=1, customer_id="alice")
-    with pytest.raises(LimitExceeded):
-        engine.reserve(1, 1, customer_id="alice")
-    sleep_past(order.expires_at_ms)
+def test_an_expired_order_frees_the_customer_limit() -> None:
+    with clocked_engine(order_ttl_ms=1_000) as (engine, clock):
+        engine.set_stock(1, 10, max_per_customer=1)
+        pending_order(engine, quantity=1, customer_id="alice")
+        with pytest.raises(LimitExceeded):
+            engine.reserve(1, 1, customer_id="alice")
+        clock.advance(1_000)
 
-    assert engine.reserve(1, 1, customer_id="alice").quantity == 1
+        assert engine.reserve(1, 1, customer_id="alice").quantity == 1

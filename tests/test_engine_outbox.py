@@ -134,10 +134,10 @@ def test_cancel_writes_order_cancelled(engine: Engine) -> None:
 
 
 def test_expiry_writes_hold_expired_and_order_cancelled(make_engine: MakeEngine) -> None:
-    engine = make_engine(hold_ttl_ms=150, order_ttl_ms=150)
+    engine, short = make_engine(), make_engine(hold_ttl_ms=150, order_ttl_ms=150)  # one client, two TTLs
     engine.set_stock(1, 10)
-    hold = engine.reserve(1, 3, customer_id="bob")
-    order = engine.convert(engine.reserve(1, 2).hold_id)
+    hold = short.reserve(1, 3, customer_id="bob")
+    order = short.convert(engine.reserve(1, 2).hold_id)
     drain(engine)
     sleep_past(max(hold.expires_at_ms, order.expires_at_ms))
 

@@ -264,9 +264,9 @@ def test_reserve_with_the_same_hold_id_returns_the_first_hold(engine: Engine) ->
 
 
 def test_reserve_replay_reports_what_became_of_the_hold(make_engine: MakeEngine) -> None:
-    engine = make_engine(hold_ttl_ms=150)
+    engine, lapsing = make_engine(), make_engine(hold_ttl_ms=150)  # one client, two hold TTLs
     engine.set_stock(1, 10)
-    lapsed = engine.reserve(1, 1, idempotency_key="k1")
+    lapsed = lapsing.reserve(1, 1, idempotency_key="k1")
     released = engine.reserve(1, 1, idempotency_key="k2")
     engine.release(released.hold_id)
     sleep_past(lapsed.expires_at_ms)
@@ -320,11 +320,11 @@ def test_snapshot_reads_redis_server_time(engine: Engine) -> None:
 
 
 def test_a_reserve_replay_counts_expired_units_as_available(make_engine: MakeEngine) -> None:
-    engine = make_engine(hold_ttl_ms=150)
+    engine = make_engine()
     engine.set_stock(1, 10)
     kept = engine.reserve(1, 1, idempotency_key="k")
-    lapsing = engine.reserve(1, 4)
     engine.convert(kept.hold_id)
+    lapsing = make_engine(hold_ttl_ms=150).reserve(1, 4)
     sleep_past(lapsing.expires_at_ms)
 
     again = engine.reserve(1, 1, idempotency_key="k")
