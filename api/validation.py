@@ -16,13 +16,13 @@ from starlette.requests import Request
 
 from api.errors import ApiError, InvalidJson, ValidationFailed
 from api.times import parse_rfc3339
+from engine.calls import MAX_PRICE_CENTS as MAX_PRICE_CENTS  # the engine's bound, for admin and OpenAPI
 from engine.ids import MAX_PRODUCT_ID, Kind, parse_id
 
 C = TypeVar("C", bound=str)
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_NAME = 200
-MAX_PRICE_CENTS = 10**12
 MAX_STOCK = 10**12
 MAX_PER_CUSTOMER = 10**9
 

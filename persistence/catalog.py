@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from engine import Engine
+from engine.calls import MAX_PRICE_CENTS  # the engine's bound: an order's amount must stay exact in Lua
 from engine.ids import MAX_PRODUCT_ID
 from persistence.models import NAME_LENGTH, products
 from persistence.times import opt_to_ms
 from persistence.upsert import insert
 
 MAX_STOCK = 10**12
-MAX_PRICE_CENTS = 10**12
 MAX_PER_CUSTOMER = 10**9
 
 
