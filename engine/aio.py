@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from engine import calls
 from engine.base import EngineBase, prepare, unavailable_as_engine_error
-from engine.coalesce import Coalescer
+from engine.coalesce import MAX_BATCH, Coalescer
 from engine.exceptions import EngineError
 from engine.ids import PRODUCTS_KEY, product_keys
 from engine.outbox import decode_entries, decode_product_ids, decode_stats
@@ -31,12 +31,15 @@ T = TypeVar("T")
 
 
 class AsyncEngine(EngineBase):
-    """With ``coalesce`` (the default), concurrent reserves of a product share one script call (engine.coalesce)."""
+    """Concurrent reserves of a product share one script call of up to ``coalesce`` reserves (engine.coalesce).
 
-    def __init__(self, redis: Any, *, coalesce: bool = True, **settings: int) -> None:
+    ``coalesce=1`` sends each reserve alone, as ``reserve.lua``.
+    """
+
+    def __init__(self, redis: Any, *, coalesce: int = MAX_BATCH, **settings: int) -> None:
         super().__init__(redis, **settings)
         self._coalescer: Coalescer[calls.PreparedReserve, Hold] | None = (
-            Coalescer(self._reserve_batch) if coalesce else None
+            Coalescer(self._reserve_batch, max_batch=coalesce) if coalesce > 1 else None
         )
 
     async def _run(self, call: calls.Call[T]) -> T:

@@ -6,11 +6,11 @@ The sync and asyncio clients both run these; only the line that awaits differs.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
 from engine import exceptions as exc
-from engine.ids import ParsedId, format_id, new_id, parse_id, product_keys
+from engine.ids import ParsedId, format_id, new_id, new_ulid, parse_id, product_keys
 from engine.types import (
     Cancellation,
     CancelReason,
@@ -77,8 +77,8 @@ def _check_count(value: int, name: str, low: int, high: int) -> int:
     return value
 
 
-def _hold(product_id: int, reply: Sequence[Any], offset: int = 1) -> Hold:
-    ulid, qty, expires, state, order, customer = (text(v) for v in reply[offset : offset + 6])
+def _hold(product_id: int, reply: Sequence[Any], offset: int = 1, available: int | None = None) -> Hold:
+    ulid, qty, expires, state, order, customer = [text(v) for v in reply[offset : offset + 6]]
     return Hold(
         hold_id=format_id("hold", product_id, ulid),
         product_id=product_id,
@@ -87,6 +87,7 @@ def _hold(product_id: int, reply: Sequence[Any], offset: int = 1) -> Hold:
         expires_at_ms=int(expires),
         status=_HOLD_STATUS[state],
         order_id=format_id("order", product_id, order) if order else None,
+        available=available,
     )
 
 
@@ -162,7 +163,7 @@ class PreparedReserve:
     def decode(self, reply: Reply) -> Hold:
         status = text(reply[0])
         if status == "ok":
-            return replace(_hold(self.product_id, reply), available=_int(reply[7]))
+            return _hold(self.product_id, reply, available=_int(reply[7]))
         if status == "product_not_found":
             raise exc.ProductNotFound(self.product_id)
         if status == "sale_not_active":
@@ -184,14 +185,17 @@ def reserve_request(
 ) -> PreparedReserve:
     """Check a reserve's arguments (ValueError, InvalidId) before it is sent alone or in a batch."""
     product_keys(product_id)  # checks the product id
-    hold_id = new_id("hold", product_id) if hold_id is None else hold_id
-    hold = parse_id(hold_id, "hold")
-    if hold.product_id != product_id:
-        raise exc.InvalidId(hold_id, "hold")
+    if hold_id is None:
+        ulid = new_ulid()
+    else:
+        hold = parse_id(hold_id, "hold")
+        if hold.product_id != product_id:
+            raise exc.InvalidId(hold_id, "hold")
+        ulid = hold.ulid
     _check_count(quantity, "quantity", 1, MAX_QUANTITY)
     customer = _check_text(customer_id, "customer_id", MAX_CUSTOMER_ID)
     idem = _check_text(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY)
-    return PreparedReserve(product_id, quantity, hold.ulid, customer, idem)
+    return PreparedReserve(product_id, quantity, ulid, customer, idem)
 
 
 def reserve(

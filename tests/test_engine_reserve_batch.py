@@ -212,7 +212,7 @@ def test_coalescing_off_sends_each_reserve_alone(async_clients: ClientFactory) -
     async def main() -> None:
         client = async_clients()
         try:
-            engine = AsyncEngine(client, coalesce=False)
+            engine = AsyncEngine(client, coalesce=1)
             await engine.set_stock(1, 2)
             results = await asyncio.gather(*(engine.reserve(1, 1) for _ in range(3)), return_exceptions=True)
             assert [type(r) for r in results].count(Hold) == 2

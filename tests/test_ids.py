@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from engine.ids import (
     format_id,
     is_ulid,
     new_id,
+    new_ulid,
     parse_id,
     product_keys,
 )
@@ -33,6 +35,17 @@ def test_new_ids_name_their_kind_and_product() -> None:
     assert parse_id(hold_id, "hold") == ParsedId("hold", 42, hold_id[4:])
     assert parse_id(order_id, "order").product_id == 42
     assert ULID.from_str(hold_id[4:])  # a real ULID
+
+
+def test_new_ulid_spells_now_and_its_random_bits_as_python_ulid_does() -> None:
+    before = int(time.time() * 1000)
+    text = new_ulid()
+    after = int(time.time() * 1000)
+
+    parsed = ULID.from_str(text)
+    assert str(parsed) == text
+    assert before <= parsed.milliseconds <= after
+    assert is_ulid(text)
 
 
 def test_new_ids_are_unique() -> None:
