@@ -46,7 +46,7 @@ def _run(host: str, port: int, workers: int, access_log: bool) -> None:
     import uvicorn
 
     uvicorn.run(
-        "api.app:create_app",
+        "api.app:create_served_app",
         factory=True,
         host=host,
         port=port,
