@@ -88,8 +88,8 @@ class Bench:
     @contextmanager
     def flashsale(self, label: str) -> Iterator[str]:
         command = servers.flashsale_command(self.server)
-        with servers.serving("flashsale", command, self.env, self.workdir / f"{label}.log") as url:
-            yield url
+        with servers.serving("flashsale", command, self.env, self.workdir / f"{label}.log") as served:
+            yield served.url
 
     def drive(self, base_url: str, traffic: load.Traffic, connections: int) -> tuple[load.HttpRun, dict[str, int]]:
         """A warm-up (not reported), then the measured run; returns the run and the answers of both."""
@@ -143,8 +143,8 @@ def pg_row_lock_holds(bench: Bench, connections: int) -> Point:
     pg_row_lock.prepare(bench.database_url, range(HOT_PRODUCT, HOT_PRODUCT + 1), LOTS)
     env = {"BENCH_PG_URL": bench.database_url, "BENCH_POOL_SIZE": str(bench.pool_size)}
     log = bench.workdir / f"pg-row-lock-{connections}.log"
-    with servers.serving("pg-row-lock", servers.baseline_command(), env, log) as url:
-        run, counts = bench.drive(url, load.Traffic("holds", (str(HOT_PRODUCT), str(HOT_PRODUCT))), connections)
+    with servers.serving("pg-row-lock", servers.baseline_command(), env, log) as served:
+        run, counts = bench.drive(served.url, load.Traffic("holds", (str(HOT_PRODUCT), str(HOT_PRODUCT))), connections)
     over, written = pg_row_lock.oversold(bench.database_url)
     check = StockCheck(products=1, oversold_units=over, holds_granted=written)
     if over:

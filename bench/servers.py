@@ -102,15 +102,21 @@ def wait_until_live(base_url: str, process: Process) -> None:
         time.sleep(0.1)
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str
+    pid: int
+
+
 @contextmanager
-def serving(name: str, command: list[str], env: Mapping[str, str], log: Path) -> Iterator[str]:
-    """Start an HTTP server with ``{port}`` filled in ``command``; yield its base URL once /livez answers."""
+def serving(name: str, command: list[str], env: Mapping[str, str], log: Path) -> Iterator[Served]:
+    """Start an HTTP server with ``{port}`` filled in ``command``; yield it once /livez answers."""
     port = free_port()
     process = spawn(name, [part.format(port=port) for part in command], log, env)
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_until_live(base_url, process)
-        yield base_url
+        yield Served(base_url, process.process.pid)
     finally:
         process.stop()
 
