@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from engine import Engine
-from engine.calls import MAX_PRICE_CENTS  # the engine's bound: an order's amount must stay exact in Lua
+from engine.calls import MAX_PRICE_CENTS as MAX_PRICE_CENTS  # keeps an order amount exact in Lua
 from engine.ids import MAX_PRODUCT_ID
 from persistence.models import NAME_LENGTH, products
 from persistence.times import opt_to_ms
