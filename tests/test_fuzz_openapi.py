@@ -89,7 +89,6 @@ def test_the_api_answers_every_fuzzed_request_within_its_openapi_document(schema
     outcome = Outcome(
         "fuzz_openapi",
         "schemathesis: no fuzzed request gets a server error or an answer the OpenAPI document does not allow",
-        __name__,
         {"operations": fuzzed // 2, "examples_per_operation_and_mode": EXAMPLES, "requests": requests},
         failures,
     )

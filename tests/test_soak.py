@@ -58,7 +58,6 @@ def test_soak_keeps_every_guarantee_under_a_mixed_workload(
     outcome = Outcome(
         "soak",
         "A mixed workload with short TTLs and worker kills: the invariant holds every second, nothing is lost",
-        __name__,
         {
             "clients": report["clients"],
             "duration_s": report["duration_s"],

@@ -100,9 +100,10 @@ class Outcome:
 
     name: str
     guarantee: str
-    test: str
     figures: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    test: str = field(default_factory=lambda: os.environ.get("PYTEST_CURRENT_TEST", "?").split(" (")[0])
+    """The pytest node id of the test that ran."""
 
     def write(self) -> None:
         RESULTS.mkdir(exist_ok=True)

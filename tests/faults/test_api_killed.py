@@ -39,7 +39,7 @@ def test_api_killed_under_load_loses_nothing_it_acknowledged(stack: Stack, engin
         end = started + SECONDS + downtime
         wait_until(lambda: time.monotonic() >= end, "the load ran its course", SECONDS + 60, 0.1)
 
-    outcome = Outcome("api_killed", "An API process killed with kill -9 loses nothing it acknowledged", __name__)
+    outcome = Outcome("api_killed", "An API process killed with kill -9 loses nothing it acknowledged")
     verify(stack, engine_f, db_f, PRODUCTS, [load.load], outcome, faults=KILLS)
     no_answer = sum(load.load.tally.transport_errors.values())
     outcome.figures["requests_without_answer"] = no_answer

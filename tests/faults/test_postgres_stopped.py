@@ -78,7 +78,6 @@ def test_postgres_stopped_under_load_then_back_drains_everything(
     outcome = Outcome(
         "postgres_stopped",
         "PostgreSQL stopped under load: the sale goes on, the outbox grows, then drains to zero with nothing missing",
-        __name__,
     )
     verify(stack, engine_f, db, PRODUCTS, [load.load], outcome, faults=1)
     outcome.figures.update(

@@ -100,7 +100,6 @@ def test_redis_killed_with_aof_always_loses_nothing_acknowledged(
     outcome = Outcome(
         "redis_killed_aof_always",
         "Redis killed with kill -9 (AOF, appendfsync always) loses nothing it acknowledged",
-        __name__,
     )
     verify(stack, engine, db_f, PRODUCTS, [load.load], outcome, faults=1, allowed_5xx=[UNAVAILABLE])
     check_outage(outcome, load, killed, back)
@@ -137,7 +136,6 @@ def test_redis_restarted_empty_is_rebuilt_from_postgresql_without_oversell(
     outcome = Outcome(
         "redis_restarted_empty",
         "Redis restarted empty: reconcile --rebuild-all restores every product from PostgreSQL, no oversell",
-        __name__,
     )
     if rebuild.returncode != 0:
         outcome.problems.append(f"reconcile --rebuild-all exited {rebuild.returncode}: {rebuild.stdout[-600:]}")

@@ -69,7 +69,6 @@ def test_the_whole_flow_runs_on_a_redis_cluster_with_the_queue_on_plain_redis(
     outcome = Outcome(
         "redis_cluster",
         "Holds, orders, webhooks, reaping and reconcile on a 3-primary Redis Cluster; the race never oversells",
-        __name__,
     )
     verify(stack, cluster_engine, db_f, [*CLUSTER_PRODUCTS, 999], [load.load], outcome, faults=0)
     holds_expired, orders_expired = expiries(cluster_engine, CLUSTER_PRODUCTS)
@@ -179,7 +178,6 @@ def test_a_race_across_several_api_processes_never_oversells(
     outcome = Outcome(
         "several_api_processes",
         "serve --workers 2 and a second serve process share one engine: a race spread over both never oversells",
-        __name__,
     )
     outcome.problems += problems
     verify(stack, engine_f, db_f, [1, 2, *races, 999], [load.load], outcome, faults=0)

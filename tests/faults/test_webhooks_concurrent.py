@@ -146,7 +146,6 @@ def test_duplicate_and_conflicting_webhooks_apply_exactly_once(
         "webhooks_concurrent",
         "A transaction delivered 50 times at once applies once; "
         "racing transactions on one order leave exactly one applied",
-        __name__,
     )
     outcome.problems += problems
     verify(stack, engine_f, db_f, [*LOAD_PRODUCTS, WEBHOOK_PRODUCT], [load.load, webhooks], outcome, faults=0)

@@ -42,7 +42,7 @@ def test_worker_killed_mid_drain_loses_and_duplicates_nothing(stack: Stack, engi
             worker = stack.worker(f"worker-{kill + 2}")
         wait_until(lambda: time.monotonic() >= started + SECONDS, "the load ran its course", SECONDS + 30, 0.1)
 
-    outcome = Outcome("worker_killed", "A worker killed with kill -9 mid-drain loses and duplicates nothing", __name__)
+    outcome = Outcome("worker_killed", "A worker killed with kill -9 mid-drain loses and duplicates nothing")
     verify(stack, engine_f, db_f, PRODUCTS, [load.load], outcome, faults=KILLS)
     outcome.figures["kills_while_busy"] = kills_while_busy
     if kills_while_busy < KILLS // 2:
