@@ -60,15 +60,17 @@ async def deliver(http: httpx.AsyncClient, url: str, order_id: str, txn: str, re
 async def duplicates_and_races(
     urls: Sequence[str],
 ) -> tuple[list[str], list[tuple[str, Any]], list[str], list[tuple[str, Any]]]:
+    tls = ssl.create_default_context()
+    async with httpx.AsyncClient(timeout=30, verify=tls, limits=POOL) as http:
+        duplicated = await place_orders(http, urls, DUPLICATED_ORDERS)
+        raced = await place_orders(http, urls, RACED_ORDERS)
     async with contextlib.AsyncExitStack() as stack:
-        # Many small clients: httpx's pool scans every connection it holds on each request.
-        tls = ssl.create_default_context()
+        # Many small clients, new for the burst: httpx's pool scans every connection it holds on each request,
+        # and a connection left idle past the server's 5 s keep-alive may be closed just as it is reused.
         pools = [
             await stack.enter_async_context(httpx.AsyncClient(timeout=30, verify=tls, limits=POOL))
             for _ in range(CLIENTS)
         ]
-        duplicated = await place_orders(pools[0], urls, DUPLICATED_ORDERS)
-        raced = await place_orders(pools[1], urls, RACED_ORDERS)
         sends = [(order_id, f"dup-{order_id}", "success") for order_id in duplicated for _ in range(DELIVERIES)]
         sends += [
             (order_id, f"race-{k}-{order_id}", result)
