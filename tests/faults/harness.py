@@ -57,6 +57,7 @@ class Background:
             self.error = error
 
     def __enter__(self) -> Background:
+        self.started = time.monotonic()
         self.thread.start()
         return self
 
@@ -70,6 +71,10 @@ class Background:
         if self.error is not None:
             raise self.error
         return self.load
+
+    def last(self, seconds: float) -> None:
+        """Let the load run until ``seconds`` after it started."""
+        time.sleep(max(0.0, self.started + seconds - time.monotonic()))
 
     def steps(self, name: str) -> int:
         return self.load.tally.steps[name]

@@ -63,7 +63,7 @@ def test_the_whole_flow_runs_on_a_redis_cluster_with_the_queue_on_plain_redis(
 
     with Background(workload([api.url], CLUSTER_PRODUCTS)) as load:
         load.wait_for("paid", 50)
-        time.sleep(SECONDS / 2)
+        load.last(SECONDS)
     race = stack.run("race", "--url", api.url, "--product", "999", "--stock", "50", "--concurrency", "150", "--json")
 
     outcome = Outcome(

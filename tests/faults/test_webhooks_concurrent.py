@@ -111,6 +111,7 @@ def test_duplicate_and_conflicting_webhooks_apply_exactly_once(
         load.wait_for("paid", 20)
         duplicated, duplicate_answers, raced, race_answers = asyncio.run(duplicates_and_races(urls))
         load.wait_for("paid", load.steps("paid") + 20, timeout=SECONDS + 30)
+        load.last(SECONDS)
 
     # Build the ledger of what the webhooks acknowledged, checking each order's answers on the way.
     webhooks = Workload(urls, [WEBHOOK_PRODUCT], WEBHOOK_SECRET, clients=2 * DELIVERIES * DUPLICATED_ORDERS)
