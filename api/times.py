@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})",
@@ -14,8 +15,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
+@lru_cache(maxsize=1024)
 def iso(ms: int) -> str:
-    """``2026-11-28T01:19:44.123Z`` for epoch milliseconds."""
+    """``2026-11-28T01:19:44.123Z`` for epoch milliseconds.
+
+    Cached: the holds of one coalesced reserve share their expiry, and strftime is a hot path's biggest cost.
+    """
     seconds, millis = divmod(ms, 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
