@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Benchmark flashsale against its ceilings (GET /livez, redis-benchmark) and the "
         "PostgreSQL row-lock design, each scenario on a freshly started server.",
         epilog=f"Scenarios: {', '.join(scenarios.ALL)}. The HTTP scenarios livez, holds-hot and pg-row-lock run "
-        "at every --connections count, the others at 50.",
+        "at every --connections count, the others at a fixed count (holds-paced at 500, the rest at 50).",
     )
     parser.add_argument(
         "-s",
@@ -224,7 +224,7 @@ def run_scenario(bench: scenarios.Bench, name: str, ladder: list[int], round_: i
     print(f"-- {name}" + (f" (round {round_ + 1} of {rounds})" if rounds > 1 else ""), file=sys.stderr, flush=True)
     if name in scenarios.OTHER_SCENARIOS:
         return scenarios.OTHER_SCENARIOS[name](bench)
-    counts = ladder if name in scenarios.LADDERS else [50]
+    counts = ladder if name in scenarios.LADDERS else [scenarios.FIXED_CONNECTIONS[name]]
     points = []
     for connections in counts:
         found = scenarios.HTTP_SCENARIOS[name](bench, connections).as_json()

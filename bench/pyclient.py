@@ -34,6 +34,7 @@ class Flow:
         self.serial = itertools.count(1)
         self.holds: list[str] = []
         self.orders: list[str] = []
+        self.pause = float(traffic.args[2]) / 1000 if traffic.script == "holds_paced" else 0.0
 
     def _post(self, path: str, body: bytes, extra: str = "") -> bytes:
         head = (
@@ -46,7 +47,7 @@ class Flow:
         n = next(self.serial)
         if self.script == "livez":
             return f"GET /livez HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode()
-        if self.script == "holds":
+        if self.script in ("holds", "holds_paced"):
             product = random.randint(int(self.args[0]), int(self.args[1]))
             body = f'{{"product_id":{product},"quantity":1,"customer_id":"py-{n}"}}'.encode()
             return self._post("/api/holds", body)
@@ -112,6 +113,8 @@ async def _connection(
             if status >= 400:
                 errors["status"] += 1
             flow.answer(status, body)
+            if flow.pause:
+                await asyncio.sleep(flow.pause)
     finally:
         writer.close()
         with contextlib.suppress(OSError):

@@ -106,6 +106,14 @@ TARGETS = (
         lambda r: (point(r, "holds-hot", 500) or {}).get("p99_ms"),
     ),
     Target(
+        "holds_p99_500_paced",
+        "  the same, each connection pausing 100 ms between holds (below saturation)",
+        50,
+        False,
+        " ms",
+        lambda r: (point(r, "holds-paced", 500) or {}).get("p99_ms"),
+    ),
+    Target(
         "drain_events_per_second",
         "outbox drain into PostgreSQL, 1 worker",
         5000,

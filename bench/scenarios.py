@@ -31,6 +31,8 @@ ENGINE_PRODUCT = 4001
 MEMORY_PRODUCT = 5001
 DRAIN_SETTLE_SECONDS = 60.0
 LOTS = 10**9
+PACE_MS = 100
+"""holds-paced: each connection's pause between holds (500 connections offer at most 5,000 holds/s)."""
 """Stock large enough never to run out during a scenario."""
 
 
@@ -139,6 +141,18 @@ def holds_spread(bench: Bench, connections: int) -> Point:
     return holds(bench, SPREAD_PRODUCTS, connections, "holds-spread")
 
 
+def holds_paced(bench: Bench, connections: int) -> Point:
+    """Hot-product holds from connections that each pause PACE_MS between holds: latency below saturation."""
+    bench.reset()
+    product = range(HOT_PRODUCT, HOT_PRODUCT + 1)
+    bench.put(product, LOTS)
+    traffic = load.Traffic("holds_paced", (str(HOT_PRODUCT), str(HOT_PRODUCT), str(PACE_MS)))
+    with bench.flashsale(f"holds-paced-{connections}") as url:
+        run, counts = bench.drive(url, traffic, connections)
+    check = check_stock(bench.engine, product, client_holds=counts.get("201", 0))
+    return Point(run, check, {"pause_ms": PACE_MS})
+
+
 def pg_row_lock_holds(bench: Bench, connections: int) -> Point:
     pg_row_lock.prepare(bench.database_url, range(HOT_PRODUCT, HOT_PRODUCT + 1), LOTS)
     env = {"BENCH_PG_URL": bench.database_url, "BENCH_POOL_SIZE": str(bench.pool_size)}
@@ -244,10 +258,12 @@ HTTP_SCENARIOS: dict[str, Callable[[Bench, int], Point]] = {
     "holds-hot": holds_hot,
     "pg-row-lock": pg_row_lock_holds,
     "holds-spread": holds_spread,
+    "holds-paced": holds_paced,
     "purchases": purchases,
 }
 LADDERS = ("livez", "holds-hot", "pg-row-lock")
-"""Run at every connection count given; the others at 50 connections."""
+"""Run at every connection count given; the others at their FIXED_CONNECTIONS."""
+FIXED_CONNECTIONS = {"holds-spread": 50, "holds-paced": 500, "purchases": 50}
 OTHER_SCENARIOS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "redis-benchmark": redis_benchmark,
     "engine": engine_only,

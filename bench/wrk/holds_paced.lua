@@ -1,0 +1,15 @@
+-- holds_paced: holds.lua, but each connection waits PAUSE ms after every answer before its next request,
+-- so that many connections offer a load below the server's capacity (latency when not saturated).
+-- args: FIRST LAST PAUSE_MS
+dofile(os.getenv("BENCH_WRK_DIR") .. "/holds.lua")
+local holds_init = init
+local pause = 0
+
+function init(args)
+  holds_init(args)
+  pause = tonumber(args[3])
+end
+
+function delay()
+  return pause
+end
