@@ -114,7 +114,7 @@ async def _connection(
                 errors["status"] += 1
             flow.answer(status, body)
             if flow.pause:
-                await asyncio.sleep(flow.pause)
+                await asyncio.sleep(random.uniform(0, 2 * flow.pause))  # as holds_paced.lua: out of step
     finally:
         writer.close()
         with contextlib.suppress(OSError):

@@ -32,7 +32,7 @@ MEMORY_PRODUCT = 5001
 DRAIN_SETTLE_SECONDS = 60.0
 LOTS = 10**9
 PACE_MS = 100
-"""holds-paced: each connection's pause between holds (500 connections offer at most 5,000 holds/s)."""
+"""holds-paced: each connection's mean pause between holds (500 connections offer at most 5,000 holds/s)."""
 """Stock large enough never to run out during a scenario."""
 
 
