@@ -107,7 +107,7 @@ TARGETS = (
     ),
     Target(
         "holds_p99_500_paced",
-        "  the same, each connection pausing 100 ms between holds (below saturation)",
+        "p99 latency of POST /api/holds at 500 connections each pausing 0-200 ms between holds",
         50,
         False,
         " ms",
@@ -123,11 +123,19 @@ TARGETS = (
     ),
     Target(
         "memory_per_hold",
-        "Redis memory per active hold (INFO memory delta over the holds)",
+        "Redis memory per active hold of a customer (INFO memory delta over the holds)",
         250,
         False,
         " bytes",
         lambda r: _field(r, "memory", "bytes_per_hold"),
+    ),
+    Target(
+        "memory_per_anonymous_hold",
+        "Redis memory per active hold without a customer id",
+        250,
+        False,
+        " bytes",
+        lambda r: (r["scenarios"].get("memory") or {}).get("anonymous", {}).get("bytes_per_hold"),
     ),
     Target("oversold_units", "oversold units in any run", 0, False, "", lambda r: float(oversold_units(r))),
 )
@@ -225,3 +233,32 @@ def plot(results: Results, path: Path) -> bool:
     figure.savefig(path)
     plt.close(figure)
     return True
+
+
+def markdown(results: Results) -> str:
+    """The figures and every run as Markdown tables, for BENCHMARKS.md."""
+    met = {True: "met", False: "**not met**", None: "-"}
+    lines = ["| figure | target | measured | |", "|---|---|---|---|"]
+    for figure in results["figures"]:
+        measured = _fmt(figure["measured"], 2)
+        lines.append(f"| {figure['figure'].strip()} | {figure['target']} | {measured} | {met[figure['met']]} |")
+    lines += ["", "| scenario | connections | per second | p50 ms | p99 ms | max ms | errors | oversold | rounds |"]
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    for name, found in results["scenarios"].items():
+        for run in found if isinstance(found, list) else [found]:
+            rate = run.get("rps", run.get("per_second", run.get("events_per_second", run.get("bytes_per_hold"))))
+            errors = run.get("errors", 0)
+            errors = sum(errors.values()) if isinstance(errors, dict) else errors
+            rounds = ", ".join(f"{r:,.0f}" for r in run.get("rounds", []))
+            lines.append(
+                f"| {name} | {run.get('connections', run.get('callers', '-'))} | {_fmt(rate)} | "
+                f"{_fmt(run.get('p50_ms'), 2)} | {_fmt(run.get('p99_ms'), 2)} | {_fmt(run.get('max_ms'), 2)} | "
+                f"{errors} | {run.get('check', {}).get('oversold_units', 0)} | {rounds} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(markdown(json.loads(Path(sys.argv[1]).read_text())))
