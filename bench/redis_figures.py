@@ -17,6 +17,7 @@ import redis
 from engine import AsyncEngine, Engine
 from engine.base import DEFAULT_HOLD_TTL_MS
 from engine.calls import REAP_BATCH
+from engine.coalesce import MAX_BATCH
 from engine.connection import connect_async
 from engine.ids import product_keys
 from engine.scripts import source
@@ -136,12 +137,12 @@ async def _callers(call: Callable[[int], Awaitable[object]], callers: int, secon
     )
 
 
-def engine_reserves(url: str, product_id: int, callers: int, seconds: float) -> Timed:
+def engine_reserves(url: str, product_id: int, callers: int, seconds: float, *, coalesce: int = MAX_BATCH) -> Timed:
     """Reserves per second from Python: ``AsyncEngine.reserve`` from ``callers`` concurrent coroutines."""
 
     async def main() -> Timed:
         client = connect_async(url)
-        engine = AsyncEngine(client)
+        engine = AsyncEngine(client, coalesce=coalesce)
         try:
             await engine.reserve(product_id, 1)  # connects and loads the script before the clock starts
             return await _callers(lambda i: engine.reserve(product_id, 1), callers, seconds, 10**12)

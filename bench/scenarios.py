@@ -18,6 +18,7 @@ from bench import load, redis_figures, servers
 from bench.baselines import pg_row_lock
 from bench.checks import StockCheck, check_stock
 from engine import Engine
+from engine.coalesce import MAX_BATCH
 from flashsale import settings
 from persistence.catalog import ProductSpec, put_product
 from persistence.db import make_engine
@@ -216,12 +217,19 @@ def redis_benchmark(bench: Bench) -> dict[str, Any]:
     return {**timed.as_json(), "connections": 50, "check": check.as_json()}
 
 
-def engine_only(bench: Bench) -> dict[str, Any]:
+def engine_only(bench: Bench, coalesce: int = MAX_BATCH) -> dict[str, Any]:
     bench.reset()
     bench.engine.set_stock(ENGINE_PRODUCT, 10**12)
-    timed = redis_figures.engine_reserves(bench.redis_url, ENGINE_PRODUCT, bench.engine_callers, bench.seconds)
+    timed = redis_figures.engine_reserves(
+        bench.redis_url, ENGINE_PRODUCT, bench.engine_callers, bench.seconds, coalesce=coalesce
+    )
     check = check_stock(bench.engine, [ENGINE_PRODUCT], client_holds=timed.calls - timed.errors)
-    return {**timed.as_json(), "callers": bench.engine_callers, "check": check.as_json()}
+    return {**timed.as_json(), "callers": bench.engine_callers, "coalesce": coalesce, "check": check.as_json()}
+
+
+def engine_alone(bench: Bench) -> dict[str, Any]:
+    """The same, each reserve in a script call of its own (``AsyncEngine(coalesce=1)``): what coalescing buys."""
+    return engine_only(bench, coalesce=1)
 
 
 def memory(bench: Bench) -> dict[str, Any]:
@@ -267,6 +275,7 @@ FIXED_CONNECTIONS = {"holds-spread": 50, "holds-paced": 500, "purchases": 50}
 OTHER_SCENARIOS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "redis-benchmark": redis_benchmark,
     "engine": engine_only,
+    "engine-alone": engine_alone,
     "drain": drain,
     "memory": memory,
 }
