@@ -75,6 +75,29 @@ class DatabaseUnavailable(ApiError):
         super().__init__(503, "database_unavailable", detail, headers={"Retry-After": "1"})
 
 
+class WebhookDisabled(ApiError):
+    def __init__(self) -> None:
+        super().__init__(
+            503,
+            "webhook_disabled",
+            "no webhook secret is configured on this server (FLASHSALE_WEBHOOK_SECRET)",
+            headers={"Retry-After": "60"},
+        )
+
+
+class OrderStateUnknown(ApiError):
+    """PostgreSQL says pending, yet the engine has no state: Redis lost it until `flashsale reconcile` restores it."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(
+            503,
+            "order_state_unknown",
+            "the engine has no state for this order; try again once it has been reconciled",
+            headers={"Retry-After": "5"},
+            order_id=order_id,
+        )
+
+
 def _title(code: str) -> str:
     return code.replace("_", " ").capitalize().replace("json", "JSON")
 

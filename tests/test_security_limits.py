@@ -9,48 +9,20 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
-import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 from starlette.applications import Starlette
 
-from api.app import create_app
 from api.validation import MAX_BODY_BYTES
 from engine import Engine
 from engine.exceptions import InvalidId
 from engine.ids import parse_id, product_keys
-from flashsale.settings import Settings
-from tests.support.api import ADMIN, assert_problem, hold, order, serve, signed
+from tests.support.api import ADMIN, EngineCalls, assert_problem, hold, order, signed
 
 pytestmark = pytest.mark.anyio
 
 ULID = "01JD0Z3N5W8YQ2T4V6X8Z0A1B2"
 KEY = re.compile(r"^fs:\{([1-9][0-9]{0,14})\}:[a-z_]+$")
-
-
-class Scripts:
-    """The engine scripts the app runs, with their keys, from the moment this is installed."""
-
-    def __init__(self, app: Starlette, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.calls: list[tuple[str, list[str]]] = []
-        engine = app.state.services.engine
-        run = engine._run
-
-        async def spied(call: Any) -> Any:
-            self.calls.append((call.script, list(call.keys)))
-            return await run(call)
-
-        monkeypatch.setattr(engine, "_run", spied)
-
-
-@pytest.fixture
-async def app_and_client(
-    api_settings: Settings, real_redis: redis.Redis, db: sa.Engine
-) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
-    app = create_app(api_settings)
-    async with serve(app) as http:
-        yield app, http
 
 
 def _big(size: int) -> bytes:
@@ -79,7 +51,7 @@ async def test_a_body_over_16_kib_is_413_before_any_engine_call(
 ) -> None:
     app, http = app_and_client
     engine_sync.set_stock(1, 10)
-    scripts = Scripts(app, monkeypatch)
+    scripts = EngineCalls(app, monkeypatch)
     raw = _big(MAX_BODY_BYTES + 1)
     headers = {**extra, "Content-Type": "application/json"}
     if path.endswith("webhook"):
@@ -121,7 +93,7 @@ async def test_an_absurd_quantity_is_422_before_any_engine_call(
 ) -> None:
     app, http = app_and_client
     engine_sync.set_stock(1, 10**6)
-    scripts = Scripts(app, monkeypatch)
+    scripts = EngineCalls(app, monkeypatch)
 
     response = await http.post("/api/holds", json={"product_id": 1, "quantity": quantity})
 
@@ -157,7 +129,7 @@ async def test_overlong_ids_are_422_before_any_engine_call(
 ) -> None:
     app, http = app_and_client
     engine_sync.set_stock(1, 10)
-    scripts = Scripts(app, monkeypatch)
+    scripts = EngineCalls(app, monkeypatch)
 
     response = await http.request(method, path, json=json or None, headers=headers)
 
@@ -172,7 +144,7 @@ async def test_an_overlong_transaction_id_is_422_before_any_engine_call(
     app, http = app_and_client
     engine_sync.set_stock(1, 10)
     created = await order(http, 1)
-    scripts = Scripts(app, monkeypatch)
+    scripts = EngineCalls(app, monkeypatch)
     raw, headers = signed({"order_id": created["order_id"], "transaction_id": "t" * 129, "status": "success"})
 
     response = await http.post("/api/payments/webhook", content=raw, headers=headers)
@@ -210,7 +182,7 @@ async def test_a_crafted_hold_id_is_refused_before_any_key_is_built(
     crafted: str,
 ) -> None:
     app, http = app_and_client
-    scripts = Scripts(app, monkeypatch)
+    scripts = EngineCalls(app, monkeypatch)
 
     response = await http.post("/api/orders", json={"hold_id": crafted})
 
@@ -227,7 +199,7 @@ async def test_a_well_formed_id_of_another_product_touches_only_that_products_ke
     mine = await hold(http, 1)
     before = engine_sync.snapshot(1)
     ulid = mine["hold_id"].split("_", 1)[1]
-    scripts = Scripts(app, monkeypatch)
+    scripts = EngineCalls(app, monkeypatch)
 
     # Product 1's hold ULID presented as product 2's: looked up in product 2's keys only, and not found there.
     for method, path, json in [
@@ -250,7 +222,7 @@ async def test_every_key_a_purchase_touches_carries_its_products_hash_tag(
 ) -> None:
     app, http = app_and_client
     engine_sync.set_stock(42, 10)
-    scripts = Scripts(app, monkeypatch)
+    scripts = EngineCalls(app, monkeypatch)
 
     created = await order(http, 42, customer_id="alice")
     raw, headers = signed({"order_id": created["order_id"], "transaction_id": "t-42", "status": "success"})

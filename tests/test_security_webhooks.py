@@ -6,49 +6,20 @@ import asyncio
 import hmac
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-import redis
-import sqlalchemy as sa
 from starlette.applications import Starlette
 
-from api.app import create_app
 from engine import Engine
 from flashsale import signing
-from flashsale.settings import Settings
-from tests.support.api import ADMIN_TOKEN, WEBHOOK_SECRET, assert_problem, order, serve
+from tests.support.api import ADMIN_TOKEN, WEBHOOK_SECRET, EngineCalls, assert_problem, order
 
 pytestmark = pytest.mark.anyio
 
 WEBHOOK = "/api/payments/webhook"
-
-
-class Spy:
-    """Every engine script the app runs, by name, from the moment it is installed."""
-
-    def __init__(self, app: Starlette, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.calls: list[tuple[str, list[str]]] = []
-        engine = app.state.services.engine
-        run = engine._run
-
-        async def spied(call: Any) -> Any:
-            self.calls.append((call.script, list(call.keys)))
-            return await run(call)
-
-        monkeypatch.setattr(engine, "_run", spied)
-
-
-@pytest.fixture
-async def app_and_client(
-    api_settings: Settings, real_redis: redis.Redis, db: sa.Engine
-) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
-    app = create_app(api_settings)
-    async with serve(app) as http:
-        yield app, http
 
 
 def body(order_id: str, txn: str = "txn-1", status: str = "success", **extra: Any) -> bytes:
@@ -80,7 +51,7 @@ async def test_a_webhook_signed_outside_the_time_window_is_refused_and_changes_n
     app, http = app_and_client
     order_id = await pending_order(http, engine_sync)
     before = engine_sync.outbox_backlog(1)
-    spy = Spy(app, monkeypatch)
+    spy = EngineCalls(app, monkeypatch)
     raw = body(order_id)
 
     response = await http.post(WEBHOOK, content=raw, headers=headers_for(raw, at=time.time() + age))
@@ -111,7 +82,7 @@ async def test_a_signature_reused_on_another_body_is_refused_and_changes_nothing
     other = str((await order(http, 1))["order_id"])
     before = engine_sync.outbox_backlog(1)
     signed_headers = headers_for(body(order_id))
-    spy = Spy(app, monkeypatch)
+    spy = EngineCalls(app, monkeypatch)
 
     for forged in _reused(order_id, other):
         response = await http.post(WEBHOOK, content=forged, headers=signed_headers)
@@ -142,7 +113,7 @@ async def test_a_webhook_signed_with_another_secret_is_refused_and_changes_nothi
     app, http = app_and_client
     order_id = await pending_order(http, engine_sync)
     before = engine_sync.outbox_backlog(1)
-    spy = Spy(app, monkeypatch)
+    spy = EngineCalls(app, monkeypatch)
     raw = body(order_id)
 
     response = await http.post(WEBHOOK, content=raw, headers=headers_for(raw, secret=secret))
@@ -183,7 +154,7 @@ async def test_malformed_signature_headers_are_refused_and_change_nothing(
     app, http = app_and_client
     order_id = await pending_order(http, engine_sync)
     before = engine_sync.outbox_backlog(1)
-    spy = Spy(app, monkeypatch)
+    spy = EngineCalls(app, monkeypatch)
     raw = body(order_id)
 
     for headers in _malformed(raw):

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.errors import ApiError
+from api.errors import ApiError, WebhookDisabled
 from api.responses import json
 from api.services import Services
 from api.validation import Fields, read_json
@@ -79,12 +79,7 @@ def routes(services: Services) -> list[Route]:
             )
         secret = settings.webhook_secret
         if secret is None:
-            raise ApiError(
-                503,
-                "webhook_disabled",
-                "no webhook secret is configured on this server (FLASHSALE_WEBHOOK_SECRET)",
-                headers={"Retry-After": "60"},
-            )
+            raise WebhookDisabled()
         body, _ = await read_json(request)
         fields = Fields(body)
         order_id = fields.identifier("order_id", "order")

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api import database
-from api.errors import ApiError
+from api.errors import OrderStateUnknown
 from api.responses import json, order_body, order_record_body
 from api.routes.holds import expired
 from api.services import Services
@@ -109,11 +109,5 @@ def _closed(record: OrderRecord) -> dict[str, Any]:
         raise engine_errors.OrderNotPending(record.id, "paid")
     if record.status == "pending":
         # Pending in PostgreSQL yet unknown to the engine: Redis lost it; `flashsale reconcile` restores it.
-        raise ApiError(
-            503,
-            "order_state_unknown",
-            "the engine has no state for this order; try again once it has been reconciled",
-            headers={"Retry-After": "5"},
-            order_id=record.id,
-        )
+        raise OrderStateUnknown(record.id)
     return order_record_body(record)

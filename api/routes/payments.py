@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api import database
-from api.errors import ApiError, InvalidJson
+from api.errors import ApiError, InvalidJson, OrderStateUnknown, WebhookDisabled
 from api.metrics import SIGNATURES_REJECTED
 from api.responses import json
 from api.services import Services
@@ -109,13 +109,7 @@ def routes(services: Services) -> list[Route]:
         if record is None:
             raise engine_errors.OrderNotFound(order_id)
         if record.status == "pending":
-            raise ApiError(
-                503,
-                "order_state_unknown",
-                "the engine has no state for this order; try again once it has been reconciled",
-                headers={"Retry-After": "5"},
-                order_id=order_id,
-            )
+            raise OrderStateUnknown(order_id)
         await database.call(apply_events, db, [late_payment(record, transaction_id, result, payload)])
         refund = result == "success" and record.status == "cancelled"
         where = {"order_id": order_id, "transaction_id": transaction_id, "product_id": record.product_id}
@@ -129,12 +123,7 @@ def routes(services: Services) -> list[Route]:
     async def webhook(request: Request) -> Response:
         raw = await read_body(request)
         if secret is None:
-            raise ApiError(
-                503,
-                "webhook_disabled",
-                "no webhook secret is configured on this server (FLASHSALE_WEBHOOK_SECRET)",
-                headers={"Retry-After": "60"},
-            )
+            raise WebhookDisabled()
         headers = request.headers
         if not signing.verify(
             secret, headers.get(signing.TIMESTAMP_HEADER), headers.get(signing.SIGNATURE_HEADER), raw

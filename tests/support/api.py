@@ -186,3 +186,30 @@ def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
     assert body["status"] == status
     assert {"type", "title", "detail"} <= set(body)
     return body
+
+
+class EngineCalls:
+    """Every engine script the app runs, with its keys, from the moment this is installed."""
+
+    def __init__(self, app: Starlette, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[tuple[str, list[str]]] = []
+        engine = app.state.services.engine
+        run = engine._run
+
+        async def spied(call: Any) -> Any:
+            self.calls.append((call.script, list(call.keys)))
+            return await run(call)
+
+        monkeypatch.setattr(engine, "_run", spied)
+
+
+@pytest.fixture
+async def app_and_client(
+    api_settings: Settings, real_redis: redis.Redis, db: sa.Engine
+) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+    """The app itself (to spy on its engine) and a client serving it."""
+    from api.app import create_app  # here, not at the top: this plugin loads for every test module
+
+    app = create_app(api_settings)
+    async with serve(app) as http:
+        yield app, http
