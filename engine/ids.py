@@ -7,9 +7,9 @@ Ids are parsed, never trusted: anything that does not match exactly is refused b
 
 from __future__ import annotations
 
+import base64
 import os
 import re
-import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,11 +22,7 @@ Kind = Literal["hold", "order"]
 MAX_PRODUCT_ID = 10**15 - 1
 _PREFIX: dict[Kind, str] = {"hold": "h", "order": "o"}
 _ID_RE = re.compile(r"([ho])([1-9][0-9]{0,14})_([0-9A-HJKMNP-TV-Z]{26})")
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
-"""Every 10-bit number as two Crockford base32 characters."""
-_time_prefix = (-1, "")
-"""The last millisecond new_ulid spelled, and its 10 characters (a tuple: threads swap it whole)."""
+_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 _ULID_RE = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 
 
@@ -104,62 +100,14 @@ def format_id(kind: Kind, product_id: int, ulid: str) -> str:
     return f"{_PREFIX[kind]}{product_id}_{ulid}"
 
 
-class _RandomBits(threading.local):
-    """80-bit numbers from os.urandom, read 4 KiB at a time: one system call per 400 ids, not one per id.
-
-    Per thread, and dropped in a forked child, so that no two ids ever share their random bits.
-    """
-
-    def __init__(self) -> None:
-        self.pool = b""
-        self.at = 0
-
-    def next80(self) -> int:
-        if self.at + 10 > len(self.pool):
-            self.pool, self.at = os.urandom(4000), 0
-        self.at += 10
-        return int.from_bytes(self.pool[self.at - 10 : self.at], "big")
-
-
-_random = _RandomBits()
-
-
-def _forget_random_bits() -> None:
-    global _random
-    _random = _RandomBits()
-
-
-os.register_at_fork(after_in_child=_forget_random_bits)
-
-
 def new_ulid() -> str:
     """A ULID: 48 bits of milliseconds and 80 random bits (os.urandom: ids must not be guessable), in Crockford base32.
 
-    python-ulid's ``str(ULID())`` gives the same text. This spells 10 bits per table lookup and the time once per
-    millisecond, three times faster: a hold is made per request.
+    python-ulid's ``str(ULID())`` gives the same text; this is twice as fast, and a hold is made per request.
     """
-    global _time_prefix
-    ms = time.time_ns() // 1_000_000
-    cached = _time_prefix
-    if cached[0] != ms:
-        p = _PAIRS
-        cached = _time_prefix = (
-            ms,
-            p[ms >> 40 & 1023] + p[ms >> 30 & 1023] + p[ms >> 20 & 1023] + p[ms >> 10 & 1023] + p[ms & 1023],
-        )
-    r = _random.next80()
-    p = _PAIRS
-    return (
-        cached[1]
-        + p[r >> 70]
-        + p[r >> 60 & 1023]
-        + p[r >> 50 & 1023]
-        + p[r >> 40 & 1023]
-        + p[r >> 30 & 1023]
-        + p[r >> 20 & 1023]
-        + p[r >> 10 & 1023]
-        + p[r & 1023]
-    )
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    # base64's base32 works in 40-bit groups from the left: pad the 130 bits ULID's 26 characters spell to 160.
+    return base64.b32encode((value << 30).to_bytes(20, "big")).translate(_TO_CROCKFORD)[:26].decode()
 
 
 def new_id(kind: Kind, product_id: int) -> str:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import time
-import warnings
 from typing import Any
 
 import pytest
@@ -48,25 +46,6 @@ def test_new_ulid_spells_now_and_its_random_bits_as_python_ulid_does() -> None:
     assert str(parsed) == text
     assert before <= parsed.milliseconds <= after
     assert is_ulid(text)
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_forked_child_draws_other_random_bits_than_its_parent() -> None:
-    new_ulid()  # the parent has random bits in hand
-    read, write = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running: the child only writes
-        child = os.fork()
-    if child == 0:
-        os.write(write, new_ulid()[10:].encode())
-        os._exit(0)
-    os.close(write)
-    os.waitpid(child, 0)
-    childs = os.read(read, 64).decode()
-    os.close(read)
-
-    assert len(childs) == 16
-    assert new_ulid()[10:] != childs
 
 
 def test_new_ids_are_unique() -> None:
