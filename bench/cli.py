@@ -121,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     tool = load.choose_tool(args.client)
     if tool == "python":
         print(f"note: {load.WRK_MISSING}" if load.wrk_path() is None else "note: --client python", file=sys.stderr)
+    load_now, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    if load_now > cpus / 2:
+        print(
+            f"note: the load average is {load_now:.1f} on {cpus} cores: other work will lower and scatter the figures",
+            file=sys.stderr,
+        )
     logs.configure("console", level=logging.WARNING)
     ensure_database(args.database_url)
     upgrade(args.database_url)
