@@ -28,7 +28,7 @@ _ULID_RE = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 
 @dataclass(frozen=True, slots=True)
 class ProductKeys:
-    """The ten keys of one product, in the order every script receives them (see lua/_prelude.lua)."""
+    """The eleven keys of one product, in the order every script receives them (see lua/_prelude.lua)."""
 
     product: str
     holds: str
@@ -40,6 +40,7 @@ class ProductKeys:
     idem: str
     tombs: str
     outbox: str
+    hold_queue: str
 
     def all(self) -> list[str]:
         return [
@@ -53,6 +54,7 @@ class ProductKeys:
             self.idem,
             self.tombs,
             self.outbox,
+            self.hold_queue,
         ]
 
 
@@ -83,6 +85,7 @@ def product_keys(product_id: int) -> ProductKeys:
         idem=tag + "idem",
         tombs=tag + "tombs",
         outbox=tag + "outbox",
+        hold_queue=tag + "hold_queue",
     )
 
 

@@ -211,6 +211,36 @@ def test_hold_reports_each_state(make_engine: MakeEngine) -> None:
         engine.hold(new_id("hold", 1))
 
 
+def test_holds_with_a_shorter_ttl_expire_on_time_behind_longer_ones(make_engine: MakeEngine) -> None:
+    engine, short = make_engine(), make_engine(hold_ttl_ms=150)  # two API processes, two hold TTLs
+    engine.set_stock(1, 10)
+    engine.reserve(1, 3)
+    lapsing = [short.reserve(1, 1), short.reserve(1, 2)]
+    engine.reserve(1, 1)
+
+    sleep_past(lapsing[-1].expires_at_ms)
+
+    assert available_and_held(engine) == (6, 4)
+    assert engine.stats(1)["expired"] == 2
+
+
+def test_the_expiry_queue_drops_released_and_converted_holds_once_they_are_due(make_engine: MakeEngine) -> None:
+    engine = make_engine(hold_ttl_ms=150)
+    engine.set_stock(1, 10)
+    holds = [engine.reserve(1, 1) for _ in range(4)]
+    engine.release(holds[0].hold_id)
+    engine.convert(holds[2].hold_id)
+    keys = product_keys(1)
+    assert engine.redis.llen(keys.hold_queue) == 4  # released and converted entries wait for their turn
+
+    sleep_past(holds[-1].expires_at_ms)
+    reaped = engine.reap(1)
+
+    assert (reaped.holds_expired, reaped.overdue_left) == (2, 0)
+    assert (engine.redis.llen(keys.hold_queue), engine.redis.zcard(keys.hold_exp)) == (0, 0)
+    assert available_and_held(engine) == (9, 0)
+
+
 def test_late_calls_tell_unknown_expired_used_and_released_holds_apart(make_engine: MakeEngine) -> None:
     engine = make_engine()
     engine.set_stock(1, 10)

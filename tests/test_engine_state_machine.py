@@ -25,6 +25,7 @@ from engine.types import Cancellation, Hold, Order, OutboxEvent, ReapResult, Set
 from tests.support.clock import FakeClock
 
 HOLD_TTL = 1_000
+SHORT_HOLD_TTL = 400  # a second API process with a shorter hold TTL: its holds break the queue's order
 ORDER_TTL = 3_000
 PRODUCTS = (1, 2, 3)  # 1 and 2 exist from the start; 3 only once set_stock creates it
 product_ids = st.sampled_from([1, 1, 2, 2, 3])
@@ -41,6 +42,7 @@ class ModelHold:
     expires: int
     state: str = "active"
     order_id: str | None = None
+    index: str = ""  # "queue" (hold_queue, until popped) or "late" (hold_exp, while active)
 
     def record(self) -> str:
         """The hold as lua/_prelude.lua stores it."""
@@ -116,6 +118,7 @@ class ModelProduct:
     limit: int = 0
     starts: int = 0
     ends: int = 0
+    queued_until: int = 0
     stats: Counter[str] = field(default_factory=Counter)
     holds: dict[str, ModelHold] = field(default_factory=dict)
     orders: dict[str, ModelOrder] = field(default_factory=dict)
@@ -125,7 +128,13 @@ class ModelProduct:
 
     # What the Lua prelude does, in plain Python.
 
+    def unindex(self, h: ModelHold) -> None:
+        """A hold leaves hold_exp when it stops being active; its queue entry stays until the queue's head pops it."""
+        if h.index == "late":
+            h.index = ""
+
     def expire_hold(self, h: ModelHold) -> None:
+        self.unindex(h)
         self.held -= h.qty
         self.available += h.qty
         h.state = "expired"
@@ -139,20 +148,44 @@ class ModelProduct:
         self.stats[{"expired": "order_expired", "payment_failed": "payment_failed"}.get(reason, "cancelled")] += 1
         self.outbox.append(o.event("order_cancelled"))
 
-    def overdue_holds(self, now: int) -> list[ModelHold]:
-        due = [h for h in self.holds.values() if h.state == "active" and h.expires <= now]
-        return sorted(due, key=lambda h: (h.expires, h.hold_id))
+    def queued(self) -> list[ModelHold]:
+        return [h for h in self.holds.values() if h.index == "queue"]  # creation order
+
+    def overdue_late_holds(self, now: int) -> list[ModelHold]:
+        due = [h for h in self.holds.values() if h.index == "late" and h.expires <= now]
+        return sorted(due, key=lambda h: (h.expires, parse_id(h.hold_id, "hold").ulid))
 
     def overdue_orders(self, now: int) -> list[ModelOrder]:
         due = [o for o in self.orders.values() if o.status == "pending" and o.expires <= now]
         return sorted(due, key=lambda o: (o.expires, o.order_id))
 
+    def overdue_entries(self, now: int) -> int:
+        """Due entries of the expiry indexes, counting queued holds released or converted before they expired."""
+        return (
+            sum(h.expires <= now for h in self.queued())
+            + len(self.overdue_late_holds(now))
+            + len(self.overdue_orders(now))
+        )
+
     def reap(self, now: int, batch: int) -> tuple[int, int, int]:
-        holds, orders = self.overdue_holds(now)[:batch], self.overdue_orders(now)[:batch]
-        for h in holds:
+        """Pop up to ``batch`` due queue entries, then the rest of ``batch`` from hold_exp, and ``batch`` orders."""
+        holds: list[ModelHold] = []
+        popped = 0
+        for h in self.queued()[:batch]:
+            if h.state == "active":
+                if h.expires > now:
+                    break
+                self.expire_hold(h)
+                holds.append(h)
+            h.index = ""
+            popped += 1
+        late = self.overdue_late_holds(now)[: batch - popped]
+        orders = self.overdue_orders(now)[:batch]
+        for h in late:
             self.expire_hold(h)
         for o in orders:
             self.cancel_order(o, now, "expired")
+        holds += late
         return len(holds), len(orders), sum(h.qty for h in holds) + sum(o.qty for o in orders)
 
     def reap_all(self, now: int) -> None:
@@ -191,7 +224,7 @@ class Model:
         prod.price, prod.limit, prod.starts, prod.ends = price, limit, starts, ends
         return StockChange(p, created, total, prod.available, prod.held, prod.pending, prod.sold)
 
-    def reserve(self, p: int, qty: int, customer: str, hold_id: str, idem: str, now: int) -> Any:
+    def reserve(self, p: int, qty: int, customer: str, hold_id: str, idem: str, now: int, ttl: int = HOLD_TTL) -> Any:
         prod = self.products.get(p)
         if prod is None:
             return exc.ProductNotFound(p)
@@ -207,7 +240,11 @@ class Model:
         if prod.available < qty:
             prod.stats["out_of_stock"] += 1
             return exc.OutOfStock(p, qty, prod.available)
-        h = prod.holds[hold_id] = ModelHold(hold_id, p, qty, customer, now + HOLD_TTL)
+        h = prod.holds[hold_id] = ModelHold(hold_id, p, qty, customer, now + ttl)
+        if h.expires >= prod.queued_until:
+            h.index, prod.queued_until = "queue", h.expires
+        else:
+            h.index = "late"
         prod.available -= qty
         prod.held += qty
         prod.stats["holds"] += 1
@@ -229,6 +266,7 @@ class Model:
             prod.held -= h.qty
             prod.available += h.qty
             h.state = "released"
+            prod.unindex(h)
             prod.stats["released"] += 1
         return h.result()
 
@@ -253,6 +291,7 @@ class Model:
         prod.held -= h.qty
         prod.pending += h.qty
         h.state, h.order_id = "converted", order_id
+        prod.unindex(h)
         prod.stats["orders"] += 1
         prod.outbox.append(o.event("order_created"))
         return o.result()
@@ -318,7 +357,7 @@ class Model:
         if prod is None:
             return ReapResult(p, 0, 0, 0, 0, 0)
         holds, orders, units = prod.reap(now, batch)
-        left = len(prod.overdue_holds(now)) + len(prod.overdue_orders(now))
+        left = prod.overdue_entries(now)
         return ReapResult(p, holds, orders, units, 0, left)
 
 
@@ -355,6 +394,7 @@ class EngineMachine(RuleBasedStateMachine):
         self._patch.start()
         self.client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
         self.engine = Engine(self.client, hold_ttl_ms=HOLD_TTL, order_ttl_ms=ORDER_TTL)
+        self.brief_engine = Engine(self.client, hold_ttl_ms=SHORT_HOLD_TTL, order_ttl_ms=ORDER_TTL)
         self.model = Model()
         self.serial = itertools.count(1)
         self.txn_serial = itertools.count(1)
@@ -400,12 +440,14 @@ class EngineMachine(RuleBasedStateMachine):
             if made:
                 self.convert_one(made[0].hold_id, self.fresh_id("order", p))
 
-    def reserve_one(self, p: int, qty: int, customer: str | None, hold_id: str | None, idem: str | None) -> Any:
-        actual = outcome(
-            lambda: self.engine.reserve(p, qty, customer_id=customer, hold_id=hold_id, idempotency_key=idem)
-        )
+    def reserve_one(
+        self, p: int, qty: int, customer: str | None, hold_id: str | None, idem: str | None, ttl: int = HOLD_TTL
+    ) -> Any:
+        engine = self.engine if ttl == HOLD_TTL else self.brief_engine
+        actual = outcome(lambda: engine.reserve(p, qty, customer_id=customer, hold_id=hold_id, idempotency_key=idem))
         made = actual.hold_id if isinstance(actual, Hold) else self.fresh_id("hold", p)
-        assert_same(actual, self.model.reserve(p, qty, customer or "", hold_id or made, idem or "", self.clock.ms))
+        now = self.clock.ms
+        assert_same(actual, self.model.reserve(p, qty, customer or "", hold_id or made, idem or "", now, ttl))
         return actual
 
     def convert_one(self, hold_id: str, order_id: str | None) -> Any:
@@ -448,15 +490,18 @@ class EngineMachine(RuleBasedStateMachine):
         customer=st.sampled_from(CUSTOMERS),
         mode=st.sampled_from(["new", "new", "replay", "auto"]),
         idem=st.sampled_from([None, None, "k1", "k2"]),
+        ttl=st.sampled_from([HOLD_TTL, HOLD_TTL, SHORT_HOLD_TTL]),
     )
-    def reserve(self, data: st.DataObject, p: int, qty: int, customer: str | None, mode: str, idem: str | None) -> None:
+    def reserve(
+        self, data: st.DataObject, p: int, qty: int, customer: str | None, mode: str, idem: str | None, ttl: int
+    ) -> None:
         prod = self.model.products.get(p)
         hold_id: str | None = self.fresh_id("hold", p)
         if mode == "replay" and prod and prod.holds:
             hold_id = data.draw(st.sampled_from(sorted(prod.holds)))
         elif mode == "auto":
             hold_id = None
-        self.reserve_one(p, qty, customer, hold_id, idem)
+        self.reserve_one(p, qty, customer, hold_id, idem, ttl)
 
     @rule(data=st.data(), p=product_ids)
     def release(self, data: st.DataObject, p: int) -> None:

@@ -122,6 +122,7 @@ def test_product_keys_share_the_product_hash_tag() -> None:
         "fs:{7}:idem",
         "fs:{7}:tombs",
         "fs:{7}:outbox",
+        "fs:{7}:hold_queue",
     ]
     assert len({key_slot(k.encode()) for k in keys.all()}) == 1
     assert product_keys(7) != product_keys(70)

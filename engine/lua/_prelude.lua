@@ -1,10 +1,10 @@
 -- _prelude: shared definitions, prepended once at load time to every script in this folder.
 -- Every script receives the same KEYS, all carrying one product's hash tag `{<product id>}`:
---   KEYS[1]  product    hash    total available held pending sold price limit starts ends,
---                               and running counts n_holds n_out_of_stock n_limit n_released n_expired
+--   KEYS[1]  product    hash    total available held pending sold price limit starts ends, queued_until
+--                               (the expiry of the last hold queued), and running counts n_holds n_out_of_stock n_limit n_released n_expired
 --                               n_orders n_paid n_payment_failed n_cancelled n_order_expired n_duplicate
 --   KEYS[2]  holds      hash    hold ulid  -> "state|qty|expires_ms|order ulid|customer"
---   KEYS[3]  hold_exp   zset    active hold ulid, score = expires_ms
+--   KEYS[3]  hold_exp   zset    active hold ulid, score = expires_ms, for holds that would break hold_queue's order
 --   KEYS[4]  orders     hash    order ulid -> "state|qty|amount|created_ms|expires_ms|hold ulid|closed_ms|note|customer"
 --   KEYS[5]  order_exp  zset    pending order ulid, score = expires_ms
 --   KEYS[6]  txns       hash    transaction id -> "order ulid|result|applied"
@@ -12,11 +12,14 @@
 --   KEYS[8]  idem       hash    idempotency key -> hold ulid
 --   KEYS[9]  tombs      zset    "h:<ulid>" "o:<ulid>" "t:<txn>" "i:<key>", score = purge at ms
 --   KEYS[10] outbox     stream  events PostgreSQL must learn
+--   KEYS[11] hold_queue list    hold ulids in expiry order (a hold expiring no earlier than the last one
+--                               queued); released or converted ones stay until they reach the head
 -- Hold states: a active, c converted, r released, x expired.
 -- Order states: p pending, d paid, c cancelled. `note` is the paying transaction or the cancel reason.
 
 local K_PRODUCT, K_HOLDS, K_HOLD_EXP, K_ORDERS, K_ORDER_EXP = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_TXNS, K_CUSTOMERS, K_IDEM, K_TOMBS, K_OUTBOX = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local K_HOLD_QUEUE = KEYS[11]
 
 local PRODUCT_ID = string.match(K_PRODUCT, '{(%d+)}')
 local TOMB_MS = 86400000          -- converted/released/expired holds and closed orders answer for 24 h
@@ -135,20 +138,57 @@ local function cancel_order(ulid, o, now, reason)
   emit('order_cancelled', ulid, o, now)
 end
 
--- Expire up to `limit` overdue holds and `limit` overdue orders; returns holds, orders, units.
-local function reap_due(now, limit)
-  local holds, orders, units = 0, 0, 0
-  local due = redis.call('ZRANGEBYSCORE', K_HOLD_EXP, '-inf', now, 'LIMIT', 0, limit)
-  for _, ulid in ipairs(due) do
+-- Pop up to `limit` due entries off the head of the hold queue: expire the active holds, drop the ones
+-- released or converted meanwhile. Stops at the first active hold not yet due (all behind it expire no
+-- earlier). Returns holds expired, units returned and entries popped.
+local function reap_queue(now, limit)
+  local holds, units = 0, 0
+  for popped = 0, limit - 1 do
+    local ulid = redis.call('LINDEX', K_HOLD_QUEUE, 0)
+    if not ulid then return holds, units, popped end
     local h = read_hold(ulid)
     if h and h.state == 'a' then
+      if now < h.expires then return holds, units, popped end
       expire_hold(ulid, h, now)
       holds, units = holds + 1, units + h.qty
-    else
-      redis.call('ZREM', K_HOLD_EXP, ulid)
+    end
+    redis.call('LPOP', K_HOLD_QUEUE)
+  end
+  return holds, units, limit
+end
+
+-- How many entries at the head of the hold queue are due: a binary search, the queue being in expiry order.
+local function queue_due(now)
+  local lo, hi = 0, redis.call('LLEN', K_HOLD_QUEUE)
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    local h = read_hold(redis.call('LINDEX', K_HOLD_QUEUE, mid))
+    if h and now < h.expires then hi = mid else lo = mid + 1 end
+  end
+  return lo
+end
+
+-- Pop up to `limit` due entries of the hold queue, then expire what is left of `limit` from hold_exp, and
+-- up to `limit` overdue orders. Returns holds, orders, units, and whether a limit stopped it (more may be due).
+local function reap_due(now, limit)
+  local holds, units, popped = reap_queue(now, limit)
+  local full = popped == limit
+  if not full then
+    local due = redis.call('ZRANGEBYSCORE', K_HOLD_EXP, '-inf', now, 'LIMIT', 0, limit - popped)
+    full = #due == limit - popped
+    for _, ulid in ipairs(due) do
+      local h = read_hold(ulid)
+      if h and h.state == 'a' then
+        expire_hold(ulid, h, now)
+        holds, units = holds + 1, units + h.qty
+      else
+        redis.call('ZREM', K_HOLD_EXP, ulid)
+      end
     end
   end
-  due = redis.call('ZRANGEBYSCORE', K_ORDER_EXP, '-inf', now, 'LIMIT', 0, limit)
+  local orders = 0
+  local due = redis.call('ZRANGEBYSCORE', K_ORDER_EXP, '-inf', now, 'LIMIT', 0, limit)
+  full = full or #due == limit
   for _, ulid in ipairs(due) do
     local o = read_order(ulid)
     if o and o.state == 'p' then
@@ -158,7 +198,7 @@ local function reap_due(now, limit)
       redis.call('ZREM', K_ORDER_EXP, ulid)
     end
   end
-  return holds, orders, units
+  return holds, orders, units, full
 end
 
 -- Forget tombstones older than their retention, in a bounded batch.
@@ -178,14 +218,14 @@ end
 
 local function counters()
   local c = redis.call('HMGET', K_PRODUCT, 'total', 'available', 'held', 'pending', 'sold',
-    'price', 'limit', 'starts', 'ends')
+    'price', 'limit', 'starts', 'ends', 'queued_until')
   for i = 1, #c do c[i] = tonumber(c[i] or '0') end
   return c
 end
 
 -- One reserve, for reserve.lua and reserve_batch.lua (contract and reply in reserve.lua). The product
--- exists and reap_due has run at `now`; `state` holds its last {holds, orders} counts (a full batch means
--- more may be due) and whether this call has pruned tombstones yet.
+-- exists and reap_due has run at `now`; `state.full` says whether its last pass stopped at a limit (more
+-- may be due), and `state.pruned` whether this call has pruned tombstones yet.
 local function reserve_one(state, now, batch, qty, ulid, ttl, customer, idem)
   -- A retry of the same call, or the same idempotency key, gets the first hold back, as it is now.
   if idem ~= '' then
@@ -207,8 +247,8 @@ local function reserve_one(state, now, batch, qty, ulid, ttl, customer, idem)
   end
 
   local available = c[2]
-  while available < qty and (state.holds == batch or state.orders == batch) do
-    state.holds, state.orders = reap_due(now, batch)
+  while available < qty and state.full do
+    state.full = select(4, reap_due(now, batch))
     available = counter('available')
   end
   if not state.pruned then
@@ -235,7 +275,14 @@ local function reserve_one(state, now, batch, qty, ulid, ttl, customer, idem)
   if customer ~= '' then redis.call('HINCRBY', K_CUSTOMERS, customer, qty) end
   write_hold(ulid, h)
   count('n_holds')
-  redis.call('ZADD', K_HOLD_EXP, h.expires, ulid)
+  -- The queue stays in expiry order. A hold that would break it (a shorter TTL than the last one
+  -- queued, or a server clock that stepped back) is indexed by expiry in hold_exp instead.
+  if h.expires >= c[10] then
+    redis.call('RPUSH', K_HOLD_QUEUE, ulid)
+    if h.expires > c[10] then redis.call('HSET', K_PRODUCT, 'queued_until', h.expires) end
+  else
+    redis.call('ZADD', K_HOLD_EXP, h.expires, ulid)
+  end
   if idem ~= '' then
     redis.call('HSET', K_IDEM, idem, ulid)
     tomb('i:' .. idem, h.expires + TOMB_MS)

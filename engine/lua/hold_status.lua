@@ -1,5 +1,5 @@
 -- hold_status: read one hold, expiring it first if it is overdue.
--- KEYS: the product's ten keys (see _prelude.lua).
+-- KEYS: the product's eleven keys (see _prelude.lua).
 -- ARGV[1] hold ulid
 -- returns {'ok', ulid, qty, expires_ms, state, order, customer} | {'hold_not_found'}
 local ulid = ARGV[1]

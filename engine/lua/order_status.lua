@@ -1,5 +1,5 @@
 -- order_status: read one order, cancelling it first if it is pending past its expiry.
--- KEYS: the product's ten keys (see _prelude.lua).
+-- KEYS: the product's eleven keys (see _prelude.lua).
 -- ARGV[1] order ulid
 -- returns {'ok', <order reply>...} | {'order_not_found'}
 local ulid = ARGV[1]

@@ -1,5 +1,5 @@
 -- reap: expire overdue holds and unpaid orders of one product, and forget old tombstones.
--- KEYS: the product's ten keys (see _prelude.lua).
+-- KEYS: the product's eleven keys (see _prelude.lua).
 -- ARGV[1] batch size (per kind)
 -- returns {holds expired, orders expired, units returned, tombstones pruned, overdue left}
 local batch = tonumber(ARGV[1])
@@ -8,5 +8,6 @@ if not product_exists() then return { 0, 0, 0, 0, 0 } end
 local now = now_ms()
 local holds, orders, units = reap_due(now, batch)
 local pruned = prune_tombs(now, batch)
-local left = redis.call('ZCOUNT', K_HOLD_EXP, '-inf', now) + redis.call('ZCOUNT', K_ORDER_EXP, '-inf', now)
+local left = queue_due(now) + redis.call('ZCOUNT', K_HOLD_EXP, '-inf', now)
+  + redis.call('ZCOUNT', K_ORDER_EXP, '-inf', now)
 return { holds, orders, units, pruned, left }

@@ -1,5 +1,5 @@
 -- release: give an active hold back before it expires. Releasing twice has one effect.
--- KEYS: the product's ten keys (see _prelude.lua).
+-- KEYS: the product's eleven keys (see _prelude.lua).
 -- ARGV[1] hold ulid
 -- returns {'ok', ulid, qty, expires_ms, state, order, customer}
 --       | {'hold_not_found'} | {'hold_expired', expires_ms} | {'hold_already_used', order ulid}

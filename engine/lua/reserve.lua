@@ -1,5 +1,5 @@
 -- reserve: take `qty` units of one product into a new hold that lapses by itself.
--- KEYS: the product's ten keys (see _prelude.lua).
+-- KEYS: the product's eleven keys (see _prelude.lua).
 -- ARGV[1] qty   ARGV[2] hold ulid   ARGV[3] hold ttl ms   ARGV[4] customer id ('' for none)
 -- ARGV[5] idempotency key ('' for none)   ARGV[6] reap batch size
 -- returns {'ok', ulid, qty, expires_ms, state, order, customer, available}   (a replay returns the first hold)
@@ -17,5 +17,5 @@ local now = now_ms()
 
 -- Lazy reaping: overdue holds and orders give their units back before anything is read or taken.
 local state = { pruned = false }
-state.holds, state.orders = reap_due(now, batch)
+state.full = select(4, reap_due(now, batch))
 return reserve_one(state, now, batch, qty, ulid, ttl, customer, idem)

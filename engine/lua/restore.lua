@@ -1,7 +1,7 @@
 -- restore: rebuild one product's Redis state from the durable record (PostgreSQL).
 -- Holds are lost; orders, transactions and customer quotas are put back. Running it twice has one effect.
 -- Refused while the outbox still holds events PostgreSQL has not learnt.
--- KEYS: the product's ten keys (see _prelude.lua).
+-- KEYS: the product's eleven keys (see _prelude.lua).
 -- ARGV[1] total   ARGV[2] price cents   ARGV[3] max per customer   ARGV[4] starts ms   ARGV[5] ends ms
 -- ARGV[6] units sold   ARGV[7] n orders   ARGV[8] n transactions   ARGV[9] n customers, then:
 --   n orders × 10:      ulid, state (p|d|c), qty, amount, created ms, expires ms, hold ulid, closed ms, note, customer
@@ -23,9 +23,10 @@ end
 if total < pending + sold then return { 'stock_below_committed', pending + sold } end
 
 local now = now_ms()
-redis.call('DEL', K_HOLDS, K_HOLD_EXP, K_ORDERS, K_ORDER_EXP, K_TXNS, K_CUSTOMERS, K_IDEM, K_TOMBS)
+redis.call('DEL', K_HOLDS, K_HOLD_EXP, K_HOLD_QUEUE, K_ORDERS, K_ORDER_EXP, K_TXNS, K_CUSTOMERS, K_IDEM, K_TOMBS)
 redis.call('HSET', K_PRODUCT, 'total', total, 'available', total - pending - sold, 'held', 0,
-  'pending', pending, 'sold', sold, 'price', ARGV[2], 'limit', ARGV[3], 'starts', ARGV[4], 'ends', ARGV[5])
+  'pending', pending, 'sold', sold, 'price', ARGV[2], 'limit', ARGV[3], 'starts', ARGV[4], 'ends', ARGV[5],
+  'queued_until', 0)
 
 i = 10
 for _ = 1, n_orders do

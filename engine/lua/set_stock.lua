@@ -1,6 +1,6 @@
 -- set_stock: create a product, or change its total stock and sale settings.
 -- The total may never fall below the units already held, pending or sold.
--- KEYS: the product's ten keys (see _prelude.lua).
+-- KEYS: the product's eleven keys (see _prelude.lua).
 -- ARGV[1] total   ARGV[2] price cents   ARGV[3] max per customer (0 = none)
 -- ARGV[4] sale starts ms (0 = none)   ARGV[5] sale ends ms (0 = none)   ARGV[6] reap batch size
 -- returns {'ok', created (0/1), total, available, held, pending, sold}
@@ -14,8 +14,7 @@ if not product_exists() then
   redis.call('HSET', K_PRODUCT, 'total', 0, 'available', 0, 'held', 0, 'pending', 0, 'sold', 0)
 else
   local now = now_ms()
-  local holds, orders = reap_due(now, batch)
-  while holds == batch or orders == batch do holds, orders = reap_due(now, batch) end
+  while select(4, reap_due(now, batch)) do end
 end
 
 local committed = counter('held') + counter('pending') + counter('sold')

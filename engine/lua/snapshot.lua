@@ -1,7 +1,7 @@
 -- snapshot: read a product's counters, exact as of Redis server time.
 -- Overdue holds and orders are reaped first (in batches), so expired units already count as available;
 -- old tombstones are pruned in one bounded batch, as reserve and reap do.
--- KEYS: the product's ten keys (see _prelude.lua).
+-- KEYS: the product's eleven keys (see _prelude.lua).
 -- ARGV[1] reap batch size
 -- returns {'ok', total, available, held, pending, sold, price, limit, starts, ends, now, outbox length}
 --       | {'product_not_found'}
@@ -9,8 +9,7 @@ local batch = tonumber(ARGV[1])
 
 if not product_exists() then return { 'product_not_found' } end
 local now = now_ms()
-local holds, orders = reap_due(now, batch)
-while holds == batch or orders == batch do holds, orders = reap_due(now, batch) end
+while select(4, reap_due(now, batch)) do end
 prune_tombs(now, batch)
 local c = counters()
 return { 'ok', c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], now, redis.call('XLEN', K_OUTBOX) }
