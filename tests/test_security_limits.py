@@ -248,4 +248,4 @@ def test_any_string_is_either_refused_or_names_exactly_one_products_keys(value: 
         assert str(parsed) == value, "an id that parses is exactly its canonical form"
         keys = product_keys(parsed.product_id).all()
         assert all(KEY.match(key) and KEY.match(key).group(1) == str(parsed.product_id) for key in keys)  # type: ignore[union-attr]
-        assert len(set(keys)) == len(keys) == 10
+        assert len(set(keys)) == len(keys) == 11
