@@ -20,6 +20,7 @@ from engine.calls import REAP_BATCH
 from engine.coalesce import MAX_BATCH
 from engine.connection import connect_async
 from engine.ids import product_keys
+from engine.pipelining import MAX_CALLS
 from engine.scripts import source
 
 REDIS_BENCHMARK_MISSING = "redis-benchmark is not installed (it comes with redis-server: `sudo apt-get install redis`)"
@@ -137,12 +138,14 @@ async def _callers(call: Callable[[int], Awaitable[object]], callers: int, secon
     )
 
 
-def engine_reserves(url: str, product_id: int, callers: int, seconds: float, *, coalesce: int = MAX_BATCH) -> Timed:
+def engine_reserves(
+    url: str, product_id: int, callers: int, seconds: float, *, coalesce: int = MAX_BATCH, pipeline: int = MAX_CALLS
+) -> Timed:
     """Reserves per second from Python: ``AsyncEngine.reserve`` from ``callers`` concurrent coroutines."""
 
     async def main() -> Timed:
         client = connect_async(url)
-        engine = AsyncEngine(client, coalesce=coalesce)
+        engine = AsyncEngine(client, coalesce=coalesce, pipeline=pipeline)
         try:
             await engine.reserve(product_id, 1)  # connects and loads the script before the clock starts
             return await _callers(lambda i: engine.reserve(product_id, 1), callers, seconds, 10**12)

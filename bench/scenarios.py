@@ -19,6 +19,7 @@ from bench.baselines import pg_row_lock
 from bench.checks import StockCheck, check_stock
 from engine import Engine
 from engine.coalesce import MAX_BATCH
+from engine.pipelining import MAX_CALLS
 from flashsale import settings
 from persistence.catalog import ProductSpec, put_product
 from persistence.db import make_engine
@@ -222,19 +223,22 @@ def redis_benchmark(bench: Bench) -> dict[str, Any]:
     return {**timed.as_json(), "connections": 50, "check": check.as_json()}
 
 
-def engine_only(bench: Bench, coalesce: int = MAX_BATCH) -> dict[str, Any]:
+def engine_only(bench: Bench, coalesce: int = MAX_BATCH, pipeline: int = MAX_CALLS) -> dict[str, Any]:
     bench.reset()
     bench.engine.set_stock(ENGINE_PRODUCT, 10**12)
     timed = redis_figures.engine_reserves(
-        bench.redis_url, ENGINE_PRODUCT, bench.engine_callers, bench.seconds, coalesce=coalesce
+        bench.redis_url, ENGINE_PRODUCT, bench.engine_callers, bench.seconds, coalesce=coalesce, pipeline=pipeline
     )
     check = check_stock(bench.engine, [ENGINE_PRODUCT], client_holds=timed.calls - timed.errors)
     return {**timed.as_json(), "callers": bench.engine_callers, "coalesce": coalesce, "check": check.as_json()}
 
 
 def engine_alone(bench: Bench) -> dict[str, Any]:
-    """The same, each reserve in a script call of its own (``AsyncEngine(coalesce=1)``): what coalescing buys."""
-    return engine_only(bench, coalesce=1)
+    """The same, each reserve in a script call and a round trip of its own: what coalescing buys.
+
+    ``AsyncEngine(coalesce=1, pipeline=1)``: one EVALSHA per reserve, as a naive client sends them.
+    """
+    return engine_only(bench, coalesce=1, pipeline=1)
 
 
 def memory(bench: Bench) -> dict[str, Any]:

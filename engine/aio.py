@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+
 from engine import calls
 from engine.base import EngineBase, prepare, unavailable_as_engine_error
 from engine.coalesce import MAX_BATCH, Coalescer
 from engine.exceptions import EngineError
 from engine.ids import PRODUCTS_KEY, product_keys
 from engine.outbox import decode_entries, decode_product_ids, decode_stats
+from engine.pipelining import MAX_CALLS, Pipeliner
 from engine.types import (
     Cancellation,
     CancelReason,
@@ -33,18 +36,27 @@ T = TypeVar("T")
 class AsyncEngine(EngineBase):
     """Concurrent reserves of a product share one script call of up to ``coalesce`` reserves (engine.coalesce).
 
-    ``coalesce=1`` sends each reserve alone, as ``reserve.lua``.
+    ``coalesce=1`` sends each reserve alone, as ``reserve.lua``. Concurrent script calls on different
+    products share a pipelined round trip of up to ``pipeline`` calls (engine.pipelining), unless
+    ``pipeline=1`` or the client is a cluster client (whose pipelines split by node anyway).
     """
 
-    def __init__(self, redis: Any, *, coalesce: int = MAX_BATCH, **settings: int) -> None:
+    def __init__(self, redis: Any, *, coalesce: int = MAX_BATCH, pipeline: int = MAX_CALLS, **settings: int) -> None:
         super().__init__(redis, **settings)
         self._coalescer: Coalescer[calls.PreparedReserve, Hold] | None = (
             Coalescer(self._reserve_batch, max_batch=coalesce) if coalesce > 1 else None
         )
+        self._pipeliner = (
+            Pipeliner(redis, max_calls=pipeline) if pipeline > 1 and not isinstance(redis, AsyncRedisCluster) else None
+        )
 
     async def _run(self, call: calls.Call[T]) -> T:
+        script = self._scripts[call.script]
         with unavailable_as_engine_error():
-            reply = await self._scripts[call.script](keys=call.keys, args=call.args)
+            if self._pipeliner is None:
+                reply = await script(keys=call.keys, args=call.args)
+            else:
+                reply = await self._pipeliner.call(script, call.keys, call.args)
         return call.decode(reply)
 
     async def _reserve_batch(

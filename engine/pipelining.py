@@ -1,0 +1,106 @@
+"""Round-trip sharing: concurrent script calls on different products go to Redis in one pipeline.
+
+Coalescing (engine.coalesce) merges the reserves of one product into one script call. Calls on
+different products cannot merge that way (a script touches one product), but they can share a
+round trip: while one call or pipeline is in flight, new calls queue, and when it returns the queue
+goes as one pipeline. A lone call goes at once, alone, so this costs no latency when idle. Under a
+burst spread over many products, it turns N round trips, and N times the client's per-call cost,
+into one.
+
+Each call in a pipeline is its own atomic script run; only the trip is shared. A reply that is an
+error fails only its own call. A connection failure fails every call of the trip, as it would have
+failed each alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import NoScriptError, ResponseError
+
+MAX_CALLS = 64
+"""Script calls in one pipeline at most."""
+
+Pending = tuple[Any, Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
+
+
+class Pipeliner:
+    """Runs redis-py ``AsyncScript`` calls of one asyncio client, sharing round trips under load."""
+
+    def __init__(self, redis: Any, *, max_calls: int = MAX_CALLS) -> None:
+        self._redis = redis
+        self.max_calls = max_calls
+        self._queue: list[Pending] = []
+        self._busy = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def call(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        if self._busy:
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._queue.append((script, keys, args, future))
+            return await future
+        self._busy = True
+        try:
+            return await script(keys=keys, args=args)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """The trip in flight is back: hand the queue to a sender task, or go idle."""
+        if not self._queue:
+            self._busy = False
+            return
+        task = asyncio.get_running_loop().create_task(self._drain())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                trip = self._queue[: self.max_calls]
+                del self._queue[: self.max_calls]
+                await self._send(trip)
+        finally:
+            self._busy = False
+
+    async def _send(self, trip: list[Pending]) -> None:
+        try:
+            replies = await self._pipeline(trip)
+            for i, (script, keys, args, _) in enumerate(trip):
+                if isinstance(replies[i], NoScriptError):  # Redis flushed its scripts: this call loads it again
+                    replies[i] = await _settle(script(keys=keys, args=args))
+        except Exception as error:  # the trip failed as a whole (Redis unavailable): every caller hears it
+            for *_, future in trip:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        except asyncio.CancelledError:
+            for *_, future in trip:
+                future.cancel()
+            raise
+        for (*_, future), reply in zip(trip, replies, strict=True):
+            if future.done():  # its caller was cancelled meanwhile
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    async def _pipeline(self, trip: list[Pending]) -> list[Any]:
+        if len(trip) == 1:
+            script, keys, args, _ = trip[0]
+            return [await _settle(script(keys=keys, args=args))]
+        pipe = self._redis.pipeline(transaction=False)
+        for script, keys, args, _ in trip:
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        return list(await pipe.execute(raise_on_error=False))
+
+
+async def _settle(call: Any) -> Any:
+    """A script's reply, or the Redis error it answered with (``ResponseError``), as a value."""
+    try:
+        return await call
+    except ResponseError as error:
+        return error
