@@ -11,6 +11,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from engine.waiters import answer
+
 R = TypeVar("R")  # a prepared request
 T = TypeVar("T")  # its result
 
@@ -54,21 +56,4 @@ class Coalescer(Generic[R, T]):
                 self._senders[product_id] = left
 
     async def _answer(self, product_id: int, batch: list[tuple[R, asyncio.Future[T]]]) -> None:
-        try:
-            results = await self._send(product_id, [request for request, _ in batch])
-        except Exception as error:  # the call failed as a whole (Redis unavailable): every caller hears it
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-            return
-        except asyncio.CancelledError:
-            for _, future in batch:
-                future.cancel()
-            raise
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():  # its caller was cancelled meanwhile
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+        await answer([future for _, future in batch], self._send(product_id, [request for request, _ in batch]))

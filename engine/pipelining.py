@@ -20,6 +20,8 @@ from typing import Any
 
 from redis.exceptions import NoScriptError, ResponseError
 
+from engine.waiters import answer
+
 MAX_CALLS = 64
 """Script calls in one pipeline at most."""
 
@@ -66,27 +68,14 @@ class Pipeliner:
             self._busy = False
 
     async def _send(self, trip: list[Pending]) -> None:
-        try:
-            replies = await self._pipeline(trip)
-            for i, (script, keys, args, _) in enumerate(trip):
-                if isinstance(replies[i], NoScriptError):  # Redis flushed its scripts: this call loads it again
-                    replies[i] = await _settle(script(keys=keys, args=args))
-        except Exception as error:  # the trip failed as a whole (Redis unavailable): every caller hears it
-            for *_, future in trip:
-                if not future.done():
-                    future.set_exception(error)
-            return
-        except asyncio.CancelledError:
-            for *_, future in trip:
-                future.cancel()
-            raise
-        for (*_, future), reply in zip(trip, replies, strict=True):
-            if future.done():  # its caller was cancelled meanwhile
-                continue
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
+        await answer([future for *_, future in trip], self._replies(trip))
+
+    async def _replies(self, trip: list[Pending]) -> list[Any]:
+        replies = await self._pipeline(trip)
+        for i, (script, keys, args, _) in enumerate(trip):
+            if isinstance(replies[i], NoScriptError):  # Redis flushed its scripts: this call loads it again
+                replies[i] = await _settle(script(keys=keys, args=args))
+        return replies
 
     async def _pipeline(self, trip: list[Pending]) -> list[Any]:
         if len(trip) == 1:
