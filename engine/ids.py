@@ -7,7 +7,6 @@ Ids are parsed, never trusted: anything that does not match exactly is refused b
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import time
@@ -22,7 +21,6 @@ Kind = Literal["hold", "order"]
 MAX_PRODUCT_ID = 10**15 - 1
 _PREFIX: dict[Kind, str] = {"hold": "h", "order": "o"}
 _ID_RE = re.compile(r"([ho])([1-9][0-9]{0,14})_([0-9A-HJKMNP-TV-Z]{26})")
-_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 _ULID_RE = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 
 
@@ -103,14 +101,19 @@ def format_id(kind: Kind, product_id: int, ulid: str) -> str:
     return f"{_PREFIX[kind]}{product_id}_{ulid}"
 
 
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # the 1024 spellings of 10 bits
+_SHIFTS = range(120, -1, -10)
+
+
 def new_ulid() -> str:
     """A ULID: 48 bits of milliseconds and 80 random bits (os.urandom: ids must not be guessable), in Crockford base32.
 
     python-ulid's ``str(ULID())`` gives the same text; this is twice as fast, and a hold is made per request.
     """
     value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
-    # base64's base32 works in 40-bit groups from the left: pad the 130 bits ULID's 26 characters spell to 160.
-    return base64.b32encode((value << 30).to_bytes(20, "big")).translate(_TO_CROCKFORD)[:26].decode()
+    # 26 characters spell 130 bits, two at a time: faster than base64's base32, which is pure Python.
+    return "".join([_PAIRS[value >> shift & 1023] for shift in _SHIFTS])
 
 
 def new_id(kind: Kind, product_id: int) -> str:

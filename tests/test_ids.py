@@ -48,6 +48,15 @@ def test_new_ulid_spells_now_and_its_random_bits_as_python_ulid_does() -> None:
     assert is_ulid(text)
 
 
+@pytest.mark.parametrize("random", [bytes(10), b"\xff" * 10, bytes(range(10))])
+@pytest.mark.parametrize("ms", [0, 1_764_300_000_123, 2**48 - 1])
+def test_new_ulid_spells_every_bit_as_python_ulid_does(monkeypatch: pytest.MonkeyPatch, random: bytes, ms: int) -> None:
+    monkeypatch.setattr("engine.ids.os.urandom", lambda n: random[:n])
+    monkeypatch.setattr("engine.ids.time.time_ns", lambda: ms * 1_000_000 + 999_999)
+
+    assert new_ulid() == str(ULID.from_bytes(ms.to_bytes(6, "big") + random))
+
+
 def test_new_ids_are_unique() -> None:
     assert len({new_id("hold", 1) for _ in range(1_000)}) == 1_000
 
