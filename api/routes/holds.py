@@ -8,8 +8,9 @@ from starlette.routing import Route
 
 from api.errors import ApiError
 from api.responses import hold_body, json
+from api.routing import lean_route
 from api.services import Services
-from api.validation import Fields, path_id, read_json
+from api.validation import Fields, header, path_id, read_json
 from engine import exceptions as engine_errors
 from engine.calls import MAX_CUSTOMER_ID, MAX_IDEMPOTENCY_KEY, MAX_QUANTITY
 from engine.ids import MAX_PRODUCT_ID
@@ -44,7 +45,7 @@ def routes(services: Services) -> list[Route]:
         product_id = fields.integer("product_id", 1, MAX_PRODUCT_ID)
         quantity = fields.integer("quantity", 1, MAX_QUANTITY)
         customer_id = fields.text("customer_id", MAX_CUSTOMER_ID, required=False)
-        key = fields.header("Idempotency-Key", request.headers.get("idempotency-key"), MAX_IDEMPOTENCY_KEY)
+        key = fields.header("Idempotency-Key", header(request, b"idempotency-key"), MAX_IDEMPOTENCY_KEY)
         fields.check()
         try:
             hold = await engine.reserve(product_id, quantity, customer_id=customer_id, idempotency_key=key)
@@ -80,7 +81,7 @@ def routes(services: Services) -> list[Route]:
         return await get_hold(hold_id)
 
     return [
-        Route("/api/holds", create_hold, methods=["POST"]),
+        lean_route("/api/holds", create_hold, methods=["POST"]),
         # One route for both methods, so a third method gets a 405 whose Allow header names both.
         Route("/api/holds/{hold_id}", hold_resource, methods=["GET", "DELETE"]),
     ]
