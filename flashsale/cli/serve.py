@@ -34,6 +34,7 @@ def serve(host: str, port: int, workers: int, access_log: bool) -> None:
 
 
 UVICORN_OPTIONS: dict[str, Any] = {
+    "http": "api.protocol:CoalescingHttpToolsProtocol",  # httptools, one write per response
     "log_level": "info",
     "server_header": False,
     "proxy_headers": True,
