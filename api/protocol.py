@@ -7,7 +7,7 @@ and they were a fifth of the server's time under load (BENCHMARKS.md).
 from __future__ import annotations
 
 import asyncio
-from typing import cast
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -48,6 +48,11 @@ class _HeadHeld:
 
     def is_closing(self) -> bool:
         return self.transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        """Any other use of the transport (a uvicorn release may make one) sends the held head first."""
+        self.flush()
+        return getattr(self.transport, name)
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):

@@ -120,6 +120,18 @@ def _app(first_event: asyncio.Event) -> Starlette:
     return Starlette(routes=[Route("/plain", plain, methods=["GET"]), Route("/stream", stream)])
 
 
+def test_any_other_use_of_the_transport_sends_the_held_head_first() -> None:
+    async def scenario() -> list[bytes]:
+        recorder = Recorder()
+        recorder.writelines = lambda lines: recorder.writes.extend(lines)  # type: ignore[attr-defined]
+        transport = held(recorder)
+        transport.write(b"head")
+        transport.writelines([b"body"])  # type: ignore[attr-defined]
+        return recorder.writes
+
+    assert asyncio.run(scenario()) == [b"head", b"body"]
+
+
 def test_uvicorn_answers_requests_in_turn_on_one_connection_and_head_requests_too() -> None:
     async def test(port: int, first_event: asyncio.Event) -> None:
         get = b"GET /plain HTTP/1.1\r\nhost: t\r\n\r\n"
