@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ from ulid import ULID
 
 from engine.exceptions import InvalidId
 from engine.ids import (
+    _RANDOM_BATCH,
     MAX_PRODUCT_ID,
     PRODUCTS_KEY,
     ParsedId,
@@ -51,7 +53,8 @@ def test_new_ulid_spells_now_and_its_random_bits_as_python_ulid_does() -> None:
 @pytest.mark.parametrize("random", [bytes(10), b"\xff" * 10, bytes(range(10))])
 @pytest.mark.parametrize("ms", [0, 1_764_300_000_123, 2**48 - 1])
 def test_new_ulid_spells_every_bit_as_python_ulid_does(monkeypatch: pytest.MonkeyPatch, random: bytes, ms: int) -> None:
-    monkeypatch.setattr("engine.ids.os.urandom", lambda n: random[:n])
+    monkeypatch.setattr("engine.ids._random", [])
+    monkeypatch.setattr("engine.ids.os.urandom", lambda n: random * (n // 10))
     monkeypatch.setattr("engine.ids.time.time_ns", lambda: ms * 1_000_000 + 999_999)
 
     assert new_ulid() == str(ULID.from_bytes(ms.to_bytes(6, "big") + random))
@@ -59,6 +62,40 @@ def test_new_ulid_spells_every_bit_as_python_ulid_does(monkeypatch: pytest.Monke
 
 def test_new_ids_are_unique() -> None:
     assert len({new_id("hold", 1) for _ in range(1_000)}) == 1_000
+
+
+def test_new_ulid_asks_the_os_for_randomness_once_per_thousand_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def urandom(n: int) -> bytes:
+        calls.append(n)
+        return os.getrandom(n)
+
+    monkeypatch.setattr("engine.ids._random", [])
+    monkeypatch.setattr("engine.ids.os.urandom", urandom)
+
+    ulids = {new_ulid() for _ in range(2 * _RANDOM_BATCH)}
+
+    assert len(ulids) == 2 * _RANDOM_BATCH
+    assert calls == [10 * _RANDOM_BATCH] * 2
+
+
+def test_a_forked_process_never_hands_out_its_parents_ids() -> None:
+    new_ulid()  # the parent has randomness left in its buffer
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child process
+        os.write(write, " ".join(new_ulid()[10:] for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    childs = set(os.read(read, 4096).decode().split())
+    os.close(read)
+
+    parents = {new_ulid()[10:] for _ in range(5)}
+
+    assert len(childs) == 5
+    assert not childs & parents
 
 
 def test_a_parsed_id_formats_back_to_itself() -> None:
