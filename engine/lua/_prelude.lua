@@ -1,10 +1,12 @@
 -- _prelude: shared definitions, prepended once at load time to every script in this folder.
 -- Every script receives the same KEYS, all carrying one product's hash tag `{<product id>}`:
---   KEYS[1]  product    hash    total available held pending sold price limit starts ends, queued_until
---                               (the expiry of the last hold queued), and running counts n_holds n_out_of_stock n_limit n_released n_expired
+--   KEYS[1]  product    hash    total available held pending sold price limit starts ends,
+--                               queued_until (the expiry of the last hold queued), and running counts
+--                               n_holds n_out_of_stock n_limit n_released n_expired
 --                               n_orders n_paid n_payment_failed n_cancelled n_order_expired n_duplicate
 --   KEYS[2]  holds      hash    hold ulid  -> "state|qty|expires_ms|order ulid|customer"
---   KEYS[3]  hold_exp   zset    active hold ulid, score = expires_ms, for holds that would break hold_queue's order
+--   KEYS[3]  hold_exp   zset    active hold ulid, score = expires_ms: the holds that would break
+--                               hold_queue's order
 --   KEYS[4]  orders     hash    order ulid -> "state|qty|amount|created_ms|expires_ms|hold ulid|closed_ms|note|customer"
 --   KEYS[5]  order_exp  zset    pending order ulid, score = expires_ms
 --   KEYS[6]  txns       hash    transaction id -> "order ulid|result|applied"
