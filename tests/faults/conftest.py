@@ -25,7 +25,7 @@ from tests.support.database import create_database, drop_database, postgres_reac
 from tests.support.servers import RedisServer, start_redis
 
 FAULTS_SERVER_URL = os.environ.get("FLASHSALE_TEST_FAULTS_SERVER_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
-"""The PostgreSQL server fault tests create their databases on (never the shared ``flashsale_test``)."""
+"""The PostgreSQL server fault tests create their databases on (never a run's shared ``flashsale_test_<pid>``)."""
 
 _numbers = itertools.count(1)
 

@@ -7,7 +7,6 @@ from sqlalchemy.engine import make_url
 
 from persistence.db import normalize_url
 
-DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/flashsale_test"
 TABLES = ("payments", "orders", "products")
 
 
@@ -51,6 +50,20 @@ def drop_database(url: str) -> None:
     try:
         with db.connect() as connection:
             connection.execute(sa.text(f"DROP DATABASE IF EXISTS {_quoted(url)} WITH (FORCE)"))
+    finally:
+        db.dispose()
+
+
+def drop_stale_databases(url: str) -> None:
+    """Drop the ``flashsale_test_<pid>`` databases of test runs that died before dropping their own."""
+    from tests.support.isolation import stale_database_names
+
+    db = _maintenance(url)
+    try:
+        with db.connect() as connection:
+            names = [row[0] for row in connection.execute(sa.text("SELECT datname FROM pg_database"))]
+            for name in stale_database_names(names):
+                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         db.dispose()
 

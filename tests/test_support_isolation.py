@@ -1,0 +1,52 @@
+"""Two test runs on one machine never share a Redis database number or a PostgreSQL database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import redis
+
+from tests.support.isolation import LEASE_PREFIX, leased_database, stale_database_names
+
+
+def test_two_runs_lease_different_database_numbers_and_give_them_back(redis_url: str) -> None:
+    server = redis_url.rsplit("/", 1)[0] + "/0"
+    with leased_database(server) as first, leased_database(server) as second:
+        assert first != second
+        assert redis_url not in (first, second)  # this run's own lease is held too
+    control = redis.Redis.from_url(server)
+    try:
+        leased = {key.decode() for key in control.scan_iter(f"{LEASE_PREFIX}*")}
+        assert f"{LEASE_PREFIX}{first.rsplit('/', 1)[1]}" not in leased
+        assert f"{LEASE_PREFIX}{second.rsplit('/', 1)[1]}" not in leased
+    finally:
+        control.close()
+
+
+def test_a_lease_left_by_a_dead_run_is_taken_over(redis_url: str) -> None:
+    server = redis_url.rsplit("/", 1)[0] + "/0"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    dead_pid = dead.stdout.decode().strip()
+    control = redis.Redis.from_url(server)
+    taken: list[str] = []
+    try:
+        for number in range(1, 16):
+            if control.set(f"{LEASE_PREFIX}{number}", dead_pid, nx=True, ex=60):
+                taken.append(str(number))
+        assert taken, "every database number is leased by a live run"
+        with leased_database(server) as url:
+            assert url.rsplit("/", 1)[1] in taken
+    finally:
+        for number in taken:
+            if control.get(f"{LEASE_PREFIX}{number}") == dead_pid.encode():
+                control.delete(f"{LEASE_PREFIX}{number}")
+        control.close()
+
+
+def test_only_databases_of_dead_runs_are_stale() -> None:
+    names = ["flashsale_test_1", f"flashsale_test_{os.getpid()}", "flashsale_test_f_1_2", "postgres", "flashsale_test"]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    names.append(f"flashsale_test_{dead.stdout.decode().strip()}")
+    assert stale_database_names(names) == [names[-1]]  # pid 1 and this run are alive; the others are not ours
