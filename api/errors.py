@@ -32,6 +32,7 @@ ENGINE_STATUS: dict[str, int] = {
     "order_not_pending": 409,
     "stock_below_committed": 409,
     "outbox_not_empty": 409,
+    "outbox_moved": 409,
     "invalid_id": 422,
     "engine_unavailable": 503,
 }

@@ -20,6 +20,7 @@ from engine.types import (
     Hold,
     Order,
     OutboxEvent,
+    OutboxMark,
     PaymentResult,
     ReapResult,
     ReserveRequest,
@@ -141,10 +142,15 @@ class AsyncEngine(EngineBase):
     async def snapshot(self, product_id: int) -> Snapshot:
         return await self._run(calls.snapshot(product_id))
 
+    async def outbox_mark(self, product_id: int) -> OutboxMark:
+        """Read before the snapshot a ``restore`` applies; the restore is refused if the outbox moved since."""
+        return await self._run(calls.outbox_mark(product_id))
+
     async def restore(
         self,
         product_id: int,
         *,
+        mark: OutboxMark,
         total: int,
         price_cents: int,
         max_per_customer: int,
@@ -158,6 +164,7 @@ class AsyncEngine(EngineBase):
         change = await self._run(
             calls.restore(
                 product_id,
+                mark=mark,
                 total=total,
                 price_cents=price_cents,
                 max_per_customer=max_per_customer,

@@ -18,6 +18,7 @@ from engine.types import (
     HoldStatus,
     Order,
     OrderStatus,
+    OutboxMark,
     PaymentResult,
     ReapResult,
     RestoredOrder,
@@ -373,9 +374,17 @@ def snapshot(product_id: int) -> Call[Snapshot]:
     return Call("snapshot", product_keys(product_id).all(), [REAP_BATCH], decode)
 
 
+def outbox_mark(product_id: int) -> Call[OutboxMark]:
+    def decode(reply: Reply) -> OutboxMark:
+        return OutboxMark(product_id, _int(reply[0]), text(reply[1]))
+
+    return Call("outbox_mark", product_keys(product_id).all(), [], decode)
+
+
 def restore(
     product_id: int,
     *,
+    mark: OutboxMark,
     total: int,
     price_cents: int,
     max_per_customer: int,
@@ -386,7 +395,15 @@ def restore(
     payments: Sequence[RestoredPayment],
     customers: dict[str, int],
 ) -> Call[StockChange]:
+    """Refused (``OutboxNotEmpty``, ``OutboxMoved``) unless ``mark`` was read with an empty outbox and no
+    event was appended since: the snapshot then holds every event the product ever wrote."""
     keys = product_keys(product_id)
+    if mark.product_id != product_id:
+        raise ValueError(f"the outbox mark of product {mark.product_id} cannot restore product {product_id}")
+    if mark.backlog:
+        # Events still in the outbox may be applied to PostgreSQL after the snapshot and deleted before the
+        # restore: a mark is only good when everything before it was already in PostgreSQL.
+        raise exc.OutboxNotEmpty(product_id, mark.backlog)
     args: list[str | int] = [
         total,
         price_cents,
@@ -397,6 +414,7 @@ def restore(
         len(orders),
         len(payments),
         len(customers),
+        mark.last_id,
     ]
     state = {"pending": "p", "paid": "d", "cancelled": "c"}
     for o in orders:
@@ -418,6 +436,8 @@ def restore(
         status = text(reply[0])
         if status == "outbox_not_empty":
             raise exc.OutboxNotEmpty(product_id, _int(reply[1]))
+        if status == "outbox_moved":
+            raise exc.OutboxMoved(product_id, mark.last_id, text(reply[1]))
         if status == "stock_below_committed":
             raise exc.StockBelowCommitted(product_id, total, _int(reply[1]))
         total_, available, held, pending, sold_ = (_int(v) for v in reply[1:6])

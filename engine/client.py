@@ -16,6 +16,7 @@ from engine.types import (
     Hold,
     Order,
     OutboxEvent,
+    OutboxMark,
     PaymentResult,
     ReapResult,
     ReserveRequest,
@@ -107,10 +108,15 @@ class Engine(EngineBase):
     def snapshot(self, product_id: int) -> Snapshot:
         return self._run(calls.snapshot(product_id))
 
+    def outbox_mark(self, product_id: int) -> OutboxMark:
+        """Read before the snapshot a ``restore`` applies; the restore is refused if the outbox moved since."""
+        return self._run(calls.outbox_mark(product_id))
+
     def restore(
         self,
         product_id: int,
         *,
+        mark: OutboxMark,
         total: int,
         price_cents: int,
         max_per_customer: int,
@@ -124,6 +130,7 @@ class Engine(EngineBase):
         change = self._run(
             calls.restore(
                 product_id,
+                mark=mark,
                 total=total,
                 price_cents=price_cents,
                 max_per_customer=max_per_customer,

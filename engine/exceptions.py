@@ -90,6 +90,18 @@ class OutboxNotEmpty(EngineError):
         self.backlog = backlog
 
 
+class OutboxMoved(EngineError):
+    """An event was appended to the outbox after the mark a restore was given: its snapshot may miss it."""
+
+    code = "outbox_moved"
+
+    def __init__(self, product_id: int, mark: str, last_id: str) -> None:
+        super().__init__(f"product {product_id}: the outbox moved from {mark} to {last_id} since the snapshot")
+        self.product_id = product_id
+        self.mark = mark
+        self.last_id = last_id
+
+
 class HoldError(EngineError):
     def __init__(self, hold_id: str, message: str) -> None:
         super().__init__(message)

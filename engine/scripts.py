@@ -23,6 +23,7 @@ NAMES = (
     "reap",
     "snapshot",
     "restore",
+    "outbox_mark",
 )
 
 

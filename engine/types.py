@@ -121,6 +121,17 @@ class OutboxEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxMark:
+    """Where a product's outbox stood: read before a snapshot of PostgreSQL that ``restore`` will apply."""
+
+    product_id: int
+    backlog: int
+    """Events not yet drained; a restore needs a mark taken with none."""
+    last_id: str
+    """The stream's last generated id ('0-0' for none): any later event, even drained, moves it."""
+
+
+@dataclass(frozen=True, slots=True)
 class RestoredOrder:
     """A durable order handed to ``restore`` (from PostgreSQL)."""
 

@@ -14,7 +14,7 @@ from typing import Literal
 import sqlalchemy as sa
 
 from engine import Engine
-from engine.exceptions import EngineError, OutboxNotEmpty, ProductNotFound
+from engine.exceptions import EngineError, OutboxMoved, OutboxNotEmpty, ProductNotFound
 from engine.types import RestoredOrder, RestoredPayment, StockChange
 from persistence.models import orders, payments, products
 from persistence.records import order_record
@@ -31,7 +31,8 @@ Remedy = Literal["drain", "rebuild", "put_product"]
 # a rebuild restores the same windows.
 CLOSED_ORDER_WINDOW = timedelta(days=1)
 TRANSACTION_WINDOW = timedelta(days=7)
-RESTORE_ATTEMPTS = 3
+RESTORE_ATTEMPTS = 5
+"""Drain, mark, read, restore: how many times ``rebuild`` tries before it gives up on a product that keeps changing."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,19 @@ class NotInCatalog(EngineError):
         self.product_id = product_id
 
 
+class RebuildUnsettled(EngineError):
+    code = "rebuild_unsettled"
+
+    def __init__(self, product_id: int, attempts: int) -> None:
+        super().__init__(
+            f"product {product_id} kept changing: events were written during each of {attempts} rebuild attempts, "
+            "so no snapshot of the database could be restored; stop its sale (or wait for it to settle) and "
+            "rebuild again"
+        )
+        self.product_id = product_id
+        self.attempts = attempts
+
+
 def _restore_arguments(
     connection: sa.Connection, product_id: int, now: datetime
 ) -> tuple[sa.RowMapping, int, list[RestoredOrder], list[RestoredPayment], dict[str, int]]:
@@ -260,10 +274,17 @@ def rebuild(engine: Engine, db: sa.Engine, product_id: int) -> StockChange:
     Orders, transactions and customer quotas come back; holds are lost. The outbox is drained first,
     so nothing acknowledged is dropped. Running it twice has the effect of running it once.
     For a product Redis lost: on a live product it would also drop the active holds.
+
+    The snapshot is never stale: the outbox's mark (its last generated id) is read with the outbox empty,
+    before PostgreSQL, and the restore script refuses if any event was appended since, even one a worker
+    has drained in between. Then it drains and reads again, at most ``RESTORE_ATTEMPTS`` times
+    (``RebuildUnsettled``).
     """
-    attempts_left = RESTORE_ATTEMPTS
-    while True:
+    for _ in range(RESTORE_ATTEMPTS):
         drain(engine, db, [product_id])
+        mark = engine.outbox_mark(product_id)
+        if mark.backlog:
+            continue  # an event landed since the drain: drain it too
         with db.connect() as connection:
             if connection.dialect.name == "postgresql":
                 connection = connection.execution_options(isolation_level="REPEATABLE READ")
@@ -274,6 +295,7 @@ def rebuild(engine: Engine, db: sa.Engine, product_id: int) -> StockChange:
         try:
             return engine.restore(
                 product_id,
+                mark=mark,
                 total=product["stock"],
                 price_cents=product["price_cents"],
                 max_per_customer=product["max_per_customer"],
@@ -284,11 +306,9 @@ def rebuild(engine: Engine, db: sa.Engine, product_id: int) -> StockChange:
                 payments=restored_payments,
                 customers=customers,
             )
-        except OutboxNotEmpty:
-            # An event landed between the drain and the restore (the product was live): drain it too.
-            attempts_left -= 1
-            if not attempts_left:
-                raise
+        except (OutboxNotEmpty, OutboxMoved):
+            continue  # the product changed after the mark: the snapshot may miss it
+    raise RebuildUnsettled(product_id, RESTORE_ATTEMPTS)
 
 
 def rebuild_all(engine: Engine, db: sa.Engine, *, only_missing: bool = True) -> dict[int, StockChange]:

@@ -5,10 +5,10 @@ import json
 import pytest
 
 from engine.ids import product_keys
-from persistence.reconcile import drain
+from persistence.reconcile import RESTORE_ATTEMPTS, drain
 from tests.support.cli import Operator
 from tests.support.database import order_statuses
-from tests.support.sales import add_product, place_orders
+from tests.support.sales import add_product, place_orders, sell_between_the_read_and_the_restore
 
 
 def verdicts(result_stdout: str) -> dict[int, str]:
@@ -133,3 +133,16 @@ def test_reconcile_refuses_rebuild_and_rebuild_all_together(operator: Operator) 
 
     assert result.exit_code == 2
     assert "exclusive" in result.stderr
+
+
+def test_a_rebuild_that_cannot_settle_says_why_and_exits_2(sold: Operator, monkeypatch: pytest.MonkeyPatch) -> None:
+    sales = sell_between_the_read_and_the_restore(monkeypatch, sold.engine, sold.db, times=100)
+
+    result = sold.run("reconcile", "--rebuild", "1", "--json")
+
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "rebuild_unsettled"
+    assert "product 1 kept changing" in error["detail"]
+    assert len(sales) == RESTORE_ATTEMPTS
+    assert "Traceback" not in result.output

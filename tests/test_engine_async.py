@@ -100,7 +100,14 @@ def test_async_engine_runs_a_sale_end_to_end(async_clients: ClientFactory) -> No
         assert await engine.ack_outbox(1, [e.id for e in events]) == 5
         assert await engine.product_ids() == [1]
         restored = await engine.restore(
-            1, total=10, price_cents=100, max_per_customer=5, starts_at_ms=None, ends_at_ms=None, sold=2
+            1,
+            mark=await engine.outbox_mark(1),
+            total=10,
+            price_cents=100,
+            max_per_customer=5,
+            starts_at_ms=None,
+            ends_at_ms=None,
+            sold=2,
         )
         assert restored.available == 8
 

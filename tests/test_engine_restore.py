@@ -14,6 +14,7 @@ from engine.exceptions import (
     InvalidId,
     LimitExceeded,
     OrderNotFound,
+    OutboxMoved,
     OutboxNotEmpty,
     StockBelowCommitted,
 )
@@ -57,6 +58,8 @@ def restore(engine: Engine, orders: list[RestoredOrder], **overrides: object) ->
         "customers": {},
     }
     settings.update(overrides)
+    if "mark" not in settings:
+        settings["mark"] = engine.outbox_mark(1)
     return engine.restore(1, **settings)  # type: ignore[arg-type]
 
 
@@ -113,14 +116,60 @@ def test_restore_replaces_what_redis_held_before(engine: Engine) -> None:
 
 def test_restore_refuses_while_the_outbox_is_not_empty(engine: Engine) -> None:
     engine.set_stock(1, 10)
+    mark = engine.outbox_mark(1)
     order = engine.convert(engine.reserve(1, 1).hold_id)
 
     with pytest.raises(OutboxNotEmpty) as refused:
-        restore(engine, [])
+        restore(engine, [], mark=mark)
 
     assert (refused.value.code, refused.value.backlog) == ("outbox_not_empty", 1)
     assert engine.order(order.order_id).status == "pending"
     assert engine.snapshot(1).total == 10
+
+
+def test_restore_refuses_a_mark_read_while_events_were_waiting(engine: Engine) -> None:
+    # An event waiting at the mark may reach PostgreSQL after the snapshot and leave the outbox before the
+    # restore: such a mark proves nothing, and is refused before anything is sent.
+    engine.set_stock(1, 10)
+    order = engine.convert(engine.reserve(1, 1).hold_id)
+    mark = engine.outbox_mark(1)
+    drain(engine)
+
+    with pytest.raises(OutboxNotEmpty) as refused:
+        restore(engine, [], mark=mark)
+
+    assert (mark.backlog, refused.value.backlog) == (1, 1)
+    assert engine.order(order.order_id).status == "pending"
+
+
+def test_restore_refuses_a_snapshot_older_than_an_event_drained_since(engine: Engine) -> None:
+    # Given the mark read (outbox empty) before a snapshot of PostgreSQL with nothing sold
+    engine.set_stock(1, 1)
+    stale = engine.outbox_mark(1)
+    assert stale.backlog == 0
+    # When a unit is sold and its events drained before the restore, leaving the outbox empty again
+    order = engine.convert(engine.reserve(1, 1).hold_id)
+    engine.settle(order.order_id, "txn-late", "success")
+    drain(engine)
+    assert engine.outbox_backlog(1) == 0
+
+    # Then the stale snapshot is refused, and the sale stands
+    with pytest.raises(OutboxMoved) as refused:
+        restore(engine, [], total=1, sold=0, mark=stale)
+    assert (refused.value.code, refused.value.mark) == ("outbox_moved", stale.last_id)
+    assert refused.value.last_id == engine.outbox_mark(1).last_id != stale.last_id
+    snap = engine.snapshot(1)
+    assert (snap.available, snap.sold) == (0, 1)
+    assert engine.order(order.order_id).status == "paid"
+    # And a snapshot read after a fresh mark is accepted
+    assert restore(engine, [], total=1, sold=1).available == 0
+
+
+def test_the_outbox_mark_of_an_unknown_product_is_zero(engine: Engine) -> None:
+    mark = engine.outbox_mark(1)
+
+    assert (mark.product_id, mark.backlog, mark.last_id) == (1, 0, "0-0")
+    assert restore(engine, [], sold=0, mark=mark).available == 20
 
 
 def test_restore_refuses_a_total_below_pending_and_sold(engine: Engine) -> None:

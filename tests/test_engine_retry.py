@@ -121,13 +121,20 @@ def test_the_engine_keeps_working_after_script_flush(engine: Engine, redis_clien
     engine.ack_outbox(1, [e.id for e in engine.read_outbox(1)])
     assert (
         engine.restore(
-            1, total=5, price_cents=0, max_per_customer=0, starts_at_ms=None, ends_at_ms=None, sold=2
+            1,
+            mark=engine.outbox_mark(1),
+            total=5,
+            price_cents=0,
+            max_per_customer=0,
+            starts_at_ms=None,
+            ends_at_ms=None,
+            sold=2,
         ).available
         == 3
     )
     [batched] = engine.reserve_many(1, [ReserveRequest(1)])
     assert isinstance(batched, Hold)
-    assert len(NAMES) == 12
+    assert len(NAMES) == 13
 
 
 def test_each_script_loads_on_every_backend(redis_client: Any) -> None:

@@ -7,10 +7,20 @@ import redis
 import sqlalchemy as sa
 
 from engine import Engine
-from engine.exceptions import HoldAlreadyUsed, LimitExceeded
-from persistence.reconcile import NotInCatalog, collect, compare, drain, durable_counts, rebuild, rebuild_all
+from engine.exceptions import HoldAlreadyUsed, LimitExceeded, OutOfStock
+from persistence import reconcile
+from persistence.reconcile import (
+    NotInCatalog,
+    RebuildUnsettled,
+    collect,
+    compare,
+    drain,
+    durable_counts,
+    rebuild,
+    rebuild_all,
+)
 from tests.support.database import order_statuses
-from tests.support.sales import Sale, add_product, place_orders
+from tests.support.sales import Sale, add_product, place_orders, sell_between_the_read_and_the_restore
 
 
 def verdicts(engine: Engine, db: sa.Engine) -> dict[int, str]:
@@ -116,3 +126,40 @@ def test_rebuild_refuses_a_product_the_catalog_does_not_have(real_engine: Engine
     with pytest.raises(NotInCatalog) as error:
         rebuild(real_engine, db, 77)
     assert error.value.code == "product_not_in_catalog"
+
+
+def test_rebuild_never_restores_a_snapshot_that_a_drained_sale_made_stale(
+    real_engine: Engine, db: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given stock 1, nothing sold, and a buyer who pays for the unit while the rebuild is between its
+    # read of PostgreSQL and its restore
+    add_product(real_engine, db, 1, stock=1)
+    sold = sell_between_the_read_and_the_restore(monkeypatch, real_engine, db, times=1)
+
+    # When the rebuild runs
+    change = rebuild(real_engine, db, 1)
+
+    # Then it restored from a read that counts the sale, and nobody can buy the unit again
+    assert len(sold) == 1
+    assert (change.total, change.available, change.sold) == (1, 0, 1)
+    with pytest.raises(OutOfStock):
+        real_engine.reserve(1, 1, customer_id="second-buyer")
+    assert durable_counts(db)[1].paid == 1
+    assert verdicts(real_engine, db) == {1: "consistent"}
+
+
+def test_rebuild_gives_up_with_a_clear_error_when_the_product_never_stops_changing(
+    real_engine: Engine, db: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_product(real_engine, db, 1, stock=10)
+    sold = sell_between_the_read_and_the_restore(monkeypatch, real_engine, db, times=100)
+
+    with pytest.raises(RebuildUnsettled) as error:
+        rebuild(real_engine, db, 1)
+
+    assert (error.value.code, error.value.product_id) == ("rebuild_unsettled", 1)
+    assert len(sold) == error.value.attempts == reconcile.RESTORE_ATTEMPTS
+    # Every refused restore left the engine as the sales made it: nothing was restored from a stale read
+    snap = real_engine.snapshot(1)
+    assert (snap.available, snap.sold) == (10 - len(sold), len(sold))
+    assert verdicts(real_engine, db) == {1: "consistent"}

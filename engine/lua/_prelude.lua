@@ -214,6 +214,17 @@ local function prune_tombs(now, limit)
   return #old
 end
 
+-- The id of the last event ever appended to the outbox ('0-0' if it never had one). It only grows, even as
+-- the drain deletes entries: a restore compares it with the one read before its snapshot.
+local function outbox_last_id()
+  if redis.call('EXISTS', K_OUTBOX) == 0 then return '0-0' end
+  local info = redis.call('XINFO', 'STREAM', K_OUTBOX)
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then return info[i + 1] end
+  end
+  error('XINFO STREAM did not report last-generated-id')
+end
+
 local function product_exists()
   return redis.call('HEXISTS', K_PRODUCT, 'total') == 1
 end

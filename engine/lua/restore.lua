@@ -1,21 +1,25 @@
 -- restore: rebuild one product's Redis state from the durable record (PostgreSQL).
 -- Holds are lost; orders, transactions and customer quotas are put back. Running it twice has one effect.
--- Refused while the outbox still holds events PostgreSQL has not learnt.
+-- Refused while the outbox still holds events PostgreSQL has not learnt, and when any event was appended
+-- after the mark (outbox_mark.lua) read before the snapshot: even one drained since, the snapshot may miss it.
 -- KEYS: the product's eleven keys (see _prelude.lua).
 -- ARGV[1] total   ARGV[2] price cents   ARGV[3] max per customer   ARGV[4] starts ms   ARGV[5] ends ms
--- ARGV[6] units sold   ARGV[7] n orders   ARGV[8] n transactions   ARGV[9] n customers, then:
+-- ARGV[6] units sold   ARGV[7] n orders   ARGV[8] n transactions   ARGV[9] n customers
+-- ARGV[10] the outbox's last generated id when the snapshot was taken, then:
 --   n orders × 10:      ulid, state (p|d|c), qty, amount, created ms, expires ms, hold ulid, closed ms, note, customer
 --   n transactions × 4: transaction id, order ulid, result, applied (0/1)
 --   n customers × 2:    customer id, units
 -- returns {'ok', total, available, held, pending, sold} | {'outbox_not_empty', length}
---       | {'stock_below_committed', committed}
+--       | {'outbox_moved', last generated id} | {'stock_below_committed', committed}
 local total, sold = tonumber(ARGV[1]), tonumber(ARGV[6])
 local n_orders, n_txns, n_customers = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 
 local backlog = redis.call('XLEN', K_OUTBOX)
 if backlog > 0 then return { 'outbox_not_empty', backlog } end
+local last_id = outbox_last_id()
+if last_id ~= ARGV[10] then return { 'outbox_moved', last_id } end
 
-local pending, i = 0, 10
+local pending, i = 0, 11
 for _ = 1, n_orders do
   if ARGV[i + 1] == 'p' then pending = pending + tonumber(ARGV[i + 2]) end
   i = i + 10
@@ -28,7 +32,7 @@ redis.call('HSET', K_PRODUCT, 'total', total, 'available', total - pending - sol
   'pending', pending, 'sold', sold, 'price', ARGV[2], 'limit', ARGV[3], 'starts', ARGV[4], 'ends', ARGV[5],
   'queued_until', 0)
 
-i = 10
+i = 11
 for _ = 1, n_orders do
   local ulid = ARGV[i]
   local o = { state = ARGV[i + 1], qty = ARGV[i + 2], amount = ARGV[i + 3], created = ARGV[i + 4],

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from engine import Engine
+from persistence import reconcile
 from persistence.catalog import ProductSpec, put_product
 
 
@@ -50,3 +53,24 @@ def place_orders(engine: Engine, product_id: int, count: int, *, prefix: str = "
             status = "cancelled"
         sale.orders[order.order_id] = status
     return sale
+
+
+def sell_between_the_read_and_the_restore(
+    monkeypatch: pytest.MonkeyPatch, engine: Engine, db: sa.Engine, *, times: int
+) -> list[str]:
+    """Up to ``times`` rebuild attempts of product 1: after the attempt read PostgreSQL and before it restores,
+    a buyer's hold is converted, paid and drained (by a worker, say). Returns the orders sold so."""
+    sold: list[str] = []
+    read = reconcile._restore_arguments
+
+    def read_then_sell(*args: Any, **kwargs: Any) -> Any:
+        snapshot = read(*args, **kwargs)
+        if len(sold) < times:
+            order = engine.convert(engine.reserve(1, 1, customer_id=f"late{len(sold)}").hold_id)
+            engine.settle(order.order_id, f"late-txn-{len(sold)}", "success")
+            reconcile.drain(engine, db, [1])  # a worker: the outbox is empty again when the restore runs
+            sold.append(order.order_id)
+        return snapshot
+
+    monkeypatch.setattr(reconcile, "_restore_arguments", read_then_sell)
+    return sold
