@@ -13,6 +13,7 @@ from starlette.responses import Response
 from api.times import iso
 from engine import exceptions as engine_errors
 from flashsale.logs import get_logger
+from persistence import exceptions as persistence_errors
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -35,6 +36,12 @@ ENGINE_STATUS: dict[str, int] = {
     "outbox_moved": 409,
     "invalid_id": 422,
     "engine_unavailable": 503,
+}
+
+# Errors of the durable record (persistence/exceptions.py): a write that failed, and what it left behind.
+PERSISTENCE_STATUS: dict[str, int] = {
+    "catalog_write_failed": 503,
+    "product_put_incomplete": 503,
 }
 
 _STATUS_CODE = {404: "not_found", 405: "method_not_allowed"}
@@ -164,6 +171,15 @@ async def on_engine_error(request: Request, error: Exception) -> Response:
     return engine_problem(error)
 
 
+async def on_persistence_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, persistence_errors.PersistenceError)
+    status = PERSISTENCE_STATUS.get(error.code)
+    if status is None:
+        return internal_error(error)
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return problem(status, error.code, error.message, headers=headers)
+
+
 async def on_http_exception(request: Request, error: Exception) -> Response:
     """Starlette's own 404 (unknown path) and 405 (wrong method), in the same shape as ours."""
     assert isinstance(error, HTTPException)
@@ -184,5 +200,6 @@ def _default_detail(request: Request, status: int) -> str:
 EXCEPTION_HANDLERS = {
     ApiError: on_api_error,
     engine_errors.EngineError: on_engine_error,
+    persistence_errors.PersistenceError: on_persistence_error,
     HTTPException: on_http_exception,
 }

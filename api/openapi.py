@@ -529,7 +529,15 @@ def _paths() -> dict[str, Any]:
                     "409": _problem("Stock below the units held, pending or sold", "stock_below_committed"),
                     "413": TOO_LARGE,
                     "422": INVALID,
-                    "503": UNAVAILABLE_OR_DB,
+                    "503": _problem(
+                        "Retry: Redis or the database did not answer, or refused the write. Nothing changed, "
+                        "except after `product_put_incomplete`, which says what is left; putting the product "
+                        "again makes both agree",
+                        "engine_unavailable",
+                        "database_unavailable",
+                        "catalog_write_failed",
+                        "product_put_incomplete",
+                    ),
                 },
             }
         },

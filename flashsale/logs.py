@@ -21,6 +21,7 @@ HOLD_EXPIRED = "hold_expired"
 ORDER_CREATED = "order_created"
 ORDER_CANCELLED = "order_cancelled"
 REFUND_REQUIRED = "refund_required"
+PRODUCT_PUT_FAILED = "product_put_failed"
 
 
 def configure(log_format: LogFormat, level: int = logging.INFO) -> None:

@@ -122,7 +122,7 @@ def compare_one(state: ProductState) -> Finding:
     ]
     if not differences:
         return finding("consistent", None)
-    # Only the total differs: a put_product whose database write failed; putting it again converges.
+    # Only the total differs: a put_product that answered product_put_incomplete; putting it again converges.
     only_stock = all(d.field == "stock" for d in differences)
     return finding("drifted", "put_product" if only_stock else "rebuild", differences)
 

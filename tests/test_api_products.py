@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,7 @@ from api.app import create_app
 from engine import Engine
 from persistence.catalog import get_product
 from tests.support.api import ADMIN, assert_problem, hold, make_settings, serve
+from tests.support.catalog import CHANGE, LAMP, NEW, SetStockFault, Stores, catalog_refuses_writes, stores
 
 pytestmark = pytest.mark.anyio
 
@@ -198,3 +200,85 @@ async def test_list_products_in_the_same_shape(client: httpx.AsyncClient) -> Non
 async def test_list_is_empty_without_products(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/products")
     assert (response.status_code, response.json()) == (200, [])
+
+
+@pytest.fixture(params=["new", "existing"])
+async def before(
+    request: pytest.FixtureRequest, client: httpx.AsyncClient, engine_sync: Engine, db: sa.Engine
+) -> Stores:
+    """Product 3 in neither store (new), or put as LAMP (existing), as the failing put finds it."""
+    if request.param == "existing":
+        assert (await client.put("/api/admin/products/3", json=LAMP, headers=ADMIN)).status_code == 201
+    return stores(engine_sync, db)
+
+
+@pytest.mark.parametrize(
+    ("step", "status", "code"),
+    [
+        ("catalog_refuses", 503, "catalog_write_failed"),
+        ("engine_refuses", 409, "stock_below_committed"),
+        ("engine_lost_the_call", 503, "engine_unavailable"),
+    ],
+)
+async def test_a_put_that_fails_at_any_step_answers_a_problem_and_changes_neither_store(
+    client: httpx.AsyncClient,
+    engine_sync: Engine,
+    db: sa.Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    before: Stores,
+    step: str,
+    status: int,
+    code: str,
+) -> None:
+    body = {**LAMP, **CHANGE}
+    if step == "engine_refuses":
+        # A buyer takes 6 units between the put's check and the engine's change; for the new product,
+        # the engine already sells it without a catalog row (a catalog write lost before this fix).
+        if before == (None, None):
+            engine_sync.set_stock(3, 10, price_cents=1999)
+            before = (None, (10, 1999))
+        SetStockFault(monkeypatch, "refuses")
+        body["stock"] = 5
+    elif step == "engine_lost_the_call":
+        SetStockFault(monkeypatch, "lost_before")
+
+    with catalog_refuses_writes(db) if step == "catalog_refuses" else contextlib.nullcontext():
+        response = await client.put("/api/admin/products/3", json=body, headers=ADMIN)
+
+    problem = assert_problem(response, status, code)
+    if status == 503:
+        assert response.headers["Retry-After"] == "1"
+    if code == "catalog_write_failed":
+        assert "nothing was changed" in problem["detail"]
+    assert stores(engine_sync, db) == before
+    listed = (await client.get("/api/products/3")).status_code
+    assert listed == (404 if before[0] is None else 200)
+
+
+async def test_a_put_whose_engine_answer_was_lost_is_kept_in_both_stores(
+    client: httpx.AsyncClient, engine_sync: Engine, db: sa.Engine, monkeypatch: pytest.MonkeyPatch, before: Stores
+) -> None:
+    SetStockFault(monkeypatch, "lost_after")
+
+    response = await client.put("/api/admin/products/3", json={**LAMP, **CHANGE}, headers=ADMIN)
+
+    assert response.status_code == (201 if before == (None, None) else 200), response.text
+    assert stores(engine_sync, db) == NEW
+    assert (await client.get("/api/products/3")).json()["name"] == "Big lamp"
+
+
+async def test_a_new_product_whose_engine_went_down_is_not_on_sale_and_a_second_put_converges(
+    client: httpx.AsyncClient, engine_sync: Engine, db: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fault = SetStockFault(monkeypatch, "down")
+
+    response = await client.put("/api/admin/products/3", json={**LAMP, **CHANGE}, headers=ADMIN)
+
+    assert_problem(response, 503, "product_put_incomplete")
+    fault.heal()
+    assert stores(engine_sync, db) == (("Big lamp", 20, 2999), None)  # the catalog row, and nothing to sell
+    assert_problem(await client.get("/api/products/3"), 404, "product_not_found")
+    assert_problem(await client.post("/api/holds", json={"product_id": 3, "quantity": 1}), 404, "product_not_found")
+    again = await client.put("/api/admin/products/3", json={**LAMP, **CHANGE}, headers=ADMIN)
+    assert again.status_code == 200, again.text
+    assert stores(engine_sync, db) == NEW

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
+from click.testing import Result
 
 from api.routes.admin import EARLIEST
 from flashsale import demo
 from persistence.catalog import get_product
+from tests.support.catalog import CHANGE, LAMP, NEW, SetStockFault, Stores, catalog_refuses_writes, stores
 from tests.support.cli import Operator
 
 SNEAKER = ("--name", "Sneaker", "--price-cents", "12900", "--stock", "10")
@@ -122,3 +125,72 @@ def test_product_commands_exit_2_with_one_line_when_redis_is_down(
     assert result.exit_code == 2
     assert "Redis at 127.0.0.1:1 is unavailable" in result.stderr
     assert "Traceback" not in result.output
+
+
+def _set(operator: Operator, values: dict[str, object]) -> Result:
+    args = ["--name", str(values["name"]), "--price-cents", str(values["price_cents"]), "--stock", str(values["stock"])]
+    return operator.run("product", "set", "3", *args, "--max-per-customer", "2", "--json")
+
+
+@pytest.fixture(params=["new", "existing"])
+def before(request: pytest.FixtureRequest, operator: Operator) -> Stores:
+    if request.param == "existing":
+        assert _set(operator, LAMP).exit_code == 0
+    return stores(operator.engine, operator.db)
+
+
+@pytest.mark.parametrize(
+    ("step", "exit_code", "says"),
+    [
+        ("catalog_refuses", 2, "catalog_write_failed: product 3: the catalog could not be written"),
+        ("engine_refuses", 1, "stock_below_committed"),
+        ("engine_lost_the_call", 2, "is unavailable"),
+    ],
+)
+def test_product_set_failing_at_any_step_says_why_and_changes_neither_store(
+    operator: Operator, monkeypatch: pytest.MonkeyPatch, before: Stores, step: str, exit_code: int, says: str
+) -> None:
+    values = {**LAMP, **CHANGE}
+    if step == "engine_refuses":
+        if before == (None, None):  # the engine already sells it, without a catalog row
+            operator.engine.set_stock(3, 10, price_cents=1999)
+            before = (None, (10, 1999))
+        SetStockFault(monkeypatch, "refuses")
+        values["stock"] = 5
+    elif step == "engine_lost_the_call":
+        SetStockFault(monkeypatch, "lost_before")
+
+    with catalog_refuses_writes(operator.db) if step == "catalog_refuses" else contextlib.nullcontext():
+        result = _set(operator, values)
+
+    assert result.exit_code == exit_code, result.output
+    assert says in result.stderr
+    assert "Traceback" not in result.output
+    assert stores(operator.engine, operator.db) == before
+
+
+def test_product_set_whose_engine_answer_was_lost_is_kept_in_both_stores(
+    operator: Operator, monkeypatch: pytest.MonkeyPatch, before: Stores
+) -> None:
+    SetStockFault(monkeypatch, "lost_after")
+
+    result = _set(operator, {**LAMP, **CHANGE})
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["created"] is (before == (None, None))
+    assert stores(operator.engine, operator.db) == NEW
+
+
+def test_product_set_of_a_new_product_whose_engine_went_down_says_so_and_converges_when_run_again(
+    operator: Operator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fault = SetStockFault(monkeypatch, "down")
+
+    result = _set(operator, {**LAMP, **CHANGE})
+
+    assert result.exit_code == 2, result.output
+    assert "product_put_incomplete: product 3: the engine did not answer" in result.stderr
+    fault.heal()
+    assert stores(operator.engine, operator.db) == (("Big lamp", 20, 2999), None)
+    assert _set(operator, {**LAMP, **CHANGE}).exit_code == 0
+    assert stores(operator.engine, operator.db) == NEW

@@ -1,4 +1,4 @@
-"""The catalog: put_product is the one way to create or change a product, engine first."""
+"""The catalog: put_product is the one way to create or change a product, in both stores or in neither."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import pytest
 import sqlalchemy as sa
 
 from engine import Engine
-from engine.exceptions import StockBelowCommitted
+from engine.exceptions import EngineUnavailable, StockBelowCommitted
+from persistence import catalog
 from persistence.catalog import ProductSpec, get_product, list_products, put_product
+from persistence.exceptions import CatalogWriteFailed, ProductPutIncomplete
+from tests.support.catalog import CHANGE, NEW, SetStockFault, Stores, catalog_refuses_writes, fail_commit, stores
 
 START = datetime(2030, 1, 1, 12, tzinfo=UTC)
 
@@ -61,6 +64,9 @@ def test_stock_below_committed_units_is_refused_and_nothing_is_written(real_engi
         ({"id": True}, "id"),
         ({"name": "  "}, "name"),
         ({"name": "x" * 201}, "name"),
+        ({"name": "Lamp\x00"}, "name"),
+        ({"name": "Lamp\n2"}, "name"),
+        ({"name": "\ud800"}, "name"),
         ({"price_cents": -1}, "price_cents"),
         ({"stock": 1.5}, "stock"),
         ({"max_per_customer": -2}, "max_per_customer"),
@@ -93,3 +99,135 @@ def test_list_products_is_ordered_by_id(real_engine: Engine, db: sa.Engine) -> N
 
     assert [p.id for p in list_products(db)] == [2, 5, 9]
     assert get_product(db, 4) is None
+
+
+# A put that fails at any step leaves both stores as they were: product 3 is either new (in neither store)
+# or existing (OLD in both), and the failing put asks for CHANGE (NEW in both once it succeeds).
+
+
+@pytest.fixture(params=["new", "existing"])
+def before(request: pytest.FixtureRequest, real_engine: Engine, db: sa.Engine) -> Stores:
+    if request.param == "existing":
+        put_product(real_engine, db, spec(stock=10))
+    return stores(real_engine, db)
+
+
+def test_a_catalog_write_the_database_refuses_changes_neither_store(
+    real_engine: Engine, db: sa.Engine, before: Stores
+) -> None:
+    with catalog_refuses_writes(db), pytest.raises(CatalogWriteFailed) as error:
+        put_product(real_engine, db, spec(**CHANGE))
+
+    assert (error.value.code, error.value.product_id) == ("catalog_write_failed", 3)
+    assert "injected" in error.value.reason
+    assert stores(real_engine, db) == before
+
+
+def test_a_commit_that_fails_after_the_engine_took_the_change_sets_the_engine_back(
+    real_engine: Engine, db: sa.Engine, monkeypatch: pytest.MonkeyPatch, before: Stores
+) -> None:
+    failed = fail_commit(monkeypatch, db)
+
+    with pytest.raises(CatalogWriteFailed):
+        put_product(real_engine, db, spec(**CHANGE))
+
+    assert failed == [1]
+    assert stores(real_engine, db) == before
+
+
+def test_a_commit_that_went_through_despite_its_error_is_kept_in_both(
+    real_engine: Engine, db: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put_product(real_engine, db, spec(stock=10))
+    fail_commit(monkeypatch, db, after_committing=True)
+
+    product, created = put_product(real_engine, db, spec(**CHANGE))
+
+    assert (product.stock, created) == (20, False)
+    assert stores(real_engine, db) == NEW
+
+
+def test_an_engine_refusal_after_the_catalog_write_changes_neither_store(
+    real_engine: Engine, db: sa.Engine, monkeypatch: pytest.MonkeyPatch, before: Stores
+) -> None:
+    # A buyer takes 6 units between the check and the engine's change. For the new product, the engine
+    # already sells it (a catalog row lost earlier): the catalog row the put created is removed again.
+    if before == (None, None):
+        real_engine.set_stock(3, 10, price_cents=1999)
+        before = (None, (10, 1999))
+    SetStockFault(monkeypatch, "refuses")
+
+    with pytest.raises(StockBelowCommitted):
+        put_product(real_engine, db, spec(**{**CHANGE, "stock": 5}))
+
+    assert stores(real_engine, db) == before
+    assert real_engine.snapshot(3).held == 6
+
+
+def test_a_call_redis_never_got_changes_neither_store(
+    real_engine: Engine, db: sa.Engine, monkeypatch: pytest.MonkeyPatch, before: Stores
+) -> None:
+    SetStockFault(monkeypatch, "lost_before")
+
+    with pytest.raises(EngineUnavailable):
+        put_product(real_engine, db, spec(**CHANGE))
+
+    assert stores(real_engine, db) == before
+
+
+def test_a_change_redis_applied_but_whose_answer_was_lost_is_kept_in_both(
+    real_engine: Engine, db: sa.Engine, monkeypatch: pytest.MonkeyPatch, before: Stores
+) -> None:
+    SetStockFault(monkeypatch, "lost_after")
+
+    product, created = put_product(real_engine, db, spec(**CHANGE))
+
+    assert (product.stock, created) == (20, before == (None, None))
+    assert stores(real_engine, db) == NEW
+
+
+def test_redis_down_after_the_catalog_write_never_sells_a_product_the_catalog_lacks(
+    real_engine: Engine, db: sa.Engine, monkeypatch: pytest.MonkeyPatch, before: Stores
+) -> None:
+    fault = SetStockFault(monkeypatch, "down")
+
+    if before == (None, None):
+        # Nobody can tell whether the engine took the new product: the catalog keeps its row (not on sale
+        # while the engine lacks it), and says so.
+        with pytest.raises(ProductPutIncomplete) as incomplete:
+            put_product(real_engine, db, spec(**CHANGE))
+        assert incomplete.value.code == "product_put_incomplete"
+        fault.heal()
+        assert stores(real_engine, db) == (("Big lamp", 20, 2999), None)
+    else:
+        with pytest.raises(EngineUnavailable):
+            put_product(real_engine, db, spec(**CHANGE))
+        fault.heal()
+        assert stores(real_engine, db) == before
+
+    # Putting it again, Redis back, makes both agree
+    put_product(real_engine, db, spec(**CHANGE))
+    assert stores(real_engine, db) == NEW
+
+
+def test_a_put_that_another_put_overtakes_writes_its_own_values_to_both(
+    real_engine: Engine, db: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put_product(real_engine, db, spec(stock=10))
+    read_row = catalog._read_row
+    overtaken: list[int] = []
+
+    def read_then_overtaken(db_: sa.Engine, product_id: int) -> object:
+        row = read_row(db_, product_id)
+        if not overtaken:
+            overtaken.append(1)
+            put_product(real_engine, db, spec(name="Other", stock=30))  # changes the row this put just read
+        return row
+
+    monkeypatch.setattr(catalog, "_read_row", read_then_overtaken)
+
+    product, _ = put_product(real_engine, db, spec(**CHANGE))
+
+    assert overtaken == [1]
+    assert stores(real_engine, db) == NEW
+    assert product.stock == 20

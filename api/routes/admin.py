@@ -13,8 +13,10 @@ from api.auth import require_admin
 from api.responses import json, product_body
 from api.services import Services
 from api.validation import MAX_NAME, MAX_PER_CUSTOMER, MAX_PRICE_CENTS, MAX_STOCK, Fields, path_product_id, read_json
-from flashsale.logs import get_logger
+from engine.exceptions import EngineError
+from flashsale.logs import PRODUCT_PUT_FAILED, get_logger
 from persistence.catalog import ProductSpec, put_product
+from persistence.exceptions import PersistenceError
 
 log = get_logger("api.admin")
 
@@ -49,8 +51,13 @@ def routes(services: Services) -> list[Route]:
         starts, ends = _window(fields)
         fields.check()
         spec = ProductSpec(product_id, name or "", price_cents, stock, max_per_customer, starts, ends)
-        product, created = await database.call(put_product, services.admin_engine, services.db, spec)
-        services.catalog.invalidate()
+        try:
+            product, created = await database.call(put_product, services.admin_engine, services.db, spec)
+        except (EngineError, PersistenceError) as error:
+            log.warning(PRODUCT_PUT_FAILED, product_id=product_id, code=error.code, error=str(error))
+            raise
+        finally:
+            services.catalog.invalidate()  # a failed put changes nothing, unless it says it could not undo
         log.info(
             "product_saved",
             product_id=product.id,

@@ -12,11 +12,11 @@ from rich.table import Table
 from api.routes.admin import EARLIEST
 from api.times import iso_datetime, parse_rfc3339
 from engine import Engine
-from engine.exceptions import ProductNotFound, StockBelowCommitted
+from engine.exceptions import EngineError, ProductNotFound, StockBelowCommitted
 from flashsale import demo
 from flashsale.cli.connections import backends, operator_settings
 from flashsale.cli.output import ERROR, FAILED, OK, console, fail, json_option, print_json, progress
-from flashsale.logs import get_logger
+from flashsale.logs import PRODUCT_PUT_FAILED, get_logger
 from persistence.catalog import (
     MAX_PER_CUSTOMER,
     MAX_PRICE_CENTS,
@@ -26,6 +26,7 @@ from persistence.catalog import (
     list_products,
     put_product,
 )
+from persistence.exceptions import PersistenceError
 
 log = get_logger("flashsale.cli.product")
 
@@ -59,8 +60,12 @@ def _saved(engine: Engine, product: Product, created: bool) -> dict[str, Any]:
 
 
 def save(engine: Engine, db: sa.Engine, spec: ProductSpec) -> dict[str, Any]:
-    """put_product, logged; ValueError and StockBelowCommitted pass through to the caller."""
-    product, created = put_product(engine, db, spec)
+    """put_product, logged; its errors (ValueError, StockBelowCommitted, PersistenceError, ...) pass through."""
+    try:
+        product, created = put_product(engine, db, spec)
+    except (EngineError, PersistenceError) as error:
+        log.warning(PRODUCT_PUT_FAILED, product_id=spec.id, code=error.code, error=str(error), source="cli")
+        raise
     log.info("product_saved", product_id=product.id, created=created, stock=product.stock, source="cli")
     return _saved(engine, product, created)
 
@@ -113,7 +118,9 @@ def set_product(
 
     Like PUT /api/admin/products/ID, every field is set: an option left out takes its default.
     A stock below the units already held, pending or sold is refused (stock_below_committed, exit 1),
-    and then nothing changes anywhere.
+    and then nothing changes anywhere. Either store failing changes neither (exit 2: Redis or the
+    database unavailable, catalog_write_failed; product_put_incomplete says what was left, and
+    running the same command again makes both agree).
     """
     settings = operator_settings()
     spec = ProductSpec(product_id, name, price_cents, stock, max_per_customer, starts_at, ends_at)
@@ -122,6 +129,8 @@ def set_product(
             saved = save(engine, db, spec)
         except StockBelowCommitted as error:
             fail(f"{error.code}: {error.message}", FAILED)
+        except PersistenceError as error:
+            fail(f"{error.code}: {error.message}", ERROR)
         except ValueError as error:
             fail(f"validation_error: {error}", ERROR)
     if as_json:
@@ -198,14 +207,15 @@ def _live(row: dict[str, Any]) -> tuple[str, str, str, str]:
 
 
 def seed_catalog(engine: Engine, db: sa.Engine, *, quiet: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
-    """Put every demo product; returns what was saved and the refusals (a product whose stock is committed)."""
+    """Put every demo product; returns what was saved and the refusals (a product whose stock is committed, or
+    whose catalog write failed)."""
     saved, refused = [], []
     with progress(quiet=quiet) as bar:
         task = bar.add_task("loading the demo catalog", total=len(demo.CATALOG))
         for spec in demo.CATALOG:
             try:
                 saved.append(save(engine, db, spec))
-            except StockBelowCommitted as error:
+            except (StockBelowCommitted, PersistenceError) as error:
                 refused.append(f"product {spec.id}: {error.code}: {error.message}")
             bar.advance(task)
     return saved, refused
