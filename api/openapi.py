@@ -318,7 +318,11 @@ IDEMPOTENCY_KEY: Schema = {
     "in": "header",
     "required": False,
     "schema": _text(MAX_IDEMPOTENCY_KEY),
-    "description": "A retry with the same key returns the first 201 body and takes effect once.",
+    "description": (
+        "A retry with the same key returns the first 201 body and takes effect once. A key belongs to its caller:"
+        " on a hold, the customer_id it came with (requests without one share one scope); on an order, the hold."
+        " Another caller's request with the same key is a request of its own."
+    ),
 }
 
 UNAVAILABLE = _problem("The stock engine's Redis did not answer; retry shortly", "engine_unavailable")

@@ -78,7 +78,7 @@ def redis_benchmark(url: str, product_id: int, connections: int, requests: int) 
     if database.isdigit():
         where += ["--dbnum", database]
     keys = product_keys(product_id).all()
-    argv = ["1", "01BENCH__rand_int__", str(DEFAULT_HOLD_TTL_MS), "", "", str(REAP_BATCH)]
+    argv = ["1", "01BENCH__rand_int__", str(DEFAULT_HOLD_TTL_MS), "", "", "", str(REAP_BATCH)]
     command = [binary, *where, "-c", str(connections), "-n", str(requests), "-r", "1000000000000", "--csv"]
     command += ["EVALSHA", sha, str(len(keys)), *keys, *argv]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)

@@ -5,6 +5,8 @@ The sync and asyncio clients both run these; only the line that awaits differs.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
@@ -150,6 +152,19 @@ def set_stock(
     return Call("set_stock", keys.all(), args, decode)
 
 
+def scoped_idempotency_key(scope: str, key: str) -> str:
+    """The field an Idempotency-Key is stored under: its caller's identity and the key, as one digest.
+
+    ``scope`` is the caller's identity, which is the hold's customer id ('' for a caller that gives none,
+    and, once buyers carry signed tokens, the verified buyer, which becomes the customer id). Two callers'
+    equal keys are two entries, so one caller's key never finds another's hold. The digest is 16 bytes of
+    BLAKE2b (22 characters of base64url) whatever the key's length; the length prefix keeps every (scope,
+    key) pair apart.
+    """
+    digest = hashlib.blake2b(f"{len(scope)}:{scope}{key}".encode(), digest_size=16).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
 @dataclass(frozen=True, slots=True)
 class PreparedReserve:
     """One reserve, checked, with its hold id chosen: what ``reserve`` and ``reserve_batch`` send."""
@@ -160,6 +175,9 @@ class PreparedReserve:
     customer: str
     """'' for none, as the scripts take it."""
     idempotency_key: str
+    """The key as the caller gave it ('' for none): entries written before keys were scoped are stored under it."""
+    scoped_key: str
+    """``scoped_idempotency_key(customer, idempotency_key)`` ('' for none): where the key is stored now."""
 
     def decode(self, reply: Reply) -> Hold:
         status = text(reply[0])
@@ -196,7 +214,8 @@ def reserve_request(
     _check_count(quantity, "quantity", 1, MAX_QUANTITY)
     customer = _check_text(customer_id, "customer_id", MAX_CUSTOMER_ID)
     idem = _check_text(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY)
-    return PreparedReserve(product_id, quantity, ulid, customer, idem)
+    scoped = scoped_idempotency_key(customer, idem) if idem else ""
+    return PreparedReserve(product_id, quantity, ulid, customer, idem, scoped)
 
 
 def reserve(
@@ -216,6 +235,7 @@ def reserve(
         request.ulid,
         ttl_ms,
         request.customer,
+        request.scoped_key,
         request.idempotency_key,
         REAP_BATCH,
     ]
@@ -230,7 +250,7 @@ def reserve_batch(
         raise ValueError("a batch reserves units of one product only")
     args: list[str | int] = [ttl_ms, REAP_BATCH, len(requests)]
     for request in requests:
-        args += [request.quantity, request.ulid, request.customer, request.idempotency_key]
+        args += [request.quantity, request.ulid, request.customer, request.scoped_key, request.idempotency_key]
 
     def decode(reply: Reply) -> list[Hold | exc.EngineError]:
         results: list[Hold | exc.EngineError] = []

@@ -108,6 +108,60 @@ async def test_idempotency_key_reused_for_another_request_is_refused(
     assert _available(engine_sync, 1) == 9
 
 
+async def test_another_customers_idempotency_key_reveals_nothing_of_their_hold(
+    client: httpx.AsyncClient, engine_sync: Engine
+) -> None:
+    engine_sync.set_stock(1, 10)
+    headers = {"Idempotency-Key": "alice-cart-1"}
+    alice_body = {"product_id": 1, "quantity": 1, "customer_id": "alice"}
+    alice = (await client.post("/api/holds", json=alice_body, headers=headers)).json()
+
+    # When Mallory sends Alice's key with his own customer_id, or with none
+    mallory = await client.post(
+        "/api/holds", json={"product_id": 1, "quantity": 2, "customer_id": "mallory"}, headers=headers
+    )
+    anonymous = await client.post("/api/holds", json={"product_id": 1, "quantity": 1}, headers=headers)
+    # and retries, with the same body and with another quantity
+    replayed = await client.post(
+        "/api/holds", json={"product_id": 1, "quantity": 2, "customer_id": "mallory"}, headers=headers
+    )
+    reused = await client.post(
+        "/api/holds", json={"product_id": 1, "quantity": 3, "customer_id": "mallory"}, headers=headers
+    )
+
+    # Then he gets holds of his own, and no answer carries a trace of Alice's
+    assert (mallory.status_code, anonymous.status_code, replayed.status_code) == (201, 201, 201)
+    assert (mallory.json()["customer_id"], mallory.json()["quantity"]) == ("mallory", 2)
+    assert anonymous.json()["customer_id"] is None
+    assert replayed.json() == mallory.json()
+    assert assert_problem(reused, 409, "idempotency_key_reused")["hold_id"] == mallory.json()["hold_id"]
+    for answer in (mallory, anonymous, replayed, reused):
+        assert alice["hold_id"].split("_")[1] not in answer.text
+        assert "alice" not in answer.text
+    # and her hold is untouched: her retry replays it, and she converts it
+    assert (await client.post("/api/holds", json=alice_body, headers=headers)).json() == alice
+    converted = await client.post("/api/orders", json={"hold_id": alice["hold_id"]})
+    assert (converted.status_code, converted.json()["customer_id"], converted.json()["quantity"]) == (201, "alice", 1)
+    assert _available(engine_sync, 1) == 6
+
+
+async def test_an_idempotency_key_reused_by_its_own_caller_names_only_that_callers_hold(
+    client: httpx.AsyncClient, engine_sync: Engine
+) -> None:
+    engine_sync.set_stock(1, 10)
+    headers = {"Idempotency-Key": "cart-9"}
+    await client.post("/api/holds", json={"product_id": 1, "quantity": 1, "customer_id": "alice"}, headers=headers)
+    bob = await client.post("/api/holds", json={"product_id": 1, "quantity": 1, "customer_id": "bob"}, headers=headers)
+
+    again = await client.post(
+        "/api/holds", json={"product_id": 1, "quantity": 3, "customer_id": "bob"}, headers=headers
+    )
+
+    problem = assert_problem(again, 409, "idempotency_key_reused")
+    assert problem["hold_id"] == bob.json()["hold_id"]
+    assert _available(engine_sync, 1) == 8
+
+
 @pytest.mark.parametrize(
     ("body", "fields"),
     [

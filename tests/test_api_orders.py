@@ -65,6 +65,32 @@ async def test_idempotency_key_replays_the_first_order(client: httpx.AsyncClient
     assert engine_sync.snapshot(1).pending == 2
 
 
+async def test_an_order_idempotency_key_reaches_only_the_callers_own_hold(
+    client: httpx.AsyncClient, engine_sync: Engine
+) -> None:
+    engine_sync.set_stock(1, 10)
+    alice_hold = await hold(client, 1, 1, customer_id="alice")
+    mallory_hold = await hold(client, 1, 2, customer_id="mallory")
+    headers = {"Idempotency-Key": "checkout-1"}
+    alice = (await client.post("/api/orders", json={"hold_id": alice_hold["hold_id"]}, headers=headers)).json()
+
+    # When Mallory converts his own hold with Alice's key, and retries
+    mallory = await client.post("/api/orders", json={"hold_id": mallory_hold["hold_id"]}, headers=headers)
+    again = await client.post("/api/orders", json={"hold_id": mallory_hold["hold_id"]}, headers=headers)
+
+    # Then the order is his, from his hold, and carries nothing of Alice's
+    assert (mallory.status_code, again.status_code) == (201, 201)
+    assert again.json() == mallory.json()
+    body = mallory.json()
+    assert (body["hold_id"], body["customer_id"], body["quantity"]) == (mallory_hold["hold_id"], "mallory", 2)
+    for trace in (alice["order_id"], alice["hold_id"], "alice"):
+        assert trace.split("_")[-1] not in mallory.text
+    # and Alice's retry still replays hers
+    replayed = await client.post("/api/orders", json={"hold_id": alice_hold["hold_id"]}, headers=headers)
+    assert replayed.json() == alice
+    assert engine_sync.snapshot(1).pending == 3
+
+
 async def test_concurrent_converts_with_one_key_make_one_order(client: httpx.AsyncClient, engine_sync: Engine) -> None:
     engine_sync.set_stock(1, 10)
     held = await hold(client, 1)

@@ -60,7 +60,7 @@ def test_async_engine_runs_a_sale_end_to_end(async_clients: ClientFactory) -> No
     async def scenario(engine: AsyncEngine) -> None:
         assert (await engine.set_stock(1, 10, price_cents=100, max_per_customer=5)).created
         hold = await engine.reserve(1, 2, customer_id="alice", idempotency_key="cart")
-        assert (await engine.reserve(1, 2, idempotency_key="cart")).hold_id == hold.hold_id
+        assert (await engine.reserve(1, 2, customer_id="alice", idempotency_key="cart")).hold_id == hold.hold_id
         assert (await engine.hold(hold.hold_id)).status == "active"
         released = await engine.reserve(1, 1)
         assert (await engine.release(released.hold_id)).status == "released"

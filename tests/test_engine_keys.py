@@ -185,3 +185,14 @@ def test_ids_of_one_product_cannot_reach_another(engine: Engine) -> None:
     with pytest.raises(InvalidId):
         engine.reserve(2, 1, hold_id=hold.hold_id)
     assert engine.snapshot(2).held == 0
+
+
+def test_a_scoped_idempotency_key_keeps_every_caller_and_key_apart() -> None:
+    pairs = [("alice", "cart"), ("alic", "ecart"), ("", "alicecart"), ("alicecart", ""), ("bob", "cart"), ("", "cart")]
+    pairs += [("1:a", "b"), ("1", ":ab"), ("x" * 128, "k" * 128)]
+
+    fields = [calls.scoped_idempotency_key(scope, key) for scope, key in pairs]
+
+    assert len(set(fields)) == len(pairs)
+    assert fields == [calls.scoped_idempotency_key(scope, key) for scope, key in pairs]  # the same every time
+    assert {len(field) for field in fields} == {22}

@@ -25,6 +25,8 @@ from engine.types import Hold, ReserveRequest
 from tests.test_engine_async import ClientFactory, async_clients, run
 from tests.test_engine_stock import (
     test_a_reserve_replay_counts_expired_units_as_available,
+    test_an_idempotency_key_replays_only_for_the_customer_who_used_it,
+    test_an_idempotency_key_stored_before_keys_were_scoped_replays_only_for_its_customer,
     test_expired_holds_free_their_units_for_reserve_without_a_reaper,
     test_reserve_accepts_the_largest_quantity,
     test_reserve_refuses_a_hold_id_of_another_product,
@@ -45,6 +47,8 @@ from tests.test_engine_stock import (
 REUSED_CONTRACT = (
     async_clients,
     test_a_reserve_replay_counts_expired_units_as_available,
+    test_an_idempotency_key_replays_only_for_the_customer_who_used_it,
+    test_an_idempotency_key_stored_before_keys_were_scoped_replays_only_for_its_customer,
     test_expired_holds_free_their_units_for_reserve_without_a_reaper,
     test_reserve_accepts_the_largest_quantity,
     test_reserve_refuses_a_hold_id_of_another_product,
@@ -130,6 +134,20 @@ def test_reserve_many_replays_an_idempotency_key_repeated_within_the_batch(engin
     assert isinstance(again, Hold)
     assert again.hold_id == first.hold_id
     assert engine.snapshot(1).held == 1
+
+
+def test_reserve_many_keeps_one_idempotency_key_of_two_customers_apart_within_the_batch(engine: Engine) -> None:
+    engine.set_stock(1, 10)
+
+    requests = [ReserveRequest(1, "alice", idempotency_key="k"), ReserveRequest(2, "mallory", idempotency_key="k")]
+    alice, mallory, again = engine.reserve_many(1, [*requests, requests[0]])
+
+    assert isinstance(alice, Hold)
+    assert isinstance(mallory, Hold)
+    assert isinstance(again, Hold)
+    assert (mallory.customer_id, mallory.quantity) == ("mallory", 2)
+    assert mallory.hold_id != alice.hold_id == again.hold_id
+    assert engine.snapshot(1).held == 3
 
 
 def test_reserve_many_refuses_every_request_for_an_unknown_product(engine: Engine) -> None:

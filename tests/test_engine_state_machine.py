@@ -123,7 +123,8 @@ class ModelProduct:
     holds: dict[str, ModelHold] = field(default_factory=dict)
     orders: dict[str, ModelOrder] = field(default_factory=dict)
     txns: dict[str, tuple[str, str, bool]] = field(default_factory=dict)
-    idem: dict[str, str] = field(default_factory=dict)
+    idem: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(customer, idempotency key) -> hold id: a key belongs to the caller who used it"""
     outbox: list[Event] = field(default_factory=list)
 
     # What the Lua prelude does, in plain Python.
@@ -229,7 +230,7 @@ class Model:
         if prod is None:
             return exc.ProductNotFound(p)
         prod.reap_all(now)
-        target = prod.idem.get(idem, hold_id) if idem else hold_id
+        target = prod.idem.get((customer, idem), hold_id) if idem else hold_id
         if target in prod.holds:
             return replace(prod.holds[target].result(), available=prod.available)
         if (prod.starts and now < prod.starts) or (prod.ends and now >= prod.ends):
@@ -249,7 +250,7 @@ class Model:
         prod.held += qty
         prod.stats["holds"] += 1
         if idem:
-            prod.idem[idem] = hold_id
+            prod.idem[customer, idem] = hold_id
         return replace(h.result(), available=prod.available)
 
     def release(self, hold_id: str, now: int) -> Any:

@@ -19,6 +19,7 @@ from engine.exceptions import (
     SaleNotActive,
     StockBelowCommitted,
 )
+from engine.ids import product_keys
 from engine.types import StockChange
 
 MakeEngine = Callable[..., Engine]
@@ -249,6 +250,47 @@ def test_reserve_with_the_same_idempotency_key_returns_the_first_hold(engine: En
     assert counters(engine) == (10, 8, 2, 0, 0)
     assert engine.stats(1)["holds"] == 1
     assert engine.reserve(1, 2, idempotency_key="cart-8").hold_id != first.hold_id
+
+
+def test_an_idempotency_key_replays_only_for_the_customer_who_used_it(engine: Engine) -> None:
+    engine.set_stock(1, 10)
+    alice = engine.reserve(1, 2, customer_id="alice", idempotency_key="cart-7")
+
+    mallory = engine.reserve(1, 3, customer_id="mallory", idempotency_key="cart-7")
+    anonymous = engine.reserve(1, 1, idempotency_key="cart-7")
+
+    # Each caller's key names that caller's own hold: Mallory's carries nothing of Alice's.
+    assert (mallory.customer_id, mallory.quantity, mallory.status) == ("mallory", 3, "active")
+    assert mallory.hold_id != alice.hold_id
+    assert (anonymous.customer_id, anonymous.quantity) == (None, 1)
+    assert anonymous.hold_id not in (alice.hold_id, mallory.hold_id)
+    assert counters(engine) == (10, 4, 6, 0, 0)
+    # and every caller's retry still replays its own first hold
+    assert engine.reserve(1, 2, customer_id="alice", idempotency_key="cart-7") == replace(alice, available=4)
+    assert engine.reserve(1, 3, customer_id="mallory", idempotency_key="cart-7").hold_id == mallory.hold_id
+    assert engine.reserve(1, 1, idempotency_key="cart-7").hold_id == anonymous.hold_id
+    assert engine.stats(1)["holds"] == 3
+
+
+def test_an_idempotency_key_stored_before_keys_were_scoped_replays_only_for_its_customer(engine: Engine) -> None:
+    engine.set_stock(1, 10)
+    alice = engine.reserve(1, 2, customer_id="alice")
+    anonymous = engine.reserve(1, 1)
+    # Given keys as the engine stored them before they were scoped: key -> hold ulid, one per product
+    keys = product_keys(1)
+    for key, hold in (("cart-alice", alice), ("cart-anon", anonymous)):
+        engine.redis.hset(keys.idem, key, parse_id(hold.hold_id, "hold").ulid)
+        engine.redis.zadd(keys.tombs, {f"i:{key}": hold.expires_at_ms + 86_400_000})
+
+    # Then their owners' retries replay their holds
+    assert engine.reserve(1, 2, customer_id="alice", idempotency_key="cart-alice").hold_id == alice.hold_id
+    assert engine.reserve(1, 1, idempotency_key="cart-anon").hold_id == anonymous.hold_id
+    # and anybody else using them gets a hold of its own
+    mallory = engine.reserve(1, 2, customer_id="mallory", idempotency_key="cart-alice")
+    assert (mallory.customer_id, mallory.hold_id != alice.hold_id) == ("mallory", True)
+    assert engine.reserve(1, 2, idempotency_key="cart-alice").hold_id not in (alice.hold_id, mallory.hold_id)
+    assert engine.reserve(1, 1, customer_id="alice", idempotency_key="cart-anon").hold_id != anonymous.hold_id
+    assert counters(engine) == (10, 2, 8, 0, 0)
 
 
 def test_reserve_with_the_same_hold_id_returns_the_first_hold(engine: Engine) -> None:

@@ -52,11 +52,13 @@ def routes(services: Services) -> list[Route]:
         except engine_errors.OutOfStock as error:
             log.info(logs.OUT_OF_STOCK, product_id=product_id, requested=quantity, available=error.available)
             raise
+        # The engine replays a key only for the caller who used it (the same customer_id, or none for both),
+        # so the hold named here is this caller's own: another caller's key finds nothing and makes a new hold.
         if key is not None and (hold.quantity, hold.customer_id) != (quantity, customer_id):
             raise ApiError(
                 409,
                 "idempotency_key_reused",
-                "this Idempotency-Key was first used with a different quantity or customer_id",
+                "you first used this Idempotency-Key with a different quantity",
                 hold_id=hold.hold_id,
             )
         return json(hold_body(hold), 201)

@@ -11,7 +11,7 @@
 --   KEYS[5]  order_exp  zset    pending order ulid, score = expires_ms
 --   KEYS[6]  txns       hash    transaction id -> "order ulid|result|applied"
 --   KEYS[7]  customers  hash    customer id -> units held, pending or sold
---   KEYS[8]  idem       hash    idempotency key -> hold ulid
+--   KEYS[8]  idem       hash    idempotency key scoped to its caller (a digest) -> hold ulid
 --   KEYS[9]  tombs      zset    "h:<ulid>" "o:<ulid>" "t:<txn>" "i:<key>", score = purge at ms
 --   KEYS[10] outbox     stream  events PostgreSQL must learn
 --   KEYS[11] hold_queue list    hold ulids in expiry order (a hold expiring no earlier than the last one
@@ -236,16 +236,30 @@ local function counters()
   return c
 end
 
+-- The caller's hold an idempotency key names, and its record; nil if none. The key is stored scoped to
+-- its caller (`idem`, see calls.scoped_idempotency_key); an entry written before keys were scoped sits
+-- under the key as given (`legacy`). Either counts only for the customer its hold belongs to, so one
+-- caller's key never reaches another's hold.
+local function keyed_hold(idem, legacy, customer)
+  local ulid = redis.call('HGET', K_IDEM, idem)
+  if not ulid and legacy ~= '' then ulid = redis.call('HGET', K_IDEM, legacy) end
+  if not ulid then return nil end
+  local h = read_hold(ulid)
+  if not h or h.customer == customer then return ulid, h end
+  return nil
+end
+
 -- One reserve, for reserve.lua and reserve_batch.lua (contract and reply in reserve.lua). The product
 -- exists and reap_due has run at `now`; `state.full` says whether its last pass stopped at a limit (more
 -- may be due), and `state.pruned` whether this call has pruned tombstones yet.
-local function reserve_one(state, now, batch, qty, ulid, ttl, customer, idem)
-  -- A retry of the same call, or the same idempotency key, gets the first hold back, as it is now.
+local function reserve_one(state, now, batch, qty, ulid, ttl, customer, idem, legacy)
+  -- A retry of the same call, or the same caller's idempotency key, gets the first hold back, as it is now.
+  local existing
   if idem ~= '' then
-    local first = redis.call('HGET', K_IDEM, idem)
-    if first then ulid = first end
+    local first, h = keyed_hold(idem, legacy, customer)
+    if first then ulid, existing = first, h end
   end
-  local existing = read_hold(ulid)
+  existing = existing or read_hold(ulid)
   if existing then
     if existing.state == 'a' and now >= existing.expires then expire_hold(ulid, existing, now) end
     local reply = hold_reply('ok', ulid, existing)
