@@ -9,11 +9,22 @@ import pytest
 
 from engine import Engine, new_id, parse_id, product_keys
 from engine.calls import MAX_PRICE_CENTS, MAX_QUANTITY
-from engine.exceptions import HoldAlreadyUsed, HoldExpired, HoldNotFound, HoldReleased, InvalidId, LimitExceeded
+from engine.exceptions import (
+    HoldAlreadyUsed,
+    HoldExpired,
+    HoldNotFound,
+    HoldReleased,
+    InvalidId,
+    LimitExceeded,
+    OrderNotFound,
+)
+from engine.types import RestoredOrder
 from tests.support.clock import FakeClock, clocked_engine
 
 MakeEngine = Callable[..., Engine]
 DAY_MS = 86_400_000
+WEEK_MS = 7 * DAY_MS  # the longest FLASHSALE_ORDER_TTL_SECONDS
+TWO_MINUTES_MS = 120_000  # the default hold TTL
 
 
 def sleep_past(instant_ms: int) -> None:
@@ -301,7 +312,7 @@ def test_reserve_prunes_old_tombstones_in_bounded_batches(clocked: tuple[Engine,
     holds = [engine.reserve(1, 1) for _ in range(250)]
     for hold in holds:
         engine.release(hold.hold_id)
-    clock.advance(DAY_MS + 1)
+    clock.advance(1_000 + DAY_MS)  # a day past the holds' expiry
 
     engine.reserve(1, 1)
 
@@ -326,7 +337,7 @@ def test_snapshot_prunes_old_tombstones_too(clocked: tuple[Engine, FakeClock]) -
     engine, clock = clocked
     engine.set_stock(1, 10)
     hold = engine.release(engine.reserve(1, 1).hold_id)
-    clock.advance(DAY_MS + 1)
+    clock.advance(1_000 + DAY_MS)  # a day past the hold's expiry
 
     engine.snapshot(1)
 
@@ -358,3 +369,143 @@ def test_an_order_of_the_most_units_at_the_highest_price_keeps_its_exact_amount(
     assert order.amount_cents == engine.order(order.order_id).amount_cents == quantity * price
     with pytest.raises(ValueError, match="price_cents"):
         engine.set_stock(2, 1, price_cents=MAX_PRICE_CENTS + 1)
+
+
+# Retention: a key never outlives its hold's record, and a hold's record never goes before its order's.
+
+
+def test_a_released_hold_answers_through_its_idempotency_key_until_the_key_is_forgotten() -> None:
+    with clocked_engine(hold_ttl_ms=TWO_MINUTES_MS) as (engine, clock):
+        engine.set_stock(1, 10)
+        first = engine.reserve(1, 1, customer_id="alice", idempotency_key="cart")
+        engine.release(first.hold_id)
+
+        # A day after the release, but not yet a day after the hold's expiry, when the key goes
+        clock.advance(DAY_MS + 1_000)
+        engine.reap(1)
+        again = engine.reserve(1, 1, customer_id="alice", idempotency_key="cart")
+        assert (again.hold_id, again.status) == (first.hold_id, "released")
+
+        # Once the key is forgotten too, the key makes a new hold, under a new id
+        clock.advance(TWO_MINUTES_MS)
+        engine.reap(1)
+        later = engine.reserve(1, 1, customer_id="alice", idempotency_key="cart")
+        assert (later.hold_id != first.hold_id, later.status) == (True, "active")
+        assert available_and_held(engine) == (9, 1)
+
+
+def test_a_hold_id_pruned_before_its_idempotency_key_never_comes_back_as_a_new_hold() -> None:
+    with clocked_engine(hold_ttl_ms=TWO_MINUTES_MS) as (engine, clock):
+        engine.set_stock(1, 10)
+        first = engine.reserve(1, 1, customer_id="alice", idempotency_key="cart")
+        order = engine.convert(first.hold_id)
+        engine.settle(order.order_id, "t1", "success")
+        clock.advance(DAY_MS + TWO_MINUTES_MS)
+
+        # Given a reaper's batch that ends between the hold's tombstone and its key's (they share a score)
+        tombs = product_keys(1).tombs
+        through_hold = engine.redis.zrank(tombs, f"h:{parse_id(first.hold_id, 'hold').ulid}") + 1
+        assert engine.reap(1, batch=through_hold).tombstones_pruned == through_hold
+        assert engine.redis.hlen(product_keys(1).idem) == 1  # the key is left
+        with pytest.raises(HoldNotFound):
+            engine.hold(first.hold_id)
+
+        # When the same caller sends the key again
+        again = engine.reserve(1, 1, customer_id="alice", idempotency_key="cart")
+
+        # Then it gets a new hold, under a new id: the old id, whose order PostgreSQL keeps, never comes back
+        assert (again.hold_id != first.hold_id, again.status) == (True, "active")
+        assert engine.reserve(1, 1, customer_id="alice", idempotency_key="cart").hold_id == again.hold_id
+        with pytest.raises(HoldNotFound):
+            engine.hold(first.hold_id)
+
+
+def test_a_retried_convert_replays_an_order_for_as_long_as_the_order_is_kept() -> None:
+    with clocked_engine(hold_ttl_ms=TWO_MINUTES_MS, order_ttl_ms=WEEK_MS) as (engine, clock):
+        engine.set_stock(1, 10, price_cents=100)
+        hold = engine.reserve(1, 2, customer_id="alice")
+        order_id = new_id("order", 1)
+        order = engine.convert(hold.hold_id, order_id=order_id)
+
+        # More than a day after the conversion, the order still pending: the retry replays it
+        clock.advance(DAY_MS + TWO_MINUTES_MS + 1)
+        engine.reap(1)
+        assert engine.convert(hold.hold_id, order_id=order_id) == order
+
+        # The order expires unpaid, and is reaped late: the retry answers it, cancelled, for a day more
+        clock.advance(WEEK_MS - DAY_MS - TWO_MINUTES_MS + 5_000)
+        engine.reap(1)
+        cancelled = engine.convert(hold.hold_id, order_id=order_id)
+        assert (cancelled.order_id, cancelled.status, cancelled.cancel_reason) == (order_id, "cancelled", "expired")
+        clock.advance(DAY_MS - 1)
+        engine.reap(1)
+        assert engine.convert(hold.hold_id, order_id=order_id).status == "cancelled"
+
+        # Then hold and order are forgotten together
+        clock.advance(1)
+        engine.reap(1)
+        with pytest.raises(HoldNotFound):
+            engine.convert(hold.hold_id, order_id=order_id)
+        with pytest.raises(OrderNotFound):
+            engine.order(order_id)
+        assert engine.redis.zcard(product_keys(1).tombs) == 0
+
+
+def test_a_retried_convert_of_an_order_paid_at_once_replays_it_for_a_day() -> None:
+    with clocked_engine(hold_ttl_ms=TWO_MINUTES_MS, order_ttl_ms=WEEK_MS) as (engine, clock):
+        engine.set_stock(1, 10, price_cents=100)
+        hold = engine.reserve(1, 1, customer_id="alice", idempotency_key="cart")
+        order_id = new_id("order", 1)
+        engine.convert(hold.hold_id, order_id=order_id)
+        engine.settle(order_id, "t1", "success")
+
+        clock.advance(DAY_MS - 1)
+        engine.reap(1)
+        assert engine.convert(hold.hold_id, order_id=order_id).status == "paid"
+
+        # The hold stays while its key does (a day after the hold's expiry), then both go
+        clock.advance(1)
+        engine.reap(1)
+        with pytest.raises(HoldAlreadyUsed) as used:
+            engine.convert(hold.hold_id, order_id=order_id)
+        assert used.value.order_id == order_id
+        assert engine.reserve(1, 1, customer_id="alice", idempotency_key="cart").hold_id == hold.hold_id
+        clock.advance(TWO_MINUTES_MS)
+        engine.reap(1)
+        keys = product_keys(1)
+        assert (engine.redis.hlen(keys.holds), engine.redis.hlen(keys.idem)) == (0, 0)
+
+
+def test_a_restored_pending_order_keeps_its_hold_answering_while_the_order_is_pending() -> None:
+    with clocked_engine(order_ttl_ms=WEEK_MS) as (engine, clock):
+        order = RestoredOrder(
+            order_id=new_id("order", 1),
+            hold_id=new_id("hold", 1),
+            customer_id="alice",
+            quantity=1,
+            amount_cents=100,
+            status="pending",
+            created_at_ms=clock.ms - 1_000,
+            expires_at_ms=clock.ms + 6 * DAY_MS,
+            closed_at_ms=None,
+            note="",
+        )
+        engine.restore(
+            1,
+            mark=engine.outbox_mark(1),
+            total=10,
+            price_cents=100,
+            max_per_customer=0,
+            starts_at_ms=None,
+            ends_at_ms=None,
+            sold=0,
+            orders=[order],
+            payments=[],
+            customers={"alice": 1},
+        )
+
+        clock.advance(DAY_MS + 1)
+        engine.reap(1)
+
+        replayed = engine.convert(order.hold_id, order_id=order.order_id)
+        assert (replayed.order_id, replayed.status) == (order.order_id, "pending")

@@ -9,9 +9,10 @@ import sqlalchemy as sa
 import structlog
 
 from engine import Engine
-from engine.ids import product_keys
+from engine.ids import parse_id, product_keys
 from flashsale import logs
 from persistence import events
+from tests.support.clock import clocked_engine
 from tests.support.database import count_rows, order_statuses
 from tests.support.sales import add_product, place_orders
 from workers import drain as drain_module
@@ -162,3 +163,29 @@ def test_a_reordered_stream_with_the_payment_first_still_ends_paid_with_the_paym
     # Then the order is paid and the payment recorded
     assert order_statuses(db) == {order.order_id: "paid"}
     assert count_rows(db, "payments") == 1
+
+
+def test_an_idempotency_key_outliving_its_hold_never_jams_the_drain_on_the_old_hold_id(db: sa.Engine) -> None:
+    day_ms = 86_400_000
+    with clocked_engine(hold_ttl_ms=120_000) as (engine, clock):
+        add_product(engine, db, 1)
+        first = engine.reserve(1, 1, customer_id="alice", idempotency_key="cart")
+        order = engine.convert(first.hold_id)
+        engine.settle(order.order_id, "t1", "success")
+        assert drain(engine, db).failures == {}
+        clock.advance(day_ms + 120_000)
+        # Given a reaper's batch that forgets the hold but ends before its key (they share a score)
+        through_hold = engine.redis.zrank(product_keys(1).tombs, f"h:{parse_id(first.hold_id, 'hold').ulid}") + 1
+        engine.reap(1, batch=through_hold)
+
+        # When the same caller uses the key again, and buys
+        again = engine.reserve(1, 1, customer_id="alice", idempotency_key="cart")
+        engine.settle(engine.convert(again.hold_id).order_id, "t2", "success")
+
+        # Then the new order reaches PostgreSQL beside the old one, under a hold id of its own
+        assert drain(engine, db).failures == {}
+        assert engine.outbox_backlog(1) == 0
+        with db.connect() as connection:
+            rows = connection.execute(sa.text("SELECT hold_id, status FROM orders ORDER BY created_at")).all()
+        assert [tuple(row) for row in rows] == [(first.hold_id, "paid"), (again.hold_id, "paid")]
+        assert again.hold_id != first.hold_id

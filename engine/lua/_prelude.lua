@@ -24,7 +24,9 @@ local K_TXNS, K_CUSTOMERS, K_IDEM, K_TOMBS, K_OUTBOX = KEYS[6], KEYS[7], KEYS[8]
 local K_HOLD_QUEUE = KEYS[11]
 
 local PRODUCT_ID = string.match(K_PRODUCT, '{(%d+)}')
-local TOMB_MS = 86400000          -- converted/released/expired holds and closed orders answer for 24 h
+-- Closed orders answer for 24 h. A hold that ended answers for 24 h after its expiry, as long as its
+-- idempotency key; a converted hold also while its order is pending, and as long as the order answers.
+local TOMB_MS = 86400000
 local TXN_TOMB_MS = 7 * 86400000  -- transaction ids are remembered for 7 days
 local ORDER_STATUS = { p = 'pending', d = 'paid', c = 'cancelled' }
 
@@ -127,6 +129,13 @@ local function expire_hold(ulid, h, now)
     'hold_id', 'h' .. PRODUCT_ID .. '_' .. ulid, 'customer_id', h.customer, 'quantity', h.qty)
 end
 
+-- An order closed at `now`: its hold, converted, answers for as long as the order does (a retried
+-- convert replays the order), and at least until its key is forgotten (its expiry + 24 h).
+local function retire_hold(o, now)
+  local h = read_hold(o.hold)
+  if h then tomb('h:' .. o.hold, math.max(now, h.expires) + TOMB_MS) end
+end
+
 -- Move a pending order to cancelled and give its units back.
 local function cancel_order(ulid, o, now, reason)
   redis.call('HINCRBY', K_PRODUCT, 'pending', -o.qty)
@@ -136,6 +145,7 @@ local function cancel_order(ulid, o, now, reason)
   write_order(ulid, o)
   redis.call('ZREM', K_ORDER_EXP, ulid)
   tomb('o:' .. ulid, now + TOMB_MS)
+  retire_hold(o, now)
   count(reason == 'expired' and 'n_order_expired' or (reason == 'payment_failed' and 'n_payment_failed' or 'n_cancelled'))
   emit('order_cancelled', ulid, o, now)
 end
@@ -239,13 +249,14 @@ end
 -- The caller's hold an idempotency key names, and its record; nil if none. The key is stored scoped to
 -- its caller (`idem`, see calls.scoped_idempotency_key); an entry written before keys were scoped sits
 -- under the key as given (`legacy`). Either counts only for the customer its hold belongs to, so one
--- caller's key never reaches another's hold.
+-- caller's key never reaches another's hold. A key whose hold is forgotten names nothing: a pruned hold
+-- id never comes back as a new hold (PostgreSQL may still keep its order, under a unique hold id).
 local function keyed_hold(idem, legacy, customer)
   local ulid = redis.call('HGET', K_IDEM, idem)
   if not ulid and legacy ~= '' then ulid = redis.call('HGET', K_IDEM, legacy) end
   if not ulid then return nil end
   local h = read_hold(ulid)
-  if not h or h.customer == customer then return ulid, h end
+  if h and h.customer == customer then return ulid, h end
   return nil
 end
 

@@ -42,7 +42,10 @@ redis.call('ZADD', K_ORDER_EXP, o.expires, order_ulid)
 h.state, h.order = 'c', order_ulid
 write_hold(hold_ulid, h)
 redis.call('ZREM', K_HOLD_EXP, hold_ulid)
-tomb('h:' .. hold_ulid, h.expires + TOMB_MS)
+-- While the order is pending, a retried convert must find the hold: it is kept at least until the order can
+-- expire (FLASHSALE_ORDER_TTL_SECONDS may be a week), and its key a day after its expiry. retire_hold sets
+-- the final date when the order closes.
+tomb('h:' .. hold_ulid, math.max(h.expires, o.expires) + TOMB_MS)
 count('n_orders')
 emit('order_created', order_ulid, o, now)
 return order_reply('ok', order_ulid, o)

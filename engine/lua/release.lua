@@ -21,7 +21,7 @@ if h.state == 'a' then
   h.state = 'r'
   write_hold(ulid, h)
   redis.call('ZREM', K_HOLD_EXP, ulid)
-  tomb('h:' .. ulid, now + TOMB_MS)
+  tomb('h:' .. ulid, h.expires + TOMB_MS)  -- as long as its idempotency key
   count('n_released')
 end
 return hold_reply('ok', ulid, h)

@@ -44,9 +44,10 @@ for _ = 1, n_orders do
   else
     tomb('o:' .. ulid, math.max(now, tonumber(o.closed)) + TOMB_MS)
   end
-  -- The hold behind a restored order answers "already used", as it did before the loss.
+  -- The hold behind a restored order answers "already used", as it did before the loss, and, while the
+  -- order is pending, replays it to a retried convert (retire_hold dates it when the order closes).
   redis.call('HSET', K_HOLDS, o.hold, 'c|' .. o.qty .. '|' .. o.created .. '|' .. ulid .. '|' .. o.customer)
-  tomb('h:' .. o.hold, now + TOMB_MS)
+  tomb('h:' .. o.hold, (o.state == 'p' and math.max(now, tonumber(o.expires)) or now) + TOMB_MS)
   i = i + 10
 end
 for _ = 1, n_txns do

@@ -45,6 +45,7 @@ if o.state == 'p' then
     write_order(order_ulid, o)
     redis.call('ZREM', K_ORDER_EXP, order_ulid)
     tomb('o:' .. order_ulid, now + TOMB_MS)
+    retire_hold(o, now)
     count('n_paid')
     emit('order_paid', order_ulid, o, now)
   else
