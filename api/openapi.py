@@ -2,18 +2,23 @@
 
 Every status a route can answer is listed with the problem ``code`` values it can carry, so a schema-driven
 fuzzer (schemathesis) can hold the API to it. ``tests/test_api_openapi.py`` checks the two agree.
+
+It stays OpenAPI 3.0: its ``integer`` is a number written without fraction or exponent, which is what the API
+takes (``1.0`` is refused); from OpenAPI 3.1, JSON Schema counts ``1.0`` as an integer.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from api.times import SALE_BOUND_PATTERN
 from api.validation import (
     MAX_BODY_BYTES,
     MAX_NAME,
     MAX_PER_CUSTOMER,
     MAX_PRICE_CENTS,
     MAX_STOCK,
+    NOT_BLANK_PATTERN,
     TEXT_PATTERN,
 )
 from engine.calls import MAX_CUSTOMER_ID, MAX_IDEMPOTENCY_KEY, MAX_QUANTITY, MAX_TRANSACTION_ID
@@ -57,8 +62,14 @@ def _int(low: int, high: int, **extra: Any) -> Schema:
 
 
 TIMESTAMP: Schema = {"type": "string", "format": "date-time", "example": "2026-11-28T01:19:44.123Z"}
-SALE_BOUND: Schema = {**TIMESTAMP, "pattern": "^[2-9][0-9]{3}-"}
-"""A sale bound is a date-time in year 2000 or later (the API accepts any after 1970-01-02)."""
+SALE_BOUND: Schema = {
+    "type": "string",
+    "format": "date-time",
+    "pattern": SALE_BOUND_PATTERN,
+    "description": "An RFC 3339 date-time in the years 2000 to 2999, whole seconds 00-59 (no leap second), "
+    "at most 9 digits of fraction.",
+}
+"""Exactly what the admin API takes (api.times.parse_sale_bound): the format and the same pattern."""
 HOLD_ID: Schema = {
     "type": "string",
     "pattern": HOLD_ID_PATTERN,
@@ -72,6 +83,36 @@ ORDER_ID: Schema = {
     "example": "o42_01JD0Z3N5W8YQ2T4V6X8Z0A1B3",
 }
 PRODUCT_ID: Schema = _int(1, MAX_PRODUCT_ID)
+
+EVENT_ID: Schema = {
+    "type": "string",
+    "pattern": "^(0|[1-9][0-9]*)$",
+    "description": "The `version` of the last `stats` event sent; an event without an `id:` line keeps it.",
+}
+
+
+def _event(name: str, data_schema: str | None, description: str) -> Schema:
+    """One server-sent event, as OpenAPI 3.0 tools read a ``text/event-stream`` schema: the fields an EventSource
+    parses from it. JSON Schema draft 4 has no ``contentSchema``: the JSON inside ``data`` is described by
+    ``x-contentMediaType`` and ``x-contentSchema``, the 2019-09 keywords under an extension's name."""
+    if data_schema is None:
+        data: Schema = {"type": "string", "enum": ["{}"], "description": "An empty JSON object."}
+    else:
+        data = {
+            "type": "string",
+            "pattern": "^[{].*[}]$",
+            "description": f"A {data_schema} document as one line of JSON.",
+            "x-contentMediaType": "application/json",
+            "x-contentSchema": _ref(data_schema),
+        }
+    required = ["event", "id", "data"] if name == "stats" else ["event", "data"]
+    return _object(
+        {"event": {"type": "string", "enum": [name]}, "id": EVENT_ID, "data": data},
+        required,
+        closed=True,
+        description=description,
+    )
+
 
 SCHEMAS: dict[str, Schema] = {
     "Problem": {
@@ -117,7 +158,12 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "ProductSpec": _object(
         {
-            "name": {"allOf": [_text(MAX_NAME), {"pattern": "\\S", "description": "Not blank."}]},
+            "name": {
+                "allOf": [
+                    _text(MAX_NAME),
+                    {"pattern": NOT_BLANK_PATTERN, "description": "Not blank: a character besides white space."},
+                ]
+            },
             "price_cents": _int(0, MAX_PRICE_CENTS),
             "stock": _int(0, MAX_STOCK, description="Total units; never below those held, pending or sold."),
             "max_per_customer": _nullable(_int(0, MAX_PER_CUSTOMER, description="0 or null: no limit.")),
@@ -127,13 +173,16 @@ SCHEMAS: dict[str, Schema] = {
             "sale_ends_at": _nullable(
                 {
                     **SALE_BOUND,
-                    "description": "null: no end. Must be after sale_starts_at.",
+                    "description": "null: no end. When both bounds are set, it must be after sale_starts_at "
+                    "(otherwise 422 naming sale_ends_at).",
                     "example": "2026-11-28T21:00:00Z",
                 }
             ),
         },
         ["name", "price_cents", "stock"],
         closed=True,
+        description="Every field is set: a field left out takes its default. One rule JSON Schema cannot state: "
+        "sale_ends_at must be after sale_starts_at when both are set.",
     ),
     "HoldRequest": _object(
         {
@@ -278,6 +327,37 @@ SCHEMAS: dict[str, Schema] = {
             "reconcile": _ref("ReconcileVerdict"),
         }
     ),
+    "StreamProblem": _object(
+        {
+            "code": {"type": "string", "enum": ["engine_unavailable"]},
+            "detail": {"type": "string"},
+        },
+        description="Why a `problem` event has no figures; the stream goes on and tries again a second later.",
+    ),
+    "StatsEvent": _event(
+        "stats",
+        "DashboardStats",
+        "The figures, sent when any of them changed (at most twice a second). `id` is the document's `version`.",
+    ),
+    "ProblemEvent": _event("problem", "StreamProblem", "The engine's Redis did not answer this tick."),
+    "ReconnectEvent": _event(
+        "reconnect",
+        None,
+        "The last event: the stream ends after 5 s so that a server can stop; open it again at once.",
+    ),
+    "StreamEvent": {
+        "description": "One server-sent event of GET /api/admin/stream, as an EventSource hands it over: `event` "
+        "names it, `data` is one line of JSON (described by `x-contentSchema`), `id` the last id sent so far.",
+        "oneOf": [_ref("StatsEvent"), _ref("ProblemEvent"), _ref("ReconnectEvent")],
+        "discriminator": {
+            "propertyName": "event",
+            "mapping": {
+                "stats": "#/components/schemas/StatsEvent",
+                "problem": "#/components/schemas/ProblemEvent",
+                "reconnect": "#/components/schemas/ReconnectEvent",
+            },
+        },
+    },
     "DemoPaymentRequest": _object(
         {"order_id": ORDER_ID, "status": {"type": "string", "enum": ["success", "failed"]}}, closed=True
     ),
@@ -564,15 +644,19 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "The dashboard's figures as Server-Sent Events",
                 "description": (
-                    "`event: stats` carries a DashboardStats document each time a figure changed, at most twice "
-                    "a second (a slow reader gets the latest, never a backlog); `event: problem` says the engine "
-                    "did not answer; `event: reconnect` ends the stream after 5 s: open it again."
+                    "The stream opens with `retry: 1000` (no event), then sends StreamEvent events: `stats` "
+                    "carries a DashboardStats document each time a figure changed, at most twice a second (a slow "
+                    "reader gets the latest, never a backlog); `problem` says the engine did not answer; "
+                    "`reconnect` ends the stream after 5 s: open it again. The 200 answer's schema describes one "
+                    "event, as OpenAPI 3.0 tools read an event stream (OpenAPI 3.2 calls it `itemSchema`)."
                 ),
                 "operationId": "dashboardStream",
                 "tags": ["admin"],
                 "security": [{"adminToken": []}],
                 "responses": {
-                    "200": _ok("An event stream", {"type": "string"}, "text/event-stream"),
+                    "200": _ok(
+                        "An event stream; each event is a StreamEvent", _ref("StreamEvent"), "text/event-stream"
+                    ),
                     "401": _problem("Missing or wrong admin token", "unauthorized"),
                     "403": _problem("No admin token is configured on the server", "admin_disabled"),
                 },

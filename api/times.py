@@ -14,6 +14,14 @@ _RFC3339 = re.compile(
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
+SALE_BOUND_PATTERN = (
+    "^2[0-9]{3}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-5][0-9](\\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+"""A sale bound's form: RFC 3339 in the years 2000-2999 (so the engine's epoch milliseconds stay positive and no
+offset carries it past year 9999), no leap second, at most nanoseconds. The OpenAPI document states the same
+pattern beside ``format: date-time``, so the two agree on every string."""
+_SALE_BOUND = re.compile(SALE_BOUND_PATTERN, re.ASCII)
+
 
 @lru_cache(maxsize=1024)
 def iso(ms: int) -> str:
@@ -62,3 +70,13 @@ def _offset(zone: str) -> timedelta:
         raise ValueError(f"bad time zone offset {zone}")
     sign = -1 if zone[0] == "-" else 1
     return sign * timedelta(hours=hours, minutes=minutes)
+
+
+def parse_sale_bound(text: str) -> datetime:
+    """A sale window's bound: ``SALE_BOUND_PATTERN`` and a real calendar moment, or ValueError."""
+    if _SALE_BOUND.fullmatch(text) is None:  # fullmatch: Python's `$` would also match before a final newline
+        raise ValueError(
+            "expected an RFC 3339 date-time in the years 2000 to 2999, whole seconds 00-59, "
+            "such as 2026-01-31T12:00:00Z"
+        )
+    return parse_rfc3339(text)

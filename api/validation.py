@@ -15,7 +15,7 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 
 from api.errors import ApiError, InvalidJson, ValidationFailed
-from api.times import parse_rfc3339
+from api.times import parse_sale_bound
 from engine.calls import MAX_PRICE_CENTS as MAX_PRICE_CENTS  # the engine's bound, for admin and OpenAPI
 from engine.ids import MAX_PRODUCT_ID, Kind, parse_id
 
@@ -32,6 +32,11 @@ _PRODUCT_ID = re.compile(r"[1-9][0-9]{0,14}", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 TEXT_PATTERN = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
 """The same rule as a JSON Schema pattern, for the OpenAPI document."""
+NOT_BLANK_PATTERN = "[^\\u0009-\\u000D\\u0020\\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
+"""A name is not blank: it has a character outside Unicode's White_Space, spelled out rather than ``\\S``, whose
+set differs between Python, ECMA-262 and Rust regular expressions. The same set ``str.strip`` removes, less the
+control characters a name cannot hold anyway."""
+_NOT_BLANK = re.compile(NOT_BLANK_PATTERN)
 
 
 def is_json(content_type: str | None) -> bool:
@@ -146,6 +151,14 @@ class Fields:
             return None
         return value
 
+    def name(self, name: str, max_length: int) -> str | None:
+        """A display name: ``text`` that is not blank (``NOT_BLANK_PATTERN`` finds a character)."""
+        value = self.text(name, max_length)
+        if value is not None and _NOT_BLANK.search(value) is None:
+            self.fault(name, "must not be blank")
+            return None
+        return value
+
     def choice(self, name: str, options: tuple[C, ...]) -> C:
         value = self._get(name, True)
         for option in options:
@@ -176,7 +189,8 @@ class Fields:
             return 0
         return int(value)
 
-    def timestamp(self, name: str) -> datetime | None:
+    def sale_bound(self, name: str) -> datetime | None:
+        """An optional sale window bound (``api.times.parse_sale_bound``)."""
         value = self._get(name, False)
         if value is None:
             return None
@@ -184,7 +198,7 @@ class Fields:
             self.fault(name, "must be an RFC 3339 date-time string or null")
             return None
         try:
-            return parse_rfc3339(value)
+            return parse_sale_bound(value)
         except ValueError as error:
             self.fault(name, str(error))
             return None

@@ -19,7 +19,7 @@ from api import feed
 from api.app import create_app
 from api.routes import dashboard
 from engine import Engine
-from tests.support.api import ADMIN, assert_problem, hold, make_settings, order, serve
+from tests.support.api import ADMIN, assert_problem, conformance, hold, make_settings, order, serve
 from tests.support.browser import live_server
 from tests.support.servers import free_port
 
@@ -239,6 +239,35 @@ def test_the_stream_ends_after_its_lifetime_so_the_page_reconnects(live: str, mo
     assert time.monotonic() - started < 5
     assert names[0] == "stats"
     assert names[-1] == "reconnect"
+
+
+def _whole_stream(base: str) -> tuple[str, bytes]:
+    with httpx.stream("GET", f"{base}/api/admin/stream", headers=ADMIN, timeout=10) as response:
+        assert response.status_code == 200
+        return response.headers["content-type"], response.read()
+
+
+def test_every_event_of_a_stream_is_one_the_document_describes(live: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dashboard, "STREAM_SECONDS", 1.5)
+
+    content_type, body = _whole_stream(live)
+
+    conformance().check("GET", "/api/admin/stream", 200, content_type, body)
+    assert body.startswith(b"retry: ")
+    assert b"event: stats\nid: 0\n" in body
+    assert body.endswith(b"event: reconnect\ndata: {}\n\n")
+
+
+def test_the_events_of_a_stream_without_an_engine_are_ones_the_document_describes(
+    database_url: str, tmp_path: Path, db: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dashboard, "STREAM_SECONDS", 1.5)
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    with live_server(make_settings(dead_redis, database_url, tmp_path)) as base:
+        content_type, body = _whole_stream(base)
+
+    conformance().check("GET", "/api/admin/stream", 200, content_type, body)
+    assert b"event: problem\n" in body
 
 
 def test_the_stream_says_when_the_engine_does_not_answer(database_url: str, tmp_path: Path, db: sa.Engine) -> None:

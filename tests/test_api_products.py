@@ -105,6 +105,26 @@ async def test_admin_is_403_when_no_token_is_configured(
 
 
 @pytest.mark.parametrize(
+    ("starts", "ends", "stored"),
+    [
+        ("2000-01-01t00:00:00z", None, "2000-01-01T00:00:00.000Z"),  # the lower-case t and z RFC 3339 allows
+        ("2030-01-01T00:00:00.123456789+02:00", None, "2029-12-31T22:00:00.123Z"),
+        (None, "2999-12-31T23:59:59-23:59", "3000-01-01T23:58:59.000Z"),  # the latest a bound can name
+    ],
+)
+async def test_put_takes_every_sale_bound_form_the_document_allows(
+    client: httpx.AsyncClient, starts: str | None, ends: str | None, stored: str
+) -> None:
+    spec = {**WIDGET, "sale_starts_at": starts, "sale_ends_at": ends}
+
+    response = await client.put("/api/admin/products/7", json=spec, headers=ADMIN)
+
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert stored in (body["sale_starts_at"], body["sale_ends_at"])
+
+
+@pytest.mark.parametrize(
     ("spec", "fields"),
     [
         ({}, ["name", "price_cents", "stock"]),
@@ -119,6 +139,11 @@ async def test_admin_is_403_when_no_token_is_configured(
         ({**WIDGET, "sale_starts_at": "2026-01-01T00:00:00"}, ["sale_starts_at"]),
         ({**WIDGET, "sale_starts_at": "1960-01-01T00:00:00Z"}, ["sale_starts_at"]),
         ({**WIDGET, "sale_ends_at": "2026-02-30T00:00:00Z"}, ["sale_ends_at"]),
+        ({**WIDGET, "sale_starts_at": "2026-01-01 00:00:00Z"}, ["sale_starts_at"]),  # RFC 3339 wants the T
+        ({**WIDGET, "sale_starts_at": "2026-12-31T23:59:60Z"}, ["sale_starts_at"]),  # no leap second
+        ({**WIDGET, "sale_starts_at": "3000-01-01T00:00:00Z"}, ["sale_starts_at"]),
+        ({**WIDGET, "sale_starts_at": "2026-01-01T00:00:00.1234567891Z"}, ["sale_starts_at"]),
+        ({**WIDGET, "name": "\u3000\u00a0 \u2009"}, ["name"]),  # white space only, however wide
         (
             {**WIDGET, "sale_starts_at": "2030-01-01T00:00:00Z", "sale_ends_at": "2029-01-01T00:00:00Z"},
             ["sale_ends_at"],

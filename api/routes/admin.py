@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,15 +20,10 @@ from persistence.exceptions import PersistenceError
 
 log = get_logger("api.admin")
 
-# The engine keeps sale bounds as positive epoch milliseconds (0 means none).
-EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
-
 
 def _window(fields: Fields) -> tuple[datetime | None, datetime | None]:
-    starts, ends = fields.timestamp("sale_starts_at"), fields.timestamp("sale_ends_at")
-    for name, moment in (("sale_starts_at", starts), ("sale_ends_at", ends)):
-        if moment is not None and moment < EARLIEST:
-            fields.fault(name, "must be after 1970-01-02T00:00:00Z")
+    # Each bound's form is in the OpenAPI document; this rule between the two is in its description only.
+    starts, ends = fields.sale_bound("sale_starts_at"), fields.sale_bound("sale_ends_at")
     if starts is not None and ends is not None and ends <= starts:
         fields.fault("sale_ends_at", "must be after sale_starts_at")
     return starts, ends
@@ -42,9 +37,7 @@ def routes(services: Services) -> list[Route]:
         product_id = path_product_id(request)
         body, _ = await read_json(request)
         fields = Fields(body)
-        name = fields.text("name", MAX_NAME)
-        if name is not None and not name.strip():
-            fields.fault("name", "must not be blank")
+        name = fields.name("name", MAX_NAME)
         price_cents = fields.integer("price_cents", 0, MAX_PRICE_CENTS)
         stock = fields.integer("stock", 0, MAX_STOCK)
         max_per_customer = fields.integer("max_per_customer", 0, MAX_PER_CUSTOMER, required=False)

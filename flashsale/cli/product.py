@@ -9,8 +9,7 @@ import click
 import sqlalchemy as sa
 from rich.table import Table
 
-from api.routes.admin import EARLIEST
-from api.times import iso_datetime, parse_rfc3339
+from api.times import iso_datetime, parse_sale_bound
 from engine import Engine
 from engine.exceptions import EngineError, ProductNotFound, StockBelowCommitted
 from flashsale import demo
@@ -36,12 +35,9 @@ def moment(ctx: click.Context, param: click.Parameter, value: str | None) -> dat
     if value is None:
         return None
     try:
-        parsed = parse_rfc3339(value)
+        return parse_sale_bound(value)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
-    if parsed < EARLIEST:
-        raise click.BadParameter(f"must be after {EARLIEST:%Y-%m-%dT%H:%M:%SZ}")
-    return parsed
 
 
 def _saved(engine: Engine, product: Product, created: bool) -> dict[str, Any]:

@@ -78,8 +78,12 @@ class Conformance:
             return
         media = content_type.split(";")[0].strip()
         assert media in content, f"{method} {path} {status}: content type {media} not documented"
+        where = f"{method} {path} {status}"
         if media.endswith("json"):
-            self.validate(orjson.loads(body), content[media]["schema"], f"{method} {path} {status}")
+            self.validate(orjson.loads(body), content[media]["schema"], where)
+        elif media == "text/event-stream":  # the schema describes one event, as OpenAPI 3.0 tools read it
+            for number, event in enumerate(server_sent_events(body)):
+                self.validate(event, content[media]["schema"], f"{where} event {number}")
 
     def resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
         while "$ref" in schema:
@@ -90,6 +94,8 @@ class Conformance:
         schema = self.resolve(schema)
         for part in schema.get("allOf", []):
             self.validate(value, part, where)
+        if "oneOf" in schema:
+            self._one_of(value, schema["oneOf"], where)
         if value is None:
             assert schema.get("nullable") or "type" not in schema, f"{where}: null where {schema} expected"
             return
@@ -105,6 +111,9 @@ class Conformance:
             assert value in schema["enum"], f"{where}: {value!r} not in {schema['enum']}"
         if "pattern" in schema:
             assert re.search(schema["pattern"], value), f"{where}: {value!r} does not match {schema['pattern']}"
+        if "x-contentSchema" in schema:  # a string holding JSON (JSON Schema 2019-09's contentSchema)
+            assert schema.get("x-contentMediaType") == "application/json", f"{where}: {schema}"
+            self.validate(orjson.loads(value), schema["x-contentSchema"], f"{where} (its JSON)")
         if "minimum" in schema:
             assert value >= schema["minimum"], f"{where}: {value!r} < {schema['minimum']}"
         if kind == "object":
@@ -119,6 +128,44 @@ class Conformance:
         if kind == "array":
             for item in value:
                 self.validate(item, schema.get("items", {}), f"{where}[]")
+
+    def _one_of(self, value: Any, options: list[dict[str, Any]], where: str) -> None:
+        faults: list[str] = []
+        for option in options:
+            try:
+                self.validate(value, option, where)
+            except AssertionError as fault:
+                faults.append(str(fault))
+        matched = len(options) - len(faults)
+        assert matched == 1, f"{where}: {value!r} matches {matched} of {len(options)} oneOf options\n" + "\n".join(
+            faults
+        )
+
+
+def server_sent_events(body: bytes) -> list[dict[str, str]]:
+    """The events of a text/event-stream as an EventSource dispatches them (the WHATWG parsing rules): ``event``
+    (``message`` when unnamed), ``data`` (its lines joined) and ``id``, the last one set by this or an earlier
+    event. A block without data (``retry:`` alone) dispatches nothing."""
+    events: list[dict[str, str]] = []
+    name, data, last_id = "", [], None
+    for line in body.decode("utf-8").removeprefix("\ufeff").splitlines():
+        if not line:
+            if data:
+                event = {"event": name or "message", "data": "\n".join(data)}
+                events.append(event if last_id is None else {**event, "id": last_id})
+            name, data = "", []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            name = value
+        elif field == "data":
+            data.append(value)
+        elif field == "id" and "\0" not in value:
+            last_id = value
+    return events
 
 
 @cache
