@@ -121,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     tool = load.choose_tool(args.client)
     if tool == "python":
         print(f"note: {load.WRK_MISSING}" if load.wrk_path() is None else "note: --client python", file=sys.stderr)
+    skipped = {name: why for name in args.scenario if (why := scenarios.unavailable(name)) is not None}
+    for why in skipped.values():
+        print(f"note: {why}", file=sys.stderr)
+    args.scenario = [name for name in args.scenario if name not in skipped]
     load_now, cpus = os.getloadavg()[0], os.cpu_count() or 1
     if load_now > cpus / 2:
         print(
@@ -149,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             "database": args.database_url.rsplit("@", 1)[-1],
         },
         "scenarios": {},
+        "skipped": skipped,
     }
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp, redis_for(args.redis_url, Path(tmp)) as url:

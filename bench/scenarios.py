@@ -289,3 +289,10 @@ OTHER_SCENARIOS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "memory": memory,
 }
 ALL = (*HTTP_SCENARIOS, *OTHER_SCENARIOS)
+
+
+def unavailable(name: str) -> str | None:
+    """Why scenario ``name`` cannot run on this machine (a tool it needs is missing), or None."""
+    if name == "redis-benchmark" and redis_figures.redis_benchmark_path() is None:
+        return redis_figures.REDIS_BENCHMARK_MISSING
+    return None
