@@ -2,8 +2,8 @@
 
 After the load stops and the workers drain: the invariant for every product, every order and payment the
 API acknowledged in PostgreSQL exactly once (``flashsale.audit``), and ``flashsale reconcile`` exiting 0.
-The figures of each run go to ``tests/faults/results/<name>.json``; ``python -m tests.faults.guarantees``
-puts them in docs/guarantees.md.
+The figures of each run go to ``tests/faults/results/<name>.json`` (or ``$FLASHSALE_TEST_RESULTS_DIR``);
+``python -m tests.faults.guarantees`` puts them in docs/guarantees.md.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from persistence.catalog import ProductSpec, put_product
 from tests.faults.processes import Stack, wait_until
 from tests.support.api import WEBHOOK_SECRET
 
-RESULTS = Path(__file__).with_name("results")
+RESULTS = Path(os.environ.get("FLASHSALE_TEST_RESULTS_DIR") or Path(__file__).with_name("results"))
+"""Where each run's figures go: tests/faults/results, unless a run elsewhere (the bare-machine one) must not
+overwrite the figures docs/guarantees.md shows."""
 
 CLIENTS = int(os.environ.get("FLASHSALE_FAULT_CLIENTS", "200"))
 """Concurrent clients of each fault test's load (never fewer than 50)."""
@@ -111,7 +113,7 @@ class Outcome:
     """The pytest node id of the test that ran."""
 
     def write(self) -> None:
-        RESULTS.mkdir(exist_ok=True)
+        RESULTS.mkdir(parents=True, exist_ok=True)
         record = {
             "name": self.name,
             "guarantee": self.guarantee,
