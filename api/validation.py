@@ -1,7 +1,9 @@
 """Reading and checking request input by hand: cheap on the hot path, and precise about what is wrong.
 
 A body that cannot be read as a JSON object is a 400 ``invalid_json``; a readable body with fields at
-fault is a 422 ``validation_error`` listing every field, checked before any engine call.
+fault is a 422 ``validation_error`` listing every field, checked before any engine call. Text that UTF-8
+cannot encode (a lone surrogate such as ``"\ud800"``, valid JSON) is such a fault, wherever it is in the
+body: as a value, nested, or as a field's name.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from api.errors import ApiError, InvalidJson, ValidationFailed
 from api.times import parse_sale_bound
 from engine.calls import MAX_PRICE_CENTS as MAX_PRICE_CENTS  # the engine's bound, for admin and OpenAPI
+from engine.calls import encodable
 from engine.ids import MAX_PRODUCT_ID, Kind, parse_id
 
 C = TypeVar("C", bound=str)
@@ -37,6 +40,7 @@ NOT_BLANK_PATTERN = "[^\\u0009-\\u000D\\u0020\\u0085\\u00A0\\u1680\\u2000-\\u200
 set differs between Python, ECMA-262 and Rust regular expressions. The same set ``str.strip`` removes, less the
 control characters a name cannot hold anyway."""
 _NOT_BLANK = re.compile(NOT_BLANK_PATTERN)
+UNENCODABLE = "must be text that UTF-8 can encode (no lone surrogates such as \\ud800)"
 
 
 def is_json(content_type: str | None) -> bool:
@@ -94,9 +98,46 @@ def parse_object(raw: bytes) -> dict[str, Any]:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         body = _loads_strict(raw)
+        if isinstance(body, dict):
+            # orjson refuses lone surrogates; the standard parser lets them through, and no store can keep them.
+            _refuse_unencodable(body)
     if not isinstance(body, dict):
         raise InvalidJson("the body must be a JSON object")
     return body
+
+
+def printable(text: str) -> str:
+    """``text`` fit for an answer: lone surrogates written out as ``\\ud800``."""
+    return text if encodable(text) else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _holds_unencodable(value: Any) -> bool:
+    """Whether any string in ``value`` (a parsed JSON value), or any object key, cannot be encoded.
+
+    Iterative: the parser allows nesting about as deep as the interpreter's recursion limit."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not encodable(item):
+                return True
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+    return False
+
+
+def _refuse_unencodable(body: dict[str, Any]) -> None:
+    errors = []
+    for name, value in body.items():
+        if not encodable(name):
+            errors.append({"field": printable(name[:64]), "message": f"is not a known field: its name {UNENCODABLE}"})
+        elif _holds_unencodable(value):
+            errors.append({"field": printable(name[:64]), "message": UNENCODABLE})
+    if errors:
+        raise ValidationFailed(errors)
 
 
 def _reject_constant(name: str) -> Any:
@@ -122,7 +163,7 @@ class Fields:
         self.seen: set[str] = set()
 
     def fault(self, field: str, message: str) -> None:
-        self.errors.append({"field": field, "message": message})
+        self.errors.append({"field": printable(field[:64]), "message": printable(message)})
 
     def _get(self, name: str, required: bool) -> Any:
         self.seen.add(name)
@@ -148,6 +189,9 @@ class Fields:
             self.fault(
                 name, f"must be a non-empty string of at most {max_length} characters, without control characters"
             )
+            return None
+        if not encodable(value):
+            self.fault(name, UNENCODABLE)
             return None
         return value
 
@@ -209,6 +253,9 @@ class Fields:
         if not value or len(value) > max_length or _CONTROL.search(value):
             self.fault(name, f"must be 1 to {max_length} characters, without control characters")
             return None
+        if not encodable(value):  # read as latin-1 a header always encodes; a value from elsewhere may not
+            self.fault(name, UNENCODABLE)
+            return None
         return value
 
     def check(self, *, closed: bool = True) -> None:
@@ -216,7 +263,7 @@ class Fields:
         if closed:
             for name in self.body:
                 if name not in self.seen:
-                    self.fault(name[:64], "is not a known field")
+                    self.fault(name, "is not a known field")
         if self.errors:
             raise ValidationFailed(self.errors)
 

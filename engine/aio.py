@@ -44,12 +44,18 @@ class AsyncEngine(EngineBase):
 
     def __init__(self, redis: Any, *, coalesce: int = MAX_BATCH, pipeline: int = MAX_CALLS, **settings: int) -> None:
         super().__init__(redis, **settings)
+        self._encode = redis.get_encoder().encode
         self._coalescer: Coalescer[calls.PreparedReserve, Hold] | None = (
-            Coalescer(self._reserve_batch, max_batch=coalesce) if coalesce > 1 else None
+            Coalescer(self._reserve_batch, max_batch=coalesce, check=self._packable) if coalesce > 1 else None
         )
         self._pipeliner = (
             Pipeliner(redis, max_calls=pipeline) if pipeline > 1 and not isinstance(redis, AsyncRedisCluster) else None
         )
+
+    def _packable(self, request: calls.PreparedReserve) -> None:
+        """Encode a reserve's arguments as redis-py will: one that cannot be sent fails alone, not its batch."""
+        for value in request.batch_args():
+            self._encode(value)
 
     async def _run(self, call: calls.Call[T]) -> T:
         script = self._scripts[call.script]

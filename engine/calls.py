@@ -66,12 +66,30 @@ def _opt_ms(value: Any) -> int | None:
     return ms or None
 
 
+def encodable(value: str) -> bool:
+    """Whether UTF-8 can write ``value``: every string can, except one holding a lone surrogate (``"\\ud800"``),
+    which Python's own JSON parser accepts and redis-py cannot send."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_encodable(value: str, name: str) -> str:
+    if not encodable(value):
+        raise ValueError(f"{name} must be text that UTF-8 can encode (no lone surrogates)")
+    return value
+
+
 def _check_text(value: str | None, name: str, limit: int) -> str:
     if value is None:
         return ""
     if not isinstance(value, str) or not value or len(value) > limit:
         raise ValueError(f"{name} must be a non-empty string of at most {limit} characters")
-    return value
+    return _check_encodable(value, name)
 
 
 def _check_count(value: int, name: str, low: int, high: int) -> int:
@@ -179,6 +197,10 @@ class PreparedReserve:
     scoped_key: str
     """``scoped_idempotency_key(customer, idempotency_key)`` ('' for none): where the key is stored now."""
 
+    def batch_args(self) -> list[str | int]:
+        """This reserve's part of a ``reserve_batch`` call's ARGV."""
+        return [self.quantity, self.ulid, self.customer, self.scoped_key, self.idempotency_key]
+
     def decode(self, reply: Reply) -> Hold:
         status = text(reply[0])
         if status == "ok":
@@ -250,7 +272,7 @@ def reserve_batch(
         raise ValueError("a batch reserves units of one product only")
     args: list[str | int] = [ttl_ms, REAP_BATCH, len(requests)]
     for request in requests:
-        args += [request.quantity, request.ulid, request.customer, request.scoped_key, request.idempotency_key]
+        args += request.batch_args()
 
     def decode(reply: Reply) -> list[Hold | exc.EngineError]:
         results: list[Hold | exc.EngineError] = []
@@ -259,6 +281,10 @@ def reserve_batch(
                 results.append(request.decode(item))
             except exc.EngineError as error:
                 results.append(error)
+            except Exception as error:  # one unreadable answer is its caller's error, not the whole batch's
+                unreadable = exc.EngineError(f"reserve: unreadable reply {item!r}")
+                unreadable.__cause__ = error
+                results.append(unreadable)
         return results
 
     return Call("reserve_batch", product_keys(product_id).all(), args, decode)
@@ -314,6 +340,7 @@ def settle(order_id: str, transaction_id: str, result: PaymentResult, payload: s
         raise ValueError("transaction_id must not contain '|'")
     if result not in ("success", "failed"):
         raise ValueError("result must be 'success' or 'failed'")
+    _check_encodable(payload, "payload")
 
     def decode(reply: Reply) -> Settlement:
         status = text(reply[0])
@@ -443,14 +470,15 @@ def restore(
         if order.product_id != product_id or hold.product_id != product_id:
             raise exc.InvalidId(o.order_id, "order")
         args += [order.ulid, state[o.status], o.quantity, o.amount_cents, o.created_at_ms, o.expires_at_ms]
-        args += [hold.ulid, o.closed_at_ms or 0, o.note, o.customer_id or ""]
+        note, customer = _check_encodable(o.note, "note"), _check_encodable(o.customer_id or "", "customer_id")
+        args += [hold.ulid, o.closed_at_ms or 0, note, customer]
     for p in payments:
         paid = parse_id(p.order_id, "order")
         if paid.product_id != product_id:
             raise exc.InvalidId(p.order_id, "order")
-        args += [p.transaction_id, paid.ulid, p.result, int(p.applied)]
+        args += [_check_encodable(p.transaction_id, "transaction_id"), paid.ulid, p.result, int(p.applied)]
     for customer, units in customers.items():
-        args += [customer, units]
+        args += [_check_encodable(customer, "customer_id"), units]
 
     def decode(reply: Reply) -> StockChange:
         status = text(reply[0])

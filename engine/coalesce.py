@@ -3,6 +3,9 @@
 While a product's batch is in flight, new reserves for it queue; when it returns, the queue goes as the
 next batch. A lone reserve goes at once (one event-loop turn later), so coalescing costs no latency when
 idle, and under a burst it turns N round trips, N script calls and N reaping passes into one of each.
+
+A batch is shared, its callers are not: a request that cannot be sent (``check`` refuses it) fails at
+``submit``, alone, before it joins a batch, and each caller hears its own result or error.
 """
 
 from __future__ import annotations
@@ -20,11 +23,21 @@ MAX_BATCH = 128
 """Reserves in one script call at most: a batch holds Redis for tens of microseconds per reserve."""
 
 Send = Callable[[int, Sequence[R]], Awaitable[Sequence[T | Exception]]]
+Check = Callable[[R], object]
+"""Raises if a request could not be sent (its text cannot be encoded): a batch's packing must never fail."""
 
 
 class Coalescer(Generic[R, T]):
-    def __init__(self, send: Send[R, T], *, max_batch: int = MAX_BATCH, max_in_flight: int = 1) -> None:
+    def __init__(
+        self,
+        send: Send[R, T],
+        *,
+        max_batch: int = MAX_BATCH,
+        max_in_flight: int = 1,
+        check: Check[R] | None = None,
+    ) -> None:
         self._send = send
+        self._check = check
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
         self._queues: dict[int, list[tuple[R, asyncio.Future[T]]]] = {}
@@ -32,6 +45,8 @@ class Coalescer(Generic[R, T]):
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, product_id: int, request: R) -> T:
+        if self._check is not None:
+            self._check(request)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queues.setdefault(product_id, []).append((request, future))

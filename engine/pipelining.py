@@ -8,8 +8,9 @@ burst spread over many products, it turns N round trips, and N times the client'
 into one.
 
 Each call in a pipeline is its own atomic script run; only the trip is shared. A reply that is an
-error fails only its own call. A connection failure fails every call of the trip, as it would have
-failed each alone.
+error fails only its own call, and so does an argument that cannot be encoded: a queued call is packed
+when it joins the queue, by its own caller. A connection failure fails every call of the trip, as it
+would have failed each alone.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Pipeliner:
 
     def __init__(self, redis: Any, *, max_calls: int = MAX_CALLS) -> None:
         self._redis = redis
+        self._encode = redis.get_encoder().encode
         self.max_calls = max_calls
         self._queue: list[Pending] = []
         self._busy = False
@@ -40,8 +42,10 @@ class Pipeliner:
 
     async def call(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         if self._busy:
+            # Packed here, where an error reaches this caller alone, not later with the whole trip.
+            packed_keys, packed_args = [self._encode(k) for k in keys], [self._encode(a) for a in args]
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._queue.append((script, keys, args, future))
+            self._queue.append((script, packed_keys, packed_args, future))
             return await future
         self._busy = True
         try:

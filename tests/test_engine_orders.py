@@ -159,7 +159,7 @@ def test_settle_refuses_an_unknown_order_and_forgets_the_transaction(engine: Eng
 
 @pytest.mark.parametrize(
     ("transaction_id", "result"),
-    [("", "success"), ("t" * 129, "success"), ("a|b", "success"), ("txn-1", "refunded")],
+    [("", "success"), ("t" * 129, "success"), ("a|b", "success"), ("t-\ud800", "success"), ("txn-1", "refunded")],
 )
 def test_settle_rejects_bad_input_without_a_change(engine: Engine, transaction_id: str, result: Any) -> None:
     engine.set_stock(1, 10)

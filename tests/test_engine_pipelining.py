@@ -10,10 +10,11 @@ import fakeredis
 import pytest
 from redis.exceptions import ResponseError
 
-from engine import AsyncEngine
+from engine import AsyncEngine, calls
 from engine.connection import connect_async
 from engine.exceptions import EngineUnavailable, ProductNotFound
 from engine.pipelining import Pipeliner
+from engine.types import Hold
 
 ClientFactory = Callable[[], Any]
 
@@ -169,6 +170,38 @@ def test_pipeline_1_sends_every_call_alone(async_clients: ClientFactory) -> None
         await asyncio.gather(*(engine.reserve(p, 1) for p in range(1, 11)))
 
         assert trips == []
+        await client.aclose()
+
+    asyncio.run(main())
+
+
+def test_one_call_that_cannot_be_encoded_fails_alone_beside_fifty_good_ones_of_its_trip(
+    async_clients: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Take away the engine's own text check, as a caller whose validation has a gap would.
+    monkeypatch.setattr(calls, "_check_text", lambda value, name, limit: value or "")
+
+    async def main() -> None:
+        client = async_clients()
+        engine = AsyncEngine(client, coalesce=1)  # every reserve its own script call, sharing round trips
+        for product_id in range(1, 52):
+            await engine.set_stock(product_id, 1)
+        trips = count_trips(client)
+        customers = [f"c{p}" for p in range(1, 52)]
+        customers[25] = "c-\ud800"
+
+        first, *results = await asyncio.gather(
+            engine.snapshot(1),  # goes alone: the 51 reserves queue behind it and leave as one trip
+            *(engine.reserve(p, 1, customer_id=c) for p, c in zip(range(1, 52), customers, strict=True)),
+            return_exceptions=True,
+        )
+
+        assert first.product_id == 1  # type: ignore[union-attr]
+        assert isinstance(results[25], UnicodeEncodeError)
+        holds = [r for r in results if isinstance(r, Hold)]
+        assert [h.customer_id for h in holds] == customers[:25] + customers[26:]
+        assert trips == [50]
+        assert [(await engine.snapshot(p)).held for p in range(1, 52)] == [1] * 25 + [0] + [1] * 25
         await client.aclose()
 
     asyncio.run(main())

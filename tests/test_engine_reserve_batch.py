@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from engine import AsyncEngine, Engine
+from engine import AsyncEngine, Engine, calls
 from engine.connection import connect_async
 from engine.exceptions import (
+    EngineError,
     EngineUnavailable,
     LimitExceeded,
     OutOfStock,
@@ -270,3 +271,53 @@ def test_a_cancelled_reserve_leaves_the_others_of_its_batch_answered(async_clien
         assert snapshot.consistent
 
     run(async_clients, scenario)
+
+
+def let_any_text_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Take away the engine's own text check, as a caller whose validation has a gap would."""
+    monkeypatch.setattr(calls, "_check_text", lambda value, name, limit: value or "")
+
+
+def test_one_reserve_that_cannot_be_encoded_fails_alone_beside_fifty_good_ones_of_its_batch(
+    async_clients: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    let_any_text_through(monkeypatch)
+
+    async def scenario(engine: AsyncEngine) -> None:
+        await engine.set_stock(1, 100)
+        batches: list[int] = []
+        coalescer = engine._coalescer
+        assert coalescer is not None
+        send = coalescer._send
+
+        async def counted(product_id: int, requests: Any) -> Any:
+            batches.append(len(requests))
+            return await send(product_id, requests)
+
+        coalescer._send = counted
+        customers = [f"c{i}" for i in range(50)]
+        customers.insert(25, "c-\ud800")
+
+        results = await asyncio.gather(
+            *(engine.reserve(1, 1, customer_id=c) for c in customers), return_exceptions=True
+        )
+
+        assert isinstance(results[25], UnicodeEncodeError)
+        assert [r.customer_id for r in results if isinstance(r, Hold)] == customers[:25] + customers[26:]
+        assert batches == [50]  # the good ones went together, in one script call
+        assert (await engine.snapshot(1)).held == 50
+
+    run(async_clients, scenario)
+
+
+def test_an_unreadable_answer_in_a_batch_fails_only_its_own_caller() -> None:
+    requests = [calls.reserve_request(1, 1, customer_id=f"c{i}") for i in range(3)]
+    call = calls.reserve_batch(1, requests, 60_000)
+
+    def ok(request: calls.PreparedReserve) -> list[bytes]:
+        return [b"ok", request.ulid.encode(), b"1", b"99000", b"a", b"", request.customer.encode(), b"7"]
+
+    results = call.decode([ok(requests[0]), [b"ok"], ok(requests[2])])
+
+    assert [type(r) for r in results] == [Hold, EngineError, Hold]
+    assert [r.customer_id for r in results if isinstance(r, Hold)] == ["c0", "c2"]

@@ -235,6 +235,16 @@ def test_reserve_rejects_empty_or_overlong_text(engine: Engine, field: str, valu
         engine.reserve(1, 1, **{field: value})
 
 
+@pytest.mark.parametrize("field", ["customer_id", "idempotency_key"])
+def test_reserve_refuses_text_utf8_cannot_encode_before_sending_it(engine: Engine, field: str) -> None:
+    engine.set_stock(1, 10)
+
+    with pytest.raises(ValueError, match=f"{field} must be text that UTF-8 can encode"):
+        engine.reserve(1, 1, **{field: "c-\ud800"})
+
+    assert counters(engine) == (10, 10, 0, 0, 0)
+
+
 def test_reserve_with_the_same_idempotency_key_returns_the_first_hold(engine: Engine) -> None:
     engine.set_stock(1, 10)
     first = engine.reserve(1, 2, idempotency_key="cart-7")

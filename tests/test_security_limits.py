@@ -3,6 +3,7 @@ ids are parsed, never trusted, so no request can reach another product's keys or
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -249,3 +250,94 @@ def test_any_string_is_either_refused_or_names_exactly_one_products_keys(value: 
         keys = product_keys(parsed.product_id).all()
         assert all(KEY.match(key) and KEY.match(key).group(1) == str(parsed.product_id) for key in keys)  # type: ignore[union-attr]
         assert len(set(keys)) == len(keys) == 11
+
+
+# A lone surrogate is valid JSON ("\ud800"): orjson refuses it, Python's parser accepts it, UTF-8 cannot encode it.
+SURROGATE = b'"\\ud800"'
+
+
+def _raw(template: bytes) -> bytes:
+    return template.replace(b"SURROGATE", SURROGATE)
+
+
+UNENCODABLE_BODIES: list[tuple[str, str, bytes, dict[str, str], str]] = [
+    ("POST", "/api/holds", b'{"product_id": 1, "quantity": 1, "customer_id": SURROGATE}', {}, "customer_id"),
+    ("POST", "/api/holds", b'{"product_id": 1, "quantity": 1, SURROGATE: 1}', {}, "\\ud800"),
+    ("POST", "/api/orders", b'{"hold_id": SURROGATE}', {}, "hold_id"),
+    ("PUT", "/api/admin/products/9", b'{"name": SURROGATE, "price_cents": 100, "stock": 5}', ADMIN, "name"),
+    ("PUT", "/api/admin/products/9", b'{"name": "n", "price_cents": 1, "stock": 5, SURROGATE: 1}', ADMIN, "\\ud800"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "template", "headers", "field"), UNENCODABLE_BODIES)
+async def test_text_utf8_cannot_encode_is_422_before_any_engine_call(
+    app_and_client: tuple[Starlette, httpx.AsyncClient],
+    engine_sync: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    path: str,
+    template: bytes,
+    headers: dict[str, str],
+    field: str,
+) -> None:
+    app, http = app_and_client
+    engine_sync.set_stock(1, 10)
+    scripts = EngineCalls(app, monkeypatch)
+
+    response = await http.request(
+        method, path, content=_raw(template), headers={**headers, "Content-Type": "application/json"}
+    )
+
+    problem = assert_problem(response, 422, "validation_error")
+    assert [e["field"] for e in problem["errors"]] == [field]
+    assert scripts.calls == []
+    assert engine_sync.snapshot(1).held == 0
+    assert (await http.get("/api/products/9")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        b'{"order_id": "ORDER", "transaction_id": SURROGATE, "status": "success"}',
+        b'{"order_id": "ORDER", "transaction_id": "t-1", "status": "success", "provider": {"note": SURROGATE}}',
+    ],
+    ids=["transaction_id", "a provider's own field"],
+)
+async def test_a_signed_webhook_with_text_utf8_cannot_encode_is_422_and_changes_nothing(
+    app_and_client: tuple[Starlette, httpx.AsyncClient],
+    engine_sync: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    template: bytes,
+) -> None:
+    app, http = app_and_client
+    engine_sync.set_stock(1, 10)
+    created = await order(http, 1)
+    scripts = EngineCalls(app, monkeypatch)
+    raw, headers = signed(_raw(template).replace(b"ORDER", created["order_id"].encode()))
+
+    response = await http.post("/api/payments/webhook", content=raw, headers=headers)
+
+    assert_problem(response, 422, "validation_error")
+    assert scripts.calls == []
+    assert engine_sync.order(created["order_id"]).status == "pending"
+
+
+async def test_an_unencodable_hold_fails_alone_beside_concurrent_valid_holds(
+    app_and_client: tuple[Starlette, httpx.AsyncClient], engine_sync: Engine
+) -> None:
+    _, http = app_and_client
+    engine_sync.set_stock(1, 10)
+    engine_sync.set_stock(2, 10)
+    poisoned = _raw(b'{"product_id": 1, "quantity": 1, "customer_id": SURROGATE}')
+    json_headers = {"Content-Type": "application/json"}
+
+    # Sent together, the valid holds on product 1 share a coalesced batch, and product 2's a round trip.
+    answers = await asyncio.gather(
+        *(http.post("/api/holds", json={"product_id": 1, "quantity": 1, "customer_id": f"c{i}"}) for i in range(5)),
+        http.post("/api/holds", content=poisoned, headers=json_headers),
+        http.post("/api/holds", json={"product_id": 2, "quantity": 1}),
+    )
+
+    assert [a.status_code for a in answers] == [201] * 5 + [422, 201]
+    assert_problem(answers[5], 422, "validation_error")
+    assert (engine_sync.snapshot(1).held, engine_sync.snapshot(2).held) == (5, 1)
