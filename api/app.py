@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(Observe)],
+        middleware=[Middleware(Observe, engine_deadline=settings.redis_timeout_seconds)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -25,6 +25,7 @@ from api.errors import DatabaseUnavailable
 from api.metrics import ProductFigures, engine_figures
 from api.times import iso
 from engine import AsyncEngine, Engine
+from engine.aio import deadline
 from engine.exceptions import EngineUnavailable
 from flashsale.logs import get_logger
 from persistence.reconcile import Finding, collect, compare
@@ -174,7 +175,8 @@ class Feed:
                     self._current = await self._sample(current)
 
     async def _sample(self, previous: Update | None) -> Update:
-        figures = await engine_figures(self.engine)
+        with deadline(None):  # a sample serves every watcher: it is not bound by the deadline of the one it runs in
+            figures = await engine_figures(self.engine)
         if figures is None:
             raise EngineUnavailable("Redis is unavailable")
         names = await self._names()

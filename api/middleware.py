@@ -1,7 +1,9 @@
-"""The one middleware: times every request for the metrics, and turns a bug into a logged 500 problem."""
+"""The one middleware: times every request for the metrics, gives its engine work one deadline from its arrival,
+and turns a bug into a logged 500 problem."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -9,14 +11,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import internal_error
 from api.metrics import REQUEST_SECONDS, REQUESTS
+from engine.aio import DEADLINE
 
 UNMATCHED = "<unmatched>"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class Observe:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, engine_deadline: float | None = None) -> None:
         self.app = app
+        self.engine_deadline = engine_deadline
+        """Seconds from a request's arrival by which its engine calls must end (FLASHSALE_REDIS_TIMEOUT_SECONDS)."""
         # Label children cached: the registry's own lookup takes a lock and builds a tuple every call.
         self._timers: dict[tuple[str, str], Any] = {}
         self._counters: dict[tuple[str, str, int], Any] = {}
@@ -27,6 +32,8 @@ class Observe:
             return
         started = time.perf_counter()
         status = 0
+        if self.engine_deadline is not None:
+            token = DEADLINE.set(asyncio.get_running_loop().time() + self.engine_deadline)
 
         async def send_observed(message: Message) -> None:
             nonlocal status
@@ -42,6 +49,8 @@ class Observe:
             status = 500
             await internal_error(error)(scope, receive, send)
         finally:
+            if self.engine_deadline is not None:
+                DEADLINE.reset(token)
             route = getattr(scope.get("route"), "path", UNMATCHED)
             method = scope["method"] if scope["method"] in METHODS else "OTHER"  # labels stay a bounded set
             self._observe(route, method, status, time.perf_counter() - started)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +21,6 @@ from workers.trigger import DrainTrigger
 
 log = get_logger("api")
 
-POOL_TIMEOUT_SECONDS = 5.0
-"""How long a request waits for a free Redis connection before answering 503 (a burst queues, a hang does not)."""
 ADMIN_POOL_SIZE = 4
 QUEUE_POOL_SIZE = 16
 
@@ -43,11 +42,27 @@ class Services:
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         ttls = {"hold_ttl_ms": settings.hold_ttl_ms, "order_ttl_ms": settings.order_ttl_ms}
+        # One deadline for a request's engine work, wherever it waits (a burst queues, a hang does not),
+        # counted from the request's arrival (api.middleware) and enforced by the asyncio engine around each
+        # call. Its sockets have no timeout of their own, which on Python 3.11 could outlast the deadline (see
+        # connect_async). The admin's synchronous engine, in a worker thread, is bounded by socket timeouts.
+        deadline = settings.redis_timeout_seconds
         engine = AsyncEngine(
-            connect_async(settings.redis_url, cluster=settings.redis_cluster, pool_timeout=POOL_TIMEOUT_SECONDS), **ttls
+            connect_async(
+                settings.redis_url, cluster=settings.redis_cluster, pool_timeout=deadline, socket_timeout=None
+            ),
+            timeout=deadline,
+            **ttls,
         )
         admin_engine = Engine(
-            connect(settings.redis_url, cluster=settings.redis_cluster, max_connections=ADMIN_POOL_SIZE), **ttls
+            connect(
+                settings.redis_url,
+                cluster=settings.redis_cluster,
+                max_connections=ADMIN_POOL_SIZE,
+                pool_timeout=deadline,
+                socket_timeout=deadline,
+            ),
+            **ttls,
         )
         db = make_engine(settings.database_url)
         queue = connect_async(settings.queue_redis_url, max_connections=QUEUE_POOL_SIZE)
@@ -71,8 +86,9 @@ class Services:
             # connection another is still setting up (AttributeError inside redis-py). Meeting the cluster
             # once before serving avoids it; if the cluster is down now, requests answer 503 until it is up.
             try:
-                await self.engine.redis.initialize()
-            except (RedisError, OSError) as error:
+                async with asyncio.timeout(self.settings.redis_timeout_seconds):
+                    await self.engine.redis.initialize()
+            except (RedisError, OSError) as error:  # OSError: TimeoutError too
                 log.warning("engine_unavailable_at_start", error=str(error))
 
     async def close(self) -> None:

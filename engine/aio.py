@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Coroutine, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from engine import calls
-from engine.base import EngineBase, prepare, unavailable_as_engine_error
+from engine.base import UNAVAILABLE, EngineBase, prepare
 from engine.coalesce import MAX_BATCH, Coalescer
-from engine.exceptions import EngineError
+from engine.exceptions import EngineError, EngineUnavailable
 from engine.ids import PRODUCTS_KEY, product_keys
 from engine.outbox import decode_entries, decode_product_ids, decode_stats
 from engine.pipelining import MAX_CALLS, Pipeliner
@@ -33,6 +36,22 @@ from engine.types import (
 
 T = TypeVar("T")
 
+DEADLINE: ContextVar[float | None] = ContextVar("flashsale_engine_deadline", default=None)
+"""The event-loop time (``loop.time()``) by which engine calls made in this context must end, or None.
+
+The API sets it when a request arrives, so that the request's engine calls share one deadline counted from
+then, not one each from whenever they start."""
+
+
+@contextmanager
+def deadline(at: float | None) -> Iterator[None]:
+    """Engine calls made inside end by ``at`` at the latest; ``None`` lifts a deadline set outside."""
+    token = DEADLINE.set(at)
+    try:
+        yield
+    finally:
+        DEADLINE.reset(token)
+
 
 class AsyncEngine(EngineBase):
     """Concurrent reserves of a product share one script call of up to ``coalesce`` reserves (engine.coalesce).
@@ -40,17 +59,57 @@ class AsyncEngine(EngineBase):
     ``coalesce=1`` sends each reserve alone, as ``reserve.lua``. Concurrent script calls on different
     products share a pipelined round trip of up to ``pipeline`` calls (engine.pipelining), unless
     ``pipeline=1`` or the client is a cluster client (whose pipelines split by node anyway).
+
+    With ``timeout`` (seconds), every call gives up at that deadline with EngineUnavailable, wherever it
+    waits: for a pool connection, in the coalescer's or the pipeliner's queue, or for Redis to answer;
+    ``DEADLINE`` can bring it earlier (a request's). What it sent may still run later; every id is chosen
+    before the call, so a retry replays it.
     """
 
-    def __init__(self, redis: Any, *, coalesce: int = MAX_BATCH, pipeline: int = MAX_CALLS, **settings: int) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        coalesce: int = MAX_BATCH,
+        pipeline: int = MAX_CALLS,
+        timeout: float | None = None,
+        **settings: int,
+    ) -> None:
         super().__init__(redis, **settings)
+        if timeout is not None and not timeout > 0:
+            raise ValueError("timeout must be positive")
+        self.timeout = timeout
         self._encode = redis.get_encoder().encode
         self._coalescer: Coalescer[calls.PreparedReserve, Hold] | None = (
             Coalescer(self._reserve_batch, max_batch=coalesce, check=self._packable) if coalesce > 1 else None
         )
         self._pipeliner = (
-            Pipeliner(redis, max_calls=pipeline) if pipeline > 1 and not isinstance(redis, AsyncRedisCluster) else None
+            Pipeliner(redis, max_calls=pipeline, timeout=timeout)
+            if pipeline > 1 and not isinstance(redis, AsyncRedisCluster)
+            else None
         )
+
+    async def _bounded(self, work: Coroutine[Any, Any, T]) -> T:
+        """``work``'s result; a driver failure, or no answer by the deadline, is EngineUnavailable.
+
+        The deadline is ``timeout`` from now, or the context's ``DEADLINE`` if that comes first. Past it
+        already, ``work`` never starts (nothing is sent)."""
+        loop = asyncio.get_running_loop()
+        when = None if self.timeout is None else loop.time() + self.timeout
+        shared = DEADLINE.get()
+        if shared is not None and (when is None or shared < when):
+            when = shared
+        try:
+            if when is not None and when <= loop.time():
+                work.close()
+                raise TimeoutError
+            async with asyncio.timeout_at(when):
+                return await work
+        except TimeoutError as error:  # the deadline's (builtin), not redis-py's own TimeoutError
+            within = f" within {self.timeout:g} s" if self.timeout is not None else " by its deadline"
+            raise EngineUnavailable(f"Redis did not answer{within}") from error
+        except UNAVAILABLE as error:
+            raise EngineUnavailable(f"Redis is unavailable: {error}") from error
 
     def _packable(self, request: calls.PreparedReserve) -> None:
         """Encode a reserve's arguments as redis-py will: one that cannot be sent fails alone, not its batch."""
@@ -59,11 +118,10 @@ class AsyncEngine(EngineBase):
 
     async def _run(self, call: calls.Call[T]) -> T:
         script = self._scripts[call.script]
-        with unavailable_as_engine_error():
-            if self._pipeliner is None:
-                reply = await script(keys=call.keys, args=call.args)
-            else:
-                reply = await self._pipeliner.call(script, call.keys, call.args)
+        if self._pipeliner is None:
+            reply = await self._bounded(script(keys=call.keys, args=call.args))
+        else:
+            reply = await self._bounded(self._pipeliner.call(script, call.keys, call.args))
         return call.decode(reply)
 
     async def _reserve_batch(
@@ -91,8 +149,7 @@ class AsyncEngine(EngineBase):
                 ends_at_ms=ends_at_ms,
             )
         )
-        with unavailable_as_engine_error():
-            await self.redis.sadd(PRODUCTS_KEY, product_id)
+        await self._bounded(self.redis.sadd(PRODUCTS_KEY, product_id))
         return change
 
     async def reserve(
@@ -118,7 +175,7 @@ class AsyncEngine(EngineBase):
         request = calls.reserve_request(
             product_id, quantity, customer_id=customer_id, hold_id=hold_id, idempotency_key=idempotency_key
         )
-        return await self._coalescer.submit(product_id, request)
+        return await self._bounded(self._coalescer.submit(product_id, request))
 
     async def reserve_many(self, product_id: int, requests: Sequence[ReserveRequest]) -> list[Hold | EngineError]:
         """Several reserves of one product in one script call: each a Hold, or the error it met, in order."""
@@ -182,31 +239,25 @@ class AsyncEngine(EngineBase):
                 customers=customers or {},
             )
         )
-        with unavailable_as_engine_error():
-            await self.redis.sadd(PRODUCTS_KEY, product_id)
+        await self._bounded(self.redis.sadd(PRODUCTS_KEY, product_id))
         return change
 
     async def product_ids(self) -> list[int]:
-        with unavailable_as_engine_error():
-            return decode_product_ids(await self.redis.smembers(PRODUCTS_KEY))
+        return decode_product_ids(await self._bounded(self.redis.smembers(PRODUCTS_KEY)))
 
     async def read_outbox(self, product_id: int, count: int = 1000) -> list[OutboxEvent]:
-        with unavailable_as_engine_error():
-            reply = await self.redis.xrange(product_keys(product_id).outbox, count=count)
+        reply = await self._bounded(self.redis.xrange(product_keys(product_id).outbox, count=count))
         return decode_entries(product_id, reply)
 
     async def ack_outbox(self, product_id: int, entry_ids: Sequence[str]) -> int:
         if not entry_ids:
             return 0
-        with unavailable_as_engine_error():
-            return int(await self.redis.xdel(product_keys(product_id).outbox, *entry_ids))
+        return int(await self._bounded(self.redis.xdel(product_keys(product_id).outbox, *entry_ids)))
 
     async def outbox_backlog(self, product_id: int) -> int:
-        with unavailable_as_engine_error():
-            return int(await self.redis.xlen(product_keys(product_id).outbox))
+        return int(await self._bounded(self.redis.xlen(product_keys(product_id).outbox)))
 
     async def stats(self, product_id: int) -> dict[str, int]:
         """Running counts kept by the scripts (holds, refusals, expiries, orders, payments, duplicates)."""
-        with unavailable_as_engine_error():
-            raw = await self.redis.hgetall(product_keys(product_id).product)
+        raw = await self._bounded(self.redis.hgetall(product_keys(product_id).product))
         return decode_stats(raw)

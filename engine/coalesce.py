@@ -5,12 +5,14 @@ next batch. A lone reserve goes at once (one event-loop turn later), so coalesci
 idle, and under a burst it turns N round trips, N script calls and N reaping passes into one of each.
 
 A batch is shared, its callers are not: a request that cannot be sent (``check`` refuses it) fails at
-``submit``, alone, before it joins a batch, and each caller hears its own result or error.
+``submit``, alone, before it joins a batch; a caller that gave up (its deadline passed) leaves the queue
+without being sent; and each caller hears its own result or error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -52,7 +54,9 @@ class Coalescer(Generic[R, T]):
         self._queues.setdefault(product_id, []).append((request, future))
         if self._senders.get(product_id, 0) < self.max_in_flight:
             self._senders[product_id] = self._senders.get(product_id, 0) + 1
-            task = loop.create_task(self._drain(product_id))
+            # The sender serves every caller and belongs to none: it must not run in (and expire with) the
+            # context, such as a request's deadline, of the caller that happened to start it.
+            task = loop.create_task(self._drain(product_id), context=contextvars.Context())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return await future
@@ -64,7 +68,10 @@ class Coalescer(Generic[R, T]):
                 del queue[: self.max_batch]
                 if not queue:
                     del self._queues[product_id]
-                await self._answer(product_id, batch)
+                # A caller that gave up (cancelled, or past its deadline) is not sent: nobody would hear the answer.
+                live = [(request, future) for request, future in batch if not future.done()]
+                if live:
+                    await self._answer(product_id, live)
         finally:
             left = self._senders.pop(product_id) - 1
             if left:

@@ -13,6 +13,13 @@ from redis.cluster import RedisCluster
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_POOL_TIMEOUT = 20.0
 SOCKET_TIMEOUT = 5.0
+"""How long one read or write on a Redis socket may wait, unless the caller says otherwise."""
+CONNECT_TIMEOUT = 2.0
+
+
+def _sockets(socket_timeout: float | None) -> dict[str, float | None]:
+    connect = CONNECT_TIMEOUT if socket_timeout is None else min(CONNECT_TIMEOUT, socket_timeout)
+    return {"socket_timeout": socket_timeout, "socket_connect_timeout": connect}
 
 
 class ClosingRedisCluster(RedisCluster):
@@ -52,24 +59,22 @@ def connect(
     cluster: bool = False,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     pool_timeout: float = DEFAULT_POOL_TIMEOUT,
+    socket_timeout: float | None = SOCKET_TIMEOUT,
 ) -> Any:
-    """A sync client for ``url``: ``RedisCluster`` when ``cluster``, else ``Redis``; both on blocking pools."""
+    """A sync client for ``url``: ``RedisCluster`` when ``cluster``, else ``Redis``; both on blocking pools.
+
+    A command waits at most ``pool_timeout`` for a connection, then ``socket_timeout`` for each read or write.
+    """
+    sockets = _sockets(socket_timeout)
     if cluster:
         return ClosingRedisCluster.from_url(
             url,
             connection_pool_class=redis.BlockingConnectionPool,
             max_connections=max_connections,
             timeout=pool_timeout,
-            socket_timeout=SOCKET_TIMEOUT,
-            socket_connect_timeout=2.0,
+            **sockets,
         )
-    pool = redis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=pool_timeout,
-        socket_timeout=SOCKET_TIMEOUT,
-        socket_connect_timeout=2.0,
-    )
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=pool_timeout, **sockets)
     return redis.Redis.from_pool(pool)  # the client owns the pool: close() releases it
 
 
@@ -79,17 +84,17 @@ def connect_async(
     cluster: bool = False,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     pool_timeout: float = DEFAULT_POOL_TIMEOUT,
+    socket_timeout: float | None = SOCKET_TIMEOUT,
 ) -> Any:
-    """An asyncio client for ``url``, bounded the same way as ``connect``."""
+    """An asyncio client for ``url``, bounded the same way as ``connect``.
+
+    ``socket_timeout=None`` leaves the bound to the caller's deadline (``AsyncEngine(timeout=)``), as the API
+    does: redis-py bounds each write with ``asyncio.wait_for``, which on Python 3.11 can swallow the
+    cancellation of a deadline that passes just as the write completes (CPython gh-86296), so that the call
+    goes on to wait out the socket timeout instead.
+    """
+    sockets = _sockets(socket_timeout)
     if cluster:
-        return BoundedAsyncRedisCluster.from_url(
-            url, max_connections=max_connections, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=2.0
-        )
-    pool = aredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=pool_timeout,
-        socket_timeout=SOCKET_TIMEOUT,
-        socket_connect_timeout=2.0,
-    )
+        return BoundedAsyncRedisCluster.from_url(url, max_connections=max_connections, **sockets)
+    pool = aredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=pool_timeout, **sockets)
     return aredis.Redis.from_pool(pool)

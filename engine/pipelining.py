@@ -9,13 +9,15 @@ into one.
 
 Each call in a pipeline is its own atomic script run; only the trip is shared. A reply that is an
 error fails only its own call, and so does an argument that cannot be encoded: a queued call is packed
-when it joins the queue, by its own caller. A connection failure fails every call of the trip, as it
-would have failed each alone.
+when it joins the queue, by its own caller. A connection failure, or a trip that outlives ``timeout``,
+fails every call of the trip, as it would have failed each alone. A caller that gave up (cancelled, or
+past its deadline) before its trip left is not sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,10 +34,12 @@ Pending = tuple[Any, Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
 class Pipeliner:
     """Runs redis-py ``AsyncScript`` calls of one asyncio client, sharing round trips under load."""
 
-    def __init__(self, redis: Any, *, max_calls: int = MAX_CALLS) -> None:
+    def __init__(self, redis: Any, *, max_calls: int = MAX_CALLS, timeout: float | None = None) -> None:
         self._redis = redis
         self._encode = redis.get_encoder().encode
         self.max_calls = max_calls
+        self.timeout = timeout
+        """How long a trip may take before every call still in it fails with TimeoutError."""
         self._queue: list[Pending] = []
         self._busy = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -58,16 +62,19 @@ class Pipeliner:
         if not self._queue:
             self._busy = False
             return
-        task = asyncio.get_running_loop().create_task(self._drain())
+        # The sender serves every queued caller and belongs to none: not the context (a request's deadline)
+        # of the caller whose call happened to be in flight.
+        task = asyncio.get_running_loop().create_task(self._drain(), context=contextvars.Context())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _drain(self) -> None:
         try:
             while self._queue:
-                trip = self._queue[: self.max_calls]
+                trip = [pending for pending in self._queue[: self.max_calls] if not pending[3].done()]
                 del self._queue[: self.max_calls]
-                await self._send(trip)
+                if trip:
+                    await self._send(trip)
         finally:
             self._busy = False
 
@@ -75,10 +82,11 @@ class Pipeliner:
         await answer([future for *_, future in trip], self._replies(trip))
 
     async def _replies(self, trip: list[Pending]) -> list[Any]:
-        replies = await self._pipeline(trip)
-        for i, (script, keys, args, _) in enumerate(trip):
-            if isinstance(replies[i], NoScriptError):  # Redis flushed its scripts: this call loads it again
-                replies[i] = await _settle(script(keys=keys, args=args))
+        async with asyncio.timeout(self.timeout):
+            replies = await self._pipeline(trip)
+            for i, (script, keys, args, _) in enumerate(trip):
+                if isinstance(replies[i], NoScriptError):  # Redis flushed its scripts: this call loads it again
+                    replies[i] = await _settle(script(keys=keys, args=args))
         return replies
 
     async def _pipeline(self, trip: list[Pending]) -> list[Any]:

@@ -45,6 +45,8 @@ class Settings:
     """Holds per second allowed from one client address; 0 turns the limit off."""
     demo_provider: bool = False
     """The API's simulated payment provider (POST /api/demo/payments); ``flashsale up`` turns it on."""
+    redis_timeout_seconds: float = 2.0
+    """The deadline of a request's engine work: past it, the answer is 503 ``engine_unavailable``."""
 
     @property
     def hold_ttl_ms(self) -> int:
@@ -65,6 +67,19 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
         raise ConfigError(name, f"expected an integer, got {raw!r}") from None
     if not low <= value <= high:
         raise ConfigError(name, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"expected a number, got {raw!r}") from None
+    if not low <= value <= high:  # NaN fails this too
+        raise ConfigError(name, f"must be between {low:g} and {high:g}, got {raw}")
     return value
 
 
@@ -133,4 +148,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         drain_interval_seconds=_int(env, "FLASHSALE_DRAIN_INTERVAL_SECONDS", 10, 1, 3600),
         rate_limit_per_second=_int(env, "FLASHSALE_RATE_LIMIT_PER_SECOND", 0, 0, 1_000_000),
         demo_provider=_bool(env, "FLASHSALE_DEMO_PROVIDER"),
+        redis_timeout_seconds=_float(env, "FLASHSALE_REDIS_TIMEOUT_SECONDS", 2.0, 0.05, 300.0),
     )

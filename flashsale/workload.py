@@ -88,6 +88,8 @@ class Tally:
     """Answers that break the API's contract (a 500, a wrong shape, a payment applied twice)."""
     error_latencies: list[tuple[float, float, str]] = field(default_factory=list)
     """(started at, seconds taken, status and code) of every 5xx, to check outages answer quickly."""
+    answers: list[tuple[float, float, str]] = field(default_factory=list)
+    """The same for every answer, when the workload records them (``record_answers``)."""
 
     def server_errors(self) -> Counter[str]:
         return Counter({k: n for k, n in self.statuses.items() if k.startswith("5")})
@@ -128,6 +130,8 @@ class Workload:
     seed: int = 0
     customers: int = 1000
     timeout: float = 10.0
+    record_answers: bool = False
+    """Keep (started at, seconds taken, status and code) of every answer in ``tally.answers``."""
     ledger: Ledger = field(default_factory=Ledger)
     tally: Tally = field(default_factory=Tally)
     started_at: float = 0.0
@@ -189,6 +193,8 @@ class _Buyer:
         code = body.get("code") if isinstance(body, dict) and response.status_code >= 400 else None
         key = f"{response.status_code} {code}" if code else str(response.status_code)
         self.tally.statuses[key] += 1
+        if self.load.record_answers:
+            self.tally.answers.append((started, taken, key))
         if response.status_code >= 500:
             self.tally.error_latencies.append((started, taken, key))
             if response.status_code == 500 or code is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from pathlib import Path
@@ -14,13 +15,16 @@ import sqlalchemy as sa
 from starlette.routing import Route
 from structlog.testing import capture_logs
 
+from api import errors
 from api.app import create_app
 from api.openapi import document
-from engine import Engine
-from flashsale.settings import ConfigError
+from api.routes import holds as holds_routes
+from engine import Engine, EngineError
+from flashsale.settings import ConfigError, load
 from persistence.db import make_engine
 from tests.support.api import ADMIN, assert_problem, hold, make_settings, order, serve, signed
 from tests.support.servers import free_port
+from tests.support.stoppable import StoppableRedis
 
 pytestmark = pytest.mark.anyio
 
@@ -85,6 +89,102 @@ async def test_redis_down_is_a_quick_503_not_a_500_or_a_hang(database_url: str, 
     assert elapsed < 2.0
     assert metrics.status_code == 200
     assert "flashsale_engine_up 0.0" in metrics.text
+
+
+async def test_a_hung_redis_is_a_503_at_the_configured_deadline_for_every_route(
+    redis_url: str,
+    database_url: str,
+    tmp_path: Path,
+    real_redis: redis.Redis,
+    db: sa.Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    product = {"name": "n", "price_cents": 1, "stock": 10}
+    causes: list[str] = []
+    answer = errors.engine_problem
+
+    def recorded(error: EngineError) -> Any:
+        causes.append(str(error))
+        return answer(error)
+
+    monkeypatch.setattr(errors, "engine_problem", recorded)
+    async with StoppableRedis(redis_url) as engine_redis:
+        settings = make_settings(
+            engine_redis.url,
+            database_url,
+            tmp_path,
+            FLASHSALE_QUEUE_REDIS_URL=redis_url,
+            FLASHSALE_REDIS_TIMEOUT_SECONDS="0.3",
+        )
+        async with serve(create_app(settings)) as http:
+            assert (await http.put("/api/admin/products/1", json=product, headers=ADMIN)).status_code == 201
+            held = await hold(http, 1)
+            engine_redis.stop()  # accepts connections, never answers, as a SIGSTOPped server
+            order_id = held["hold_id"].replace("h", "o", 1)
+            webhook = signed({"order_id": order_id, "transaction_id": "t", "status": "success"})
+            responses = await asyncio.gather(
+                *(http.post("/api/holds", json={"product_id": 1, "quantity": 1}) for _ in range(5)),
+                http.get(f"/api/holds/{held['hold_id']}"),
+                http.delete(f"/api/holds/{held['hold_id']}"),
+                http.post("/api/orders", json={"hold_id": held["hold_id"]}),
+                http.get(f"/api/orders/{order_id}"),
+                http.post(f"/api/orders/{order_id}/cancel"),
+                http.post("/api/payments/webhook", **_as_kwargs(webhook)),
+                http.get("/api/products/1"),
+                http.put("/api/admin/products/1", json=product, headers=ADMIN),
+            )
+            ready = await http.get("/readyz")
+            engine_redis.cont()
+
+    for response in responses:
+        body = assert_problem(response, 503, "engine_unavailable")
+        assert response.headers["Retry-After"] == "1"
+        assert body["detail"] == "the stock engine is unavailable, try again shortly"
+    assert assert_problem(ready, 503, "not_ready")["checks"]["engine"] == "down"
+    # What ended each wait: the deadline, or (the admin's synchronous engine) a socket timeout set to it.
+    assert sorted(causes) == ["Redis did not answer within 0.3 s"] * (len(responses) - 1) + [
+        "Redis is unavailable: Timeout reading from socket"
+    ]
+
+
+async def test_a_request_that_spent_its_deadline_before_its_engine_call_is_503_and_changes_nothing(
+    redis_url: str,
+    database_url: str,
+    tmp_path: Path,
+    real_redis: redis.Redis,
+    db: sa.Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = Engine(real_redis)
+    engine.set_stock(1, 10)
+    settings = make_settings(redis_url, database_url, tmp_path, FLASHSALE_REDIS_TIMEOUT_SECONDS="0.2")
+    read_json = holds_routes.read_json
+
+    async def slow(request: Any) -> Any:  # a request kept waiting in the API, past its deadline
+        await asyncio.sleep(0.3)
+        return await read_json(request)
+
+    monkeypatch.setattr(holds_routes, "read_json", slow)
+    async with serve(create_app(settings)) as http:
+        response = await http.post("/api/holds", json={"product_id": 1, "quantity": 1})
+
+    assert_problem(response, 503, "engine_unavailable")
+    assert engine.snapshot(1).held == 0  # nothing was sent
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "nan", "301"])
+def test_a_redis_timeout_that_is_not_a_sensible_number_of_seconds_stops_start_up(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("FLASHSALE_REDIS_TIMEOUT_SECONDS", value)
+    with pytest.raises(ConfigError) as error:
+        create_app()
+    assert error.value.variable == "FLASHSALE_REDIS_TIMEOUT_SECONDS"
+
+
+def test_the_redis_timeout_defaults_to_two_seconds_and_takes_fractions() -> None:
+    assert load({}).redis_timeout_seconds == 2.0
+    assert load({"FLASHSALE_REDIS_TIMEOUT_SECONDS": "0.5"}).redis_timeout_seconds == 0.5
 
 
 def _as_kwargs(signed_body: tuple[bytes, dict[str, str]]) -> dict[str, Any]:

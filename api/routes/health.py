@@ -19,9 +19,10 @@ from persistence.db import ping
 CHECK_TIMEOUT_SECONDS = 2.0
 
 
-async def _up(probe: Awaitable[object]) -> bool:
+async def _up(probe: Awaitable[object], seconds: float = CHECK_TIMEOUT_SECONDS) -> bool:
     try:
-        await asyncio.wait_for(probe, CHECK_TIMEOUT_SECONDS)
+        async with asyncio.timeout(seconds):
+            await probe
     except Exception:  # any failure to answer is "down"; what it was matters to the logs, not here
         return False
     return True
@@ -35,7 +36,7 @@ def routes(services: Services) -> list[Route]:
 
     async def readyz(request: Request) -> Response:
         engine, queue, db = await asyncio.gather(
-            _up(services.engine.redis.ping()),
+            _up(services.engine.redis.ping(), services.settings.redis_timeout_seconds),
             _up(services.queue.ping()),
             _up(database.call(ping, services.db)),
         )

@@ -23,6 +23,7 @@ ORDER = [
     "api_killed",
     "redis_killed_aof_always",
     "redis_restarted_empty",
+    "redis_stopped",
     "postgres_stopped",
     "webhooks_concurrent",
     "redis_cluster",

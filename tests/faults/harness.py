@@ -86,10 +86,24 @@ class Background:
 
 
 def workload(
-    urls: Sequence[str], products: Sequence[int], *, clients: int = CLIENTS, seed: int = 1, **mix: Any
+    urls: Sequence[str],
+    products: Sequence[int],
+    *,
+    clients: int = CLIENTS,
+    seed: int = 1,
+    record_answers: bool = False,
+    **mix: Any,
 ) -> Workload:
     assert clients >= 50, "the guarantees are proven under at least 50 concurrent clients"
-    return Workload(list(urls), list(products), WEBHOOK_SECRET, clients=clients, seed=seed, mix=Mix(**mix))
+    return Workload(
+        list(urls),
+        list(products),
+        WEBHOOK_SECRET,
+        clients=clients,
+        seed=seed,
+        mix=Mix(**mix),
+        record_answers=record_answers,
+    )
 
 
 def drained(engine: Engine, products: Sequence[int]) -> bool:
