@@ -31,6 +31,7 @@ ENGINE_STATUS: dict[str, int] = {
     "hold_already_used": 409,
     "order_not_found": 404,
     "order_not_pending": 409,
+    "transaction_id_reused": 409,
     "stock_below_committed": 409,
     "outbox_not_empty": 409,
     "outbox_moved": 409,

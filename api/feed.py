@@ -53,6 +53,7 @@ COUNTS = (
     "cancelled",
     "order_expired",
     "duplicate",
+    "refund_required",
 )
 """The engine's running counts per product (``engine.stats``), reported 0 until they first move."""
 

@@ -43,6 +43,11 @@ SIGNATURES_REJECTED = Counter(
     "Payment webhooks refused for a missing, wrong or stale signature.",
     registry=REGISTRY,
 )
+TRANSACTIONS_REUSED = Counter(
+    "flashsale_webhook_transactions_reused",
+    "Payment webhooks refused because their transaction id already belongs to another order.",
+    registry=REGISTRY,
+)
 RATE_LIMITED = Counter(
     "flashsale_rate_limited",
     "Hold requests refused by the per-client rate limit.",
@@ -74,6 +79,12 @@ _ENGINE_COUNTERS: tuple[tuple[str, str, str | None, dict[str, str]], ...] = (
         {"paid": "success", "payment_failed": "failed"},
     ),
     ("flashsale_duplicate_webhooks", "Webhooks repeating a known transaction id, ignored.", None, {"duplicate": ""}),
+    (
+        "flashsale_refunds_required",
+        "Successful payments no order took (the order was cancelled or already paid): each needs a refund.",
+        None,
+        {"refund_required": ""},
+    ),
 )
 
 

@@ -245,7 +245,11 @@ SCHEMAS: dict[str, Schema] = {
             },
             "applied": {"type": "boolean", "description": "Whether this payment changed the order."},
             "duplicate": {"type": "boolean", "description": "This transaction id was seen before; nothing changed."},
-            "refund_required": {"type": "boolean", "description": "A success for an order already cancelled."},
+            "refund_required": {
+                "type": "boolean",
+                "description": "A success the order did not take (already cancelled, or already paid by another "
+                "transaction): the customer must be refunded. `flashsale refunds` lists them.",
+            },
         }
     ),
     "Ready": _object(
@@ -267,7 +271,7 @@ SCHEMAS: dict[str, Schema] = {
             "counts": {
                 "type": "object",
                 "description": "The engine's running counts: holds, out_of_stock, limit, released, expired, "
-                "orders, paid, payment_failed, cancelled, order_expired, duplicate.",
+                "orders, paid, payment_failed, cancelled, order_expired, duplicate, refund_required.",
                 "additionalProperties": {"type": "integer", "minimum": 0},
             },
         }
@@ -559,7 +563,9 @@ def _paths() -> dict[str, Any]:
                 "description": (
                     f'`{signing.SIGNATURE_HEADER}: v1=<hex HMAC-SHA256 of "<timestamp>.<raw body>">` keyed with '
                     f"FLASHSALE_WEBHOOK_SECRET, and `{signing.TIMESTAMP_HEADER}: <unix seconds>` within "
-                    f"{signing.TOLERANCE_SECONDS} s of now. A transaction id takes effect at most once."
+                    f"{signing.TOLERANCE_SECONDS} s of now. A transaction id takes effect at most once in the "
+                    "whole sale: sent again for its order it is a duplicate; sent for another order, on any "
+                    "product, it is refused (409) without naming that order."
                 ),
                 "operationId": "paymentWebhook",
                 "tags": ["payments"],
@@ -583,6 +589,7 @@ def _paths() -> dict[str, Any]:
                     "400": INVALID_JSON,
                     "401": _problem("Missing, malformed, wrong or stale signature", "invalid_signature"),
                     "404": _problem("Neither the engine nor the database knows the order", "order_not_found"),
+                    "409": _problem("The transaction id already belongs to another order", "transaction_id_reused"),
                     "413": TOO_LARGE,
                     "422": INVALID,
                     "503": _problem(

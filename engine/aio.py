@@ -20,6 +20,7 @@ from engine.pipelining import MAX_CALLS, Pipeliner
 from engine.types import (
     Cancellation,
     CancelReason,
+    ClaimMode,
     Hold,
     Order,
     OutboxEvent,
@@ -32,6 +33,7 @@ from engine.types import (
     Settlement,
     Snapshot,
     StockChange,
+    TransactionClaim,
 )
 
 T = TypeVar("T")
@@ -192,6 +194,20 @@ class AsyncEngine(EngineBase):
 
     async def settle(self, order_id: str, transaction_id: str, result: PaymentResult, payload: str = "") -> Settlement:
         return await self._run(calls.settle(order_id, transaction_id, result, payload))
+
+    async def claim_transaction(
+        self, transaction_id: str, order_id: str, mode: ClaimMode = "claim"
+    ) -> TransactionClaim:
+        """Bind a transaction id to one order for the whole sale; TransactionReused if another order holds it."""
+        return await self._run(calls.claim_transaction(transaction_id, order_id, mode))
+
+    async def release_transaction(self, transaction_id: str, order_id: str) -> bool:
+        """Give back the order's claim of a transaction id (the order exists nowhere)."""
+        return await self._run(calls.release_transaction(transaction_id, order_id))
+
+    async def count_refund(self, product_id: int) -> None:
+        """Count a refund found outside the scripts (a payment for an order Redis no longer keeps)."""
+        await self._bounded(self.redis.hincrby(product_keys(product_id).product, "n_refund_required", 1))
 
     async def cancel(self, order_id: str, reason: CancelReason = "cancelled") -> Cancellation:
         return await self._run(calls.cancel(order_id, reason))

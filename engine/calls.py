@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
 from engine import exceptions as exc
-from engine.ids import ParsedId, format_id, new_id, new_ulid, parse_id, product_keys
+from engine.ids import ParsedId, format_id, new_id, new_ulid, parse_id, product_keys, transaction_key
 from engine.types import (
     Cancellation,
     CancelReason,
+    ClaimMode,
     Hold,
     HoldStatus,
     Order,
@@ -28,6 +29,7 @@ from engine.types import (
     Settlement,
     Snapshot,
     StockChange,
+    TransactionClaim,
 )
 
 T = TypeVar("T")
@@ -41,6 +43,10 @@ MAX_PRICE_CENTS = 10**14 // MAX_QUANTITY - 1
 MAX_CUSTOMER_ID = 128
 MAX_TRANSACTION_ID = 128
 MAX_IDEMPOTENCY_KEY = 128
+TRANSACTION_RETENTION_MS = 7 * 86_400_000
+"""How long Redis remembers a transaction id's claim (as long as a product remembers it, see lua/_prelude.lua).
+Past it, the durable record decides (api.settlement)."""
+CLAIM_MODES: tuple[ClaimMode, ...] = ("claim", "confirm", "record")
 
 _HOLD_STATUS: dict[str, HoldStatus] = {"a": "active", "c": "converted", "r": "released", "x": "expired"}
 
@@ -332,12 +338,43 @@ def convert(hold_id: str, ttl_ms: int, order_id: str | None = None) -> Call[Orde
     return Call("convert", product_keys(hold.product_id).all(), [hold.ulid, order.ulid, ttl_ms], decode)
 
 
-def settle(order_id: str, transaction_id: str, result: PaymentResult, payload: str = "") -> Call[Settlement]:
-    order = parse_id(order_id, "order")
+def check_transaction_id(transaction_id: str) -> str:
     txn = _check_text(transaction_id, "transaction_id", MAX_TRANSACTION_ID)
     if "|" in txn:
         # The paying transaction is stored inside the '|'-separated order record (see lua/_prelude.lua).
         raise ValueError("transaction_id must not contain '|'")
+    return txn
+
+
+def claim_transaction(transaction_id: str, order_id: str, mode: ClaimMode = "claim") -> Call[TransactionClaim]:
+    """Bind a transaction id to one order for the whole sale (see lua/claim_transaction.lua for the modes)."""
+    txn = check_transaction_id(transaction_id)
+    order = str(parse_id(order_id, "order"))
+    if mode not in CLAIM_MODES:
+        raise ValueError(f"mode must be one of {CLAIM_MODES}")
+
+    def decode(reply: Reply) -> TransactionClaim:
+        status = text(reply[0])
+        if status == "taken":
+            raise exc.TransactionReused(txn, order, text(reply[1]))
+        if status not in ("claimed", "held"):
+            raise exc.EngineError(f"claim_transaction: unexpected reply {status!r}")
+        return TransactionClaim(txn, order, new=status == "claimed", confirmed=bool(_int(reply[1])))
+
+    args: list[str | int] = [order, TRANSACTION_RETENTION_MS, mode]
+    return Call("claim_transaction", [transaction_key(txn)], args, decode)
+
+
+def release_transaction(transaction_id: str, order_id: str) -> Call[bool]:
+    """Give back the order's claim (its order exists nowhere); True if it was deleted."""
+    txn = check_transaction_id(transaction_id)
+    order = str(parse_id(order_id, "order"))
+    return Call("release_transaction", [transaction_key(txn)], [order], lambda reply: bool(_int(reply)))
+
+
+def settle(order_id: str, transaction_id: str, result: PaymentResult, payload: str = "") -> Call[Settlement]:
+    order = parse_id(order_id, "order")
+    txn = check_transaction_id(transaction_id)
     if result not in ("success", "failed"):
         raise ValueError("result must be 'success' or 'failed'")
     _check_encodable(payload, "payload")

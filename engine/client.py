@@ -13,6 +13,7 @@ from engine.outbox import decode_entries, decode_product_ids, decode_stats
 from engine.types import (
     Cancellation,
     CancelReason,
+    ClaimMode,
     Hold,
     Order,
     OutboxEvent,
@@ -25,6 +26,7 @@ from engine.types import (
     Settlement,
     Snapshot,
     StockChange,
+    TransactionClaim,
 )
 
 T = TypeVar("T")
@@ -95,6 +97,19 @@ class Engine(EngineBase):
 
     def settle(self, order_id: str, transaction_id: str, result: PaymentResult, payload: str = "") -> Settlement:
         return self._run(calls.settle(order_id, transaction_id, result, payload))
+
+    def claim_transaction(self, transaction_id: str, order_id: str, mode: ClaimMode = "claim") -> TransactionClaim:
+        """Bind a transaction id to one order for the whole sale; TransactionReused if another order holds it."""
+        return self._run(calls.claim_transaction(transaction_id, order_id, mode))
+
+    def release_transaction(self, transaction_id: str, order_id: str) -> bool:
+        """Give back the order's claim of a transaction id (the order exists nowhere)."""
+        return self._run(calls.release_transaction(transaction_id, order_id))
+
+    def count_refund(self, product_id: int) -> None:
+        """Count a refund found outside the scripts (a payment for an order Redis no longer keeps)."""
+        with unavailable_as_engine_error():
+            self.redis.hincrby(product_keys(product_id).product, "n_refund_required", 1)
 
     def cancel(self, order_id: str, reason: CancelReason = "cancelled") -> Cancellation:
         return self._run(calls.cancel(order_id, reason))

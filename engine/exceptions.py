@@ -146,6 +146,21 @@ class OrderNotFound(EngineError):
         self.order_id = order_id
 
 
+class TransactionReused(EngineError):
+    """The transaction id already belongs to another order, on this product or any other.
+
+    ``claimed_by`` names that order for the logs; the API never shows it to the caller.
+    """
+
+    code = "transaction_id_reused"
+
+    def __init__(self, transaction_id: str, order_id: str, claimed_by: str) -> None:
+        super().__init__(f"transaction {transaction_id!r} was already used for another order")
+        self.transaction_id = transaction_id
+        self.order_id = order_id
+        self.claimed_by = claimed_by
+
+
 class OrderNotPending(EngineError):
     code = "order_not_pending"
 

@@ -59,6 +59,18 @@ class ProductKeys:
 PRODUCTS_KEY = "fs:products"
 """The set of known product ids. It lives outside any product's slot and no script touches it."""
 
+TRANSACTION_KEY_PREFIX = "fs:txn:"
+
+
+def transaction_key(transaction_id: str) -> str:
+    """The sale-wide claim of a transaction id: ``fs:txn:{<id>}``, hash-tagged from the id itself.
+
+    Redis Cluster hashes the text between the first ``{`` and the next ``}``, so braces in the id are
+    percent-escaped (and ``%`` first, so that two ids never share a key): the whole id is always the tag.
+    """
+    escaped = transaction_id.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+    return f"{TRANSACTION_KEY_PREFIX}{{{escaped}}}"
+
 
 def check_product_id(product_id: int) -> int:
     if isinstance(product_id, bool) or not isinstance(product_id, int):

@@ -1,8 +1,9 @@
 """The Lua scripts, loaded once from package files.
 
-Each script is ``lua/_prelude.lua`` (shared key layout, record codecs and reaping) followed by
+Each product script is ``lua/_prelude.lua`` (shared key layout, record codecs and reaping) followed by
 ``lua/<name>.lua``. Redis scripts cannot import one another, so the prelude is prepended here,
-once, from files: no Lua is ever built from runtime values.
+once, from files: no Lua is ever built from runtime values. The sale-wide scripts touch one key outside
+every product's slot (a transaction id's claim) and take no prelude.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from functools import cache
 from importlib.resources import files
 
-NAMES = (
+PRODUCT_SCRIPTS = (
     "set_stock",
     "reserve",
     "reserve_batch",
@@ -25,6 +26,9 @@ NAMES = (
     "restore",
     "outbox_mark",
 )
+SALE_SCRIPTS = ("claim_transaction", "release_transaction")
+"""Scripts on one sale-wide key (engine.ids.transaction_key), not on a product's keys."""
+NAMES = PRODUCT_SCRIPTS + SALE_SCRIPTS
 
 
 def _read(name: str) -> str:
@@ -33,6 +37,8 @@ def _read(name: str) -> str:
 
 @cache
 def source(name: str) -> str:
-    if name not in NAMES:
+    if name in SALE_SCRIPTS:
+        return _read(name)
+    if name not in PRODUCT_SCRIPTS:
         raise KeyError(name)
     return _read("_prelude") + "\n" + _read(name)

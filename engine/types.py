@@ -9,6 +9,7 @@ HoldStatus = Literal["active", "converted", "released", "expired"]
 OrderStatus = Literal["pending", "paid", "cancelled"]
 PaymentResult = Literal["success", "failed"]
 CancelReason = Literal["payment_failed", "expired", "cancelled"]
+ClaimMode = Literal["claim", "confirm", "record"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,20 @@ class Settlement:
     applied: bool
     duplicate: bool
     refund_required: bool
-    """A success arrived for an order that was already cancelled (typically expired unpaid)."""
+    """A success the order did not take: it was already cancelled (typically expired unpaid), or already paid
+    by another transaction. The customer was charged for nothing and must be refunded."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionClaim:
+    """A transaction id bound to one order for the whole sale (``claim_transaction``)."""
+
+    transaction_id: str
+    order_id: str
+    new: bool
+    """Redis had no record of the id before this call (new, or forgotten: the durable record must decide)."""
+    confirmed: bool
+    """The durable record was consulted and names no other order: later deliveries need not ask it again."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,12 @@ ORDER_CREATED = "order_created"
 ORDER_CANCELLED = "order_cancelled"
 REFUND_REQUIRED = "refund_required"
 PRODUCT_PUT_FAILED = "product_put_failed"
+TRANSACTION_ID_REUSED = "transaction_id_reused"
+"""A webhook named a transaction id that already belongs to another order: refused with 409."""
+TRANSACTION_CHECK_SKIPPED = "transaction_check_skipped"
+"""PostgreSQL did not answer whether it knows a transaction id in time: Redis decided alone."""
+PAYMENT_CONFLICT = "payment_conflict"
+"""A payment reached PostgreSQL with a transaction id recorded for another order: stored, reported by reconcile."""
 
 
 def configure(log_format: LogFormat, level: int = logging.INFO) -> None:

@@ -3,21 +3,24 @@
 Every order event carries the whole order, so events may arrive twice or out of order:
 - an order row is inserted, or moved from ``pending`` to its final status, never back;
 - a payment row is inserted once per transaction id, after its order row (the payment's own
-  snapshot creates the order if ``order_created`` has not been applied yet).
+  snapshot creates the order if ``order_created`` has not been applied yet);
+- a payment whose transaction id is already recorded for another order is a conflict: it is kept in
+  ``payment_conflicts`` (once per transaction and order), never dropped, and returned to the caller to log.
 Works the same on PostgreSQL and SQLite (``INSERT ... ON CONFLICT``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 
 from engine.types import OutboxEvent
-from persistence.models import CANCEL_REASONS, ORDER_STATUSES, PAYMENT_STATUSES, orders, payments
+from persistence.models import CANCEL_REASONS, ORDER_STATUSES, PAYMENT_STATUSES, orders, payment_conflicts, payments
 from persistence.times import from_ms
 from persistence.upsert import insert
 
@@ -44,12 +47,26 @@ class MalformedEvent(ValueError):
 
 
 @dataclass(frozen=True)
+class PaymentConflict:
+    """A payment whose transaction id was already recorded for another order, as newly stored."""
+
+    transaction_id: str
+    order_id: str
+    recorded_order_id: str
+    product_id: int
+    status: str
+    applied: bool
+
+
+@dataclass(frozen=True)
 class AppliedBatch:
     events: int
     orders_written: int
     """Order rows inserted or moved forward; replays write none."""
     payments_written: int
     hold_expired: int
+    conflicts: tuple[PaymentConflict, ...] = field(default=())
+    """Conflicts this batch stored for the first time (a replayed batch finds them stored already)."""
 
 
 def _field(event: OutboxEvent, name: str) -> str:
@@ -109,17 +126,26 @@ def _payload(raw: str) -> Any:
         return raw
 
 
+def _flag(event: OutboxEvent, name: str, default: str | None = None) -> bool:
+    value = event.fields.get(name, default) if default is not None else _field(event, name)
+    if value not in ("0", "1"):
+        raise MalformedEvent(event, f"field {name!r} is {value!r}")
+    return value == "1"
+
+
 def payment_row(event: OutboxEvent) -> dict[str, Any]:
-    applied = _field(event, "applied")
-    if applied not in ("0", "1"):
-        raise MalformedEvent(event, f"field 'applied' is {applied!r}")
+    status = _choice(event, "result", PAYMENT_STATUSES)
+    applied = _flag(event, "applied")
+    # Events written before settle carried the flag: a success not applied always needed a refund then.
+    refund = _flag(event, "refund_required", "1" if status == "success" and not applied else "0")
     return {
         "transaction_id": _field(event, "transaction_id"),
         "order_id": _field(event, "order_id"),
-        "status": _choice(event, "result", PAYMENT_STATUSES),
-        "applied": applied == "1",
+        "status": status,
+        "applied": applied,
         "received_at": from_ms(_int(event, "at")),
         "payload": _payload(event.fields.get("payload", "")),
+        "refund_required": refund,
     }
 
 
@@ -128,10 +154,25 @@ def _later(new: dict[str, Any], old: dict[str, Any]) -> bool:
     return (new["status"] != "pending", new["updated_at"]) > (old["status"] != "pending", old["updated_at"])
 
 
-def batch_rows(events: Sequence[OutboxEvent]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
-    """The order rows (one per order, its most advanced snapshot), payment rows and hold expiries of a batch."""
+@dataclass(frozen=True)
+class BatchRows:
+    orders: list[dict[str, Any]]
+    """One per order: its most advanced snapshot."""
+    payments: list[dict[str, Any]]
+    """One per transaction id: the first event that names it."""
+    reused: list[dict[str, Any]]
+    """Later payments of the batch naming a transaction id already named for another order."""
+    products: dict[str, int]
+    """The product of each order a payment names."""
+    hold_expired: int
+
+
+def batch_rows(events: Sequence[OutboxEvent]) -> BatchRows:
+    """The order rows, payment rows, reused transaction ids and hold expiries of a batch."""
     order_rows: dict[str, dict[str, Any]] = {}
     payment_rows: dict[str, dict[str, Any]] = {}
+    products: dict[str, int] = {}
+    reused: dict[tuple[str, str], dict[str, Any]] = {}
     expired = 0
     for event in events:
         if event.event == HOLD_EXPIRED:
@@ -145,8 +186,45 @@ def batch_rows(events: Sequence[OutboxEvent]) -> tuple[list[dict[str, Any]], lis
             order_rows[row["id"]] = row
         if event.event == "payment":
             payment = payment_row(event)
-            payment_rows.setdefault(payment["transaction_id"], payment)
-    return list(order_rows.values()), list(payment_rows.values()), expired
+            products[payment["order_id"]] = row["product_id"]
+            first = payment_rows.setdefault(payment["transaction_id"], payment)
+            if first["order_id"] != payment["order_id"]:
+                reused.setdefault((payment["transaction_id"], payment["order_id"]), payment)
+    return BatchRows(list(order_rows.values()), list(payment_rows.values()), list(reused.values()), products, expired)
+
+
+def _conflicts(connection: sa.Connection, rows: BatchRows, written: int) -> list[PaymentConflict]:
+    """Store the batch's payments whose transaction id ``payments`` holds for another order; return the new ones.
+
+    Called only when the batch reuses a transaction id or fewer payment rows were written than sent, so the
+    usual batch pays nothing for the check.
+    """
+    maybe = rows.payments if written < len(rows.payments) else []
+    txns = {p["transaction_id"] for p in [*maybe, *rows.reused]}
+    statement = sa.select(payments.c.transaction_id, payments.c.order_id).where(payments.c.transaction_id.in_(txns))
+    recorded: dict[str, str] = {txn: order_id for txn, order_id in connection.execute(statement)}
+    now = datetime.now(UTC)
+    stored = []
+    for payment in [*maybe, *rows.reused]:
+        txn, order_id = payment["transaction_id"], payment["order_id"]
+        owner = recorded[txn]
+        if owner == order_id:
+            continue
+        row = {
+            "transaction_id": txn,
+            "order_id": order_id,
+            "recorded_order_id": owner,
+            "product_id": rows.products[order_id],
+            "status": payment["status"],
+            "applied": payment["applied"],
+            "received_at": payment["received_at"],
+            "detected_at": now,
+            "payload": payment["payload"],
+        }
+        new = insert(connection, payment_conflicts).on_conflict_do_nothing().returning(payment_conflicts.c.order_id)
+        if connection.execute(new, row).first() is not None:
+            stored.append(PaymentConflict(txn, order_id, owner, row["product_id"], row["status"], row["applied"]))
+    return stored
 
 
 def write_events(connection: sa.Connection, events: Sequence[OutboxEvent]) -> AppliedBatch:
@@ -156,8 +234,10 @@ def write_events(connection: sa.Connection, events: Sequence[OutboxEvent]) -> Ap
     network round trip), which measured twice as fast as multi-row VALUES, whose long, ever-different
     SQL text SQLAlchemy and psycopg must build and parse again for every batch.
     """
-    order_rows, payment_rows, expired = batch_rows(events)
+    rows = batch_rows(events)
+    order_rows, payment_rows = rows.orders, rows.payments
     orders_written = payments_written = 0
+    conflicts: list[PaymentConflict] = []
     if order_rows:
         upsert = insert(connection, orders)
         upsert = upsert.on_conflict_do_update(
@@ -169,7 +249,9 @@ def write_events(connection: sa.Connection, events: Sequence[OutboxEvent]) -> Ap
     if payment_rows:
         new = insert(connection, payments).on_conflict_do_nothing(index_elements=[payments.c.transaction_id])
         payments_written = connection.execute(new, payment_rows, execution_options=_COUNT_ROWS).rowcount
-    return AppliedBatch(len(events), orders_written, payments_written, expired)
+        if rows.reused or payments_written < len(payment_rows):
+            conflicts = _conflicts(connection, rows, payments_written)
+    return AppliedBatch(len(events), orders_written, payments_written, rows.hold_expired, tuple(conflicts))
 
 
 def apply_events(db: sa.Engine, events: Sequence[OutboxEvent]) -> AppliedBatch:

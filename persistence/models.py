@@ -130,8 +130,43 @@ class PaymentRow(Base):
     received_at: Mapped[datetime]
     payload: Mapped[Any] = mapped_column(JSONPayload, nullable=True)
     """The webhook body as received, parsed; a body that is not JSON is kept as a JSON string."""
+    refund_required: Mapped[bool] = mapped_column(server_default=sa.false())
+    """A success the order did not take (already cancelled, or already paid by another transaction): the
+    customer was charged for nothing. ``flashsale refunds`` lists them."""
+
+
+class PaymentConflictRow(Base):
+    """A payment event whose transaction id the ``payments`` table already holds for another order.
+
+    The engine refuses a reused transaction id (claim_transaction, then PostgreSQL), so one reaches the drain
+    only when both checks were blind (PostgreSQL was down while Redis had forgotten the id). It is kept here,
+    never dropped, and ``flashsale reconcile`` reports its product as drifted until an operator resolves it.
+    """
+
+    __tablename__ = "payment_conflicts"
+    __table_args__ = (
+        sa.CheckConstraint(_in("status", PAYMENT_STATUSES), name="status"),
+        sa.Index(None, "product_id", "resolved_at"),
+    )
+
+    transaction_id: Mapped[str] = mapped_column(sa.String(TRANSACTION_ID_LENGTH), primary_key=True)
+    order_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), sa.ForeignKey("orders.id"), primary_key=True)
+    """The order this event names: the second one to use the transaction id."""
+    recorded_order_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    """The order ``payments`` holds the transaction id for."""
+    product_id: Mapped[int]
+    """The product of ``order_id``."""
+    status: Mapped[str] = mapped_column(sa.String(16))
+    applied: Mapped[bool]
+    """Whether the engine applied it to ``order_id`` (the order was paid or cancelled by it)."""
+    received_at: Mapped[datetime]
+    detected_at: Mapped[datetime]
+    payload: Mapped[Any] = mapped_column(JSONPayload, nullable=True)
+    resolved_at: Mapped[datetime | None]
+    """Set by ``flashsale reconcile --resolve-conflict`` once an operator has dealt with it."""
 
 
 products = cast(sa.Table, ProductRow.__table__)
 orders = cast(sa.Table, OrderRow.__table__)
 payments = cast(sa.Table, PaymentRow.__table__)
+payment_conflicts = cast(sa.Table, PaymentConflictRow.__table__)

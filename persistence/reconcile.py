@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from engine import Engine
 from engine.exceptions import EngineError, OutboxMoved, OutboxNotEmpty, ProductNotFound
 from engine.types import RestoredOrder, RestoredPayment, StockChange
+from persistence.conflicts import StoredConflict, open_conflicts
 from persistence.models import orders, payments, products
 from persistence.records import order_record
 from persistence.times import opt_to_ms, to_ms
@@ -25,7 +26,7 @@ from workers.reaper import ReapTotals
 from workers.reaper import reap as reap_products
 
 Status = Literal["consistent", "behind", "drifted"]
-Remedy = Literal["drain", "rebuild", "put_product"]
+Remedy = Literal["drain", "rebuild", "put_product", "review_payments"]
 
 # Redis answers for closed orders for a day and remembers transactions for a week (engine/lua/_prelude.lua);
 # a rebuild restores the same windows.
@@ -64,13 +65,16 @@ class ProductState:
     """Outbox events not yet in PostgreSQL."""
     settled: bool = True
     """The engine's numbers did not move while PostgreSQL was read."""
+    conflicts: tuple[StoredConflict, ...] = ()
+    """Payments of this product whose transaction id PostgreSQL holds for another order, not yet resolved."""
 
 
 @dataclass(frozen=True)
 class Difference:
     field: str
     """stock (engine total vs catalog stock), pending, sold (vs paid units), counters (total is not the sum),
-    negative, missing_in_engine, missing_in_catalog."""
+    negative, missing_in_engine, missing_in_catalog, payment_conflicts (the number of open conflicts, as
+    ``durable``)."""
     engine: int | None
     durable: int | None
 
@@ -97,6 +101,16 @@ def _engine_faults(counters: EngineCounters) -> list[Difference]:
 
 
 def compare_one(state: ProductState) -> Finding:
+    """The product's units first; then any open payment conflict makes it drifted, whatever its numbers say."""
+    found = _compare_units(state)
+    if not state.conflicts:
+        return found
+    conflict = Difference("payment_conflicts", None, len(state.conflicts))
+    remedy = found.remedy if found.status == "drifted" else "review_payments"
+    return Finding(state.product_id, "drifted", remedy, (*found.differences, conflict), state)
+
+
+def _compare_units(state: ProductState) -> Finding:
     def finding(status: Status, remedy: Remedy | None, differences: Iterable[Difference] = ()) -> Finding:
         return Finding(state.product_id, status, remedy, tuple(differences), state)
 
@@ -170,11 +184,13 @@ def collect(engine: Engine, db: sa.Engine, product_ids: Sequence[int] | None = N
     ids = sorted(set(engine.product_ids()) | set(catalog_ids(db))) if product_ids is None else list(product_ids)
     before = {product_id: _engine_side(engine, product_id) for product_id in ids}
     durable = durable_counts(db, ids)
+    conflicts = open_conflicts(db, ids)
     states = []
     for product_id in ids:
         counters, backlog = _engine_side(engine, product_id)
         settled = before[product_id] == (counters, backlog)
-        states.append(ProductState(product_id, counters, durable.get(product_id), backlog, settled))
+        mine = tuple(conflicts.get(product_id, ()))
+        states.append(ProductState(product_id, counters, durable.get(product_id), backlog, settled, mine))
     return states
 
 

@@ -39,6 +39,7 @@ class PaymentRecord:
     applied: bool
     received_at: datetime
     payload: Any
+    refund_required: bool = False
 
 
 def order_record(m: sa.RowMapping) -> OrderRecord:
@@ -68,6 +69,7 @@ def payment_record(m: sa.RowMapping) -> PaymentRecord:
         applied=bool(m["applied"]),
         received_at=m["received_at"],
         payload=m["payload"],
+        refund_required=bool(m["refund_required"]),
     )
 
 

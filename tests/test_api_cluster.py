@@ -13,7 +13,8 @@ from redis.cluster import RedisCluster
 
 from api.app import create_app
 from engine import Engine
-from tests.support.api import make_settings, order, serve, signed
+from engine.ids import product_keys
+from tests.support.api import assert_problem, make_settings, order, serve, signed
 
 pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
 
@@ -56,3 +57,33 @@ async def test_a_sale_runs_through_the_api_on_a_cluster(
     assert 'flashsale_holds_created_total{product_id="3"} 20.0' in metrics.text
     assert [cluster_engine.snapshot(p).available for p in (1, 2, 3)] == [0, 0, 0]
     assert cluster_engine.snapshot(4).sold == 1
+
+
+async def test_one_transaction_id_pays_one_order_across_shards(
+    cluster_url: str,
+    cluster_engine: Engine,
+    redis_url: str,
+    database_url: str,
+    tmp_path: Path,
+    real_redis: redis.Redis,
+    db: sa.Engine,
+) -> None:
+    cluster = cluster_engine.redis
+    assert cluster.keyslot(product_keys(1).product) != cluster.keyslot(product_keys(2).product)
+    cluster_engine.set_stock(1, 5, price_cents=100)
+    cluster_engine.set_stock(2, 5, price_cents=100)
+    settings = make_settings(
+        cluster_url, database_url, tmp_path, FLASHSALE_REDIS_CLUSTER="1", FLASHSALE_QUEUE_REDIS_URL=redis_url
+    )
+    async with serve(create_app(settings)) as http:
+        first, second = await order(http, 1), await order(http, 2)
+        answers = []
+        for created in (first, second):
+            raw, headers = signed({"order_id": created["order_id"], "transaction_id": "pay_SAME", "status": "success"})
+            answers.append(await http.post("/api/payments/webhook", content=raw, headers=headers))
+
+    assert answers[0].json()["applied"] is True
+    assert_problem(answers[1], 409, "transaction_id_reused")
+    assert first["order_id"] not in answers[1].text
+    assert (cluster_engine.snapshot(1).sold, cluster_engine.snapshot(2).sold) == (1, 0)
+    assert cluster_engine.order(second["order_id"]).status == "pending"

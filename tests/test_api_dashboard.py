@@ -19,7 +19,7 @@ from api import feed
 from api.app import create_app
 from api.routes import dashboard
 from engine import Engine
-from tests.support.api import ADMIN, assert_problem, conformance, hold, make_settings, order, serve
+from tests.support.api import ADMIN, assert_problem, conformance, hold, make_settings, order, serve, signed
 from tests.support.browser import live_server
 from tests.support.servers import free_port
 
@@ -79,6 +79,19 @@ async def test_stats_show_each_products_split_counts_and_name(client: httpx.Asyn
     assert set(first["counts"]) == set(feed.COUNTS)
     assert first["outbox_backlog"] == 1  # order_created, not yet drained (no worker here)
     assert stats["outbox_backlog"] == 1
+
+
+async def test_stats_count_the_refunds_required(client: httpx.AsyncClient) -> None:
+    await _put(client, 1, 10)
+    created = await order(client, 1)
+    for txn in ("pay-1", "pay-2", "pay-2"):  # the second charge, delivered twice: one refund
+        raw, headers = signed({"order_id": created["order_id"], "transaction_id": txn, "status": "success"})
+        await client.post("/api/payments/webhook", content=raw, headers=headers)
+
+    (product,) = (await _stats(client))["products"]
+
+    assert product["counts"]["refund_required"] == 1
+    assert product["counts"]["paid"] == 1
 
 
 async def test_stats_say_consistent_when_redis_and_the_database_agree(client: httpx.AsyncClient) -> None:

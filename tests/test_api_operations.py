@@ -291,6 +291,25 @@ async def test_metrics_count_orders_payments_and_duplicates(client: httpx.AsyncC
     assert 'flashsale_outbox_backlog{product_id="6"} 3.0' in text  # order_created, order_paid, payment
 
 
+async def test_metrics_count_refunds_required_and_reused_transaction_ids(
+    client: httpx.AsyncClient, engine_sync: Engine
+) -> None:
+    engine_sync.set_stock(6, 10)
+    engine_sync.set_stock(7, 10)
+    paid, other = await order(client, 6), await order(client, 7)
+    for order_id, txn in ((paid["order_id"], "t-1"), (paid["order_id"], "t-2"), (other["order_id"], "t-1")):
+        await client.post(
+            "/api/payments/webhook",
+            **_as_kwargs(signed({"order_id": order_id, "transaction_id": txn, "status": "success"})),
+        )
+
+    text = (await client.get("/metrics")).text
+
+    assert 'flashsale_refunds_required_total{product_id="6"} 1.0' in text
+    assert 'flashsale_refunds_required_total{product_id="7"} 0.0' in text
+    assert re.search(r"^flashsale_webhook_transactions_reused_total [1-9]", text, re.MULTILINE)
+
+
 async def test_openapi_document_describes_every_route(client: httpx.AsyncClient) -> None:
     response = await client.get("/openapi.json")
     assert response.status_code == 200

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ from engine.ids import product_keys
 from flashsale import signing
 from persistence.catalog import ProductSpec, put_product
 from persistence.events import apply_events
+from persistence.reconcile import rebuild_all
 from persistence.records import get_payment
 from tests.support.api import WEBHOOK_SECRET, assert_problem, hold, make_settings, order, serve, signed
 
@@ -342,3 +344,247 @@ async def test_webhooks_for_orders_redis_forgot_answer_from_postgresql(
     assert (recorded.order_id, recorded.status, recorded.applied) == (expired["order_id"], "success", False)
     assert get_payment(db, "txn-second") is not None
     assert _payments_in_outbox(engine_sync, 1) == 0  # recorded directly: the engine has nothing to carry
+
+
+# --- one transaction id, one order, in the whole sale (issue 12, item 1) ------------------------------------
+
+
+def _drain(engine: Engine, db: sa.Engine, *product_ids: int) -> None:
+    for product_id in product_ids:
+        events = engine.read_outbox(product_id)
+        apply_events(db, events)
+        engine.ack_outbox(product_id, [e.id for e in events])
+
+
+def _forget_transactions(engine: Engine, *product_ids: int) -> None:
+    """What the engine is left with once a transaction id's retention has passed: no claim, no record."""
+    for key in engine.redis.scan_iter(match="fs:txn:*"):
+        engine.redis.delete(key)
+    for product_id in product_ids:
+        engine.redis.delete(product_keys(product_id).txns)
+
+
+def _assert_refused_without_naming_the_other_order(response: httpx.Response, *secrets: str) -> None:
+    body = assert_problem(response, 409, "transaction_id_reused")
+    for secret in secrets:
+        assert secret not in response.text, body
+
+
+async def test_one_transaction_id_pays_one_order_across_two_products(
+    client: httpx.AsyncClient, engine_sync: Engine
+) -> None:
+    engine_sync.set_stock(1, 10)
+    engine_sync.set_stock(2, 10)
+    first = await order(client, 1, customer_id="alice")
+    second = await order(client, 2, customer_id="mallory")
+    outbox_before = engine_sync.outbox_backlog(2)
+
+    paid = await pay(client, first["order_id"], "pay_SAME")
+    with capture_logs() as logs:
+        refused = await pay(client, second["order_id"], "pay_SAME")
+
+    assert paid.json()["applied"] is True
+    _assert_refused_without_naming_the_other_order(refused, first["order_id"], "alice")
+    assert engine_sync.order(second["order_id"]).status == "pending"
+    assert (engine_sync.snapshot(1).sold, engine_sync.snapshot(2).sold, engine_sync.snapshot(2).pending) == (1, 0, 1)
+    assert engine_sync.outbox_backlog(2) == outbox_before  # no payment event: nothing to drain
+    (logged,) = _events(logs, "transaction_id_reused")
+    assert (logged["order_id"], logged["claimed_by"]) == (second["order_id"], first["order_id"])
+    again = await pay(client, first["order_id"], "pay_SAME")  # its own order: still a duplicate
+    assert (again.json()["duplicate"], again.json()["status"]) == (True, "paid")
+
+
+async def test_a_failed_payment_also_binds_its_transaction_id_to_its_order(
+    client: httpx.AsyncClient, engine_sync: Engine
+) -> None:
+    engine_sync.set_stock(1, 10)
+    engine_sync.set_stock(2, 10)
+    first, second = await order(client, 1), await order(client, 2)
+    await pay(client, first["order_id"], "pay_F", "failed")
+
+    assert_problem(await pay(client, second["order_id"], "pay_F"), 409, "transaction_id_reused")
+    assert engine_sync.order(second["order_id"]).status == "pending"
+
+
+async def test_a_forgotten_transaction_id_is_refused_for_another_order_of_the_same_product(
+    client: httpx.AsyncClient, engine_sync: Engine, db: sa.Engine
+) -> None:
+    put_product(engine_sync, db, ProductSpec(1, "Widget", 400, 10))
+    first, second = await order(client, 1), await order(client, 1)
+    await pay(client, first["order_id"], "pay_OLD")
+    _drain(engine_sync, db, 1)
+    _forget_transactions(engine_sync, 1)  # a week later: Redis no longer remembers pay_OLD
+
+    refused = await pay(client, second["order_id"], "pay_OLD")
+
+    _assert_refused_without_naming_the_other_order(refused, first["order_id"])
+    assert engine_sync.order(second["order_id"]).status == "pending"
+    assert engine_sync.snapshot(1).sold == 1
+    # Redis now remembers PostgreSQL's verdict: the next delivery is refused without asking again.
+    with mock.patch("api.settlement.get_payment", side_effect=AssertionError("PostgreSQL asked again")):
+        assert_problem(await pay(client, second["order_id"], "pay_OLD"), 409, "transaction_id_reused")
+
+
+async def test_a_forgotten_transaction_id_sent_again_for_its_own_order_is_a_duplicate(
+    client: httpx.AsyncClient, engine_sync: Engine, db: sa.Engine
+) -> None:
+    put_product(engine_sync, db, ProductSpec(1, "Widget", 400, 10))
+    first = await order(client, 1)
+    await pay(client, first["order_id"], "pay_OLD")
+    _drain(engine_sync, db, 1)
+    _forget_transactions(engine_sync, 1)
+    outbox = engine_sync.outbox_backlog(1)
+
+    again = (await pay(client, first["order_id"], "pay_OLD")).json()
+
+    assert (again["status"], again["applied"], again["duplicate"], again["refund_required"]) == (
+        "paid",
+        True,
+        True,
+        False,
+    )
+    assert engine_sync.outbox_backlog(1) == outbox
+    assert engine_sync.stats(1).get("refund_required", 0) == 0
+
+
+async def test_after_a_rebuild_a_transaction_id_still_pays_one_order(
+    client: httpx.AsyncClient, engine_sync: Engine, db: sa.Engine
+) -> None:
+    put_product(engine_sync, db, ProductSpec(1, "Widget", 400, 10))
+    put_product(engine_sync, db, ProductSpec(2, "Gadget", 400, 10))
+    first = await order(client, 1)
+    await pay(client, first["order_id"], "pay_R")
+    _drain(engine_sync, db, 1)
+    engine_sync.redis.flushdb()  # Redis restarted empty
+    rebuild_all(engine_sync, db)
+    second = await order(client, 2)
+
+    refused = await pay(client, second["order_id"], "pay_R")
+
+    _assert_refused_without_naming_the_other_order(refused, first["order_id"])
+    assert engine_sync.order(second["order_id"]).status == "pending"
+
+
+async def test_a_claim_left_by_a_crash_before_the_settle_is_completed_by_the_retry(
+    client: httpx.AsyncClient, engine_sync: Engine
+) -> None:
+    engine_sync.set_stock(1, 10)
+    engine_sync.set_stock(2, 10)
+    first, second = await order(client, 1), await order(client, 2)
+    engine_sync.claim_transaction("pay_CRASH", first["order_id"])  # the API died right after its claim
+
+    refused = await pay(client, second["order_id"], "pay_CRASH")
+    retried = (await pay(client, first["order_id"], "pay_CRASH")).json()
+
+    assert_problem(refused, 409, "transaction_id_reused")
+    assert (retried["status"], retried["applied"], retried["duplicate"]) == ("paid", True, False)
+    assert (engine_sync.snapshot(1).sold, engine_sync.snapshot(2).sold) == (1, 0)
+
+
+async def test_a_confirmed_claim_spares_postgresql_on_every_later_delivery(
+    client: httpx.AsyncClient, engine_sync: Engine
+) -> None:
+    engine_sync.set_stock(1, 10)
+    created = await order(client, 1)
+    with mock.patch("api.settlement.get_payment", wraps=get_payment) as asked:
+        await pay(client, created["order_id"], "pay_1")
+        await pay(client, created["order_id"], "pay_1")
+        await pay(client, created["order_id"], "pay_1")
+
+    assert asked.call_count == 1  # only when Redis had no record of the id
+
+
+async def test_when_postgresql_cannot_answer_redis_decides_alone(
+    client: httpx.AsyncClient, engine_sync: Engine
+) -> None:
+    engine_sync.set_stock(1, 10)
+    engine_sync.set_stock(2, 10)
+    first, second = await order(client, 1), await order(client, 2)
+    down = sa.exc.OperationalError("SELECT", {}, Exception("connection refused"))
+    with mock.patch("api.settlement.get_payment", side_effect=down), capture_logs() as logs:
+        paid = (await pay(client, first["order_id"], "pay_PG_DOWN")).json()
+        refused = await pay(client, second["order_id"], "pay_PG_DOWN")
+
+    assert (paid["status"], paid["applied"]) == ("paid", True)
+    assert_problem(refused, 409, "transaction_id_reused")
+    assert _events(logs, "transaction_check_skipped")
+
+
+async def test_a_webhook_for_an_order_nobody_knows_frees_its_transaction_id(
+    client: httpx.AsyncClient, engine_sync: Engine
+) -> None:
+    engine_sync.set_stock(1, 10)
+    assert_problem(await pay(client, "o1_01JD0Z3N5W8YQ2T4V6X8Z0A1B2", "pay_TYPO"), 404, "order_not_found")
+    created = await order(client, 1)
+
+    response = (await pay(client, created["order_id"], "pay_TYPO")).json()
+
+    assert (response["status"], response["applied"]) == ("paid", True)
+
+
+async def test_deliveries_of_one_transaction_for_two_orders_at_once_apply_it_to_one(
+    client: httpx.AsyncClient, engine_sync: Engine
+) -> None:
+    engine_sync.set_stock(1, 100)
+    engine_sync.set_stock(2, 100)
+    orders = [await order(client, 1 + i % 2) for i in range(10)]
+
+    responses = await asyncio.gather(*(pay(client, o["order_id"], "pay_RACE") for o in orders))
+
+    assert Counter(r.status_code for r in responses) == {200: 1, 409: 9}
+    assert engine_sync.snapshot(1).sold + engine_sync.snapshot(2).sold == 1
+
+
+# --- a second charge is flagged for refund (issue 12, item 6) ------------------------------------------------
+
+
+async def test_a_second_success_on_a_paid_order_requires_a_refund_and_is_stored(
+    client: httpx.AsyncClient, engine_sync: Engine, db: sa.Engine
+) -> None:
+    put_product(engine_sync, db, ProductSpec(1, "Widget", 400, 10))
+    created = await order(client, 1, 2, customer_id="carol")
+    await pay(client, created["order_id"], "pay_FIRST")
+
+    with capture_logs() as logs:
+        second = (await pay(client, created["order_id"], "pay_SECOND")).json()
+
+    assert (second["status"], second["applied"], second["duplicate"], second["refund_required"]) == (
+        "paid",
+        False,
+        False,
+        True,
+    )
+    (refund,) = _events(logs, "refund_required")
+    assert (refund["transaction_id"], refund["paid_by"], refund["amount_cents"], refund["customer_id"]) == (
+        "pay_SECOND",
+        "pay_FIRST",
+        800,
+        "carol",
+    )
+    _drain(engine_sync, db, 1)
+    stored = get_payment(db, "pay_SECOND")
+    assert stored is not None
+    assert (stored.applied, stored.refund_required) == (False, True)
+    first = get_payment(db, "pay_FIRST")
+    assert first is not None
+    assert not first.refund_required
+    assert engine_sync.snapshot(1).sold == 2
+
+
+async def test_a_second_success_on_an_order_redis_forgot_requires_a_refund(
+    client: httpx.AsyncClient, engine_sync: Engine, db: sa.Engine
+) -> None:
+    put_product(engine_sync, db, ProductSpec(1, "Widget", 400, 10))
+    created = await order(client, 1)
+    await pay(client, created["order_id"], "pay_FIRST")
+    _drain(engine_sync, db, 1)
+    keys = product_keys(1)
+    engine_sync.redis.delete(keys.orders, keys.order_exp, keys.tombs)  # a day later
+
+    second = (await pay(client, created["order_id"], "pay_LATE")).json()
+
+    assert (second["status"], second["applied"], second["refund_required"]) == ("paid", False, True)
+    stored = get_payment(db, "pay_LATE")
+    assert stored is not None
+    assert stored.refund_required
+    assert engine_sync.stats(1)["refund_required"] == 1

@@ -39,8 +39,9 @@ def convert(base: str, hold_id: str) -> str:
     return str(response.json()["order_id"])
 
 
-def pay(base: str, order_id: str) -> None:
-    body, headers = signed({"order_id": order_id, "transaction_id": f"t-{order_id}", "status": "success"})
+def pay(base: str, order_id: str, transaction_id: str | None = None) -> None:
+    txn = transaction_id or f"t-{order_id}"
+    body, headers = signed({"order_id": order_id, "transaction_id": txn, "status": "success"})
     response = httpx.post(f"{base}/api/payments/webhook", content=body, headers=headers, timeout=10)
     assert response.json()["status"] == "paid", response.text
 
@@ -99,6 +100,10 @@ def test_holds_placed_through_the_api_show_within_two_seconds(browser: Any, serv
         expect(row.locator(".bar .sold")).to_have_attribute("style", "width: 2%;")
         expect(other.locator(".bar .available")).to_have_attribute("style", "width: 75%;")
         expect(page.locator("#totals")).to_have_text("31 holds · 6 orders · 2 paid")
+        expect(page.locator("#refunds")).to_have_text("0")
+        pay(server, orders[0], "t-charged-twice")  # a second charge for a paid order
+        expect(page.locator("#refunds")).to_have_text("1", timeout=SEEN_WITHIN_MS)
+        expect(page.locator("#refunds-detail")).to_contain_text("flashsale refunds")
         expect(page.locator("#verdict")).to_have_text("behind")
         expect(page.locator("#rates-window")).to_contain_text("holds/s")
         # The token stays in this tab's sessionStorage, nowhere else.

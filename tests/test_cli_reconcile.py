@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from structlog.testing import capture_logs
 
 from engine.ids import product_keys
 from persistence.reconcile import RESTORE_ATTEMPTS, drain
@@ -146,3 +147,52 @@ def test_a_rebuild_that_cannot_settle_says_why_and_exits_2(sold: Operator, monke
     assert "product 1 kept changing" in error["detail"]
     assert len(sales) == RESTORE_ATTEMPTS
     assert "Traceback" not in result.output
+
+
+def test_a_payment_conflict_reaching_the_drain_is_stored_logged_and_reported_as_drift(sold: Operator) -> None:
+    first = sold.engine.convert(sold.engine.reserve(1, 1, customer_id="alice").hold_id)
+    second = sold.engine.convert(sold.engine.reserve(2, 1, customer_id="bob").hold_id)
+    sold.engine.settle(first.order_id, "pay_DUP", "success")
+    drain(sold.engine, sold.db)
+    # Both checks were blind (Redis had forgotten the id, PostgreSQL did not answer): the settle went through.
+    sold.engine.settle(second.order_id, "pay_DUP", "success")
+
+    with capture_logs() as logs:
+        drained = drain(sold.engine, sold.db)
+    result = sold.run("reconcile")
+    report = json.loads(sold.run("reconcile", "--json").stdout)
+
+    assert drained.conflicts == 1
+    (logged,) = [entry for entry in logs if entry["event"] == "payment_conflict"]
+    assert (logged["transaction_id"], logged["order_id"], logged["recorded_order_id"]) == (
+        "pay_DUP",
+        second.order_id,
+        first.order_id,
+    )
+    assert logged["log_level"] == "error"
+    assert result.exit_code == 1, result.output
+    assert f"transaction pay_DUP was already recorded for order {first.order_id}" in result.stdout
+    assert f"reached order {second.order_id} and paid it" in result.stdout
+    assert "--resolve-conflict" in result.stdout
+    assert verdicts(json.dumps(report)) == {1: "ok", 2: "DRIFT"}
+    (product_2,) = [p for p in report["products"] if p["product_id"] == 2]
+    assert product_2["remedy"] == "review_payments"
+    assert [c["order_id"] for c in product_2["payment_conflicts"]] == [second.order_id]
+    assert report["exit_code"] == 1
+
+
+def test_resolving_a_payment_conflict_ends_the_drift(sold: Operator) -> None:
+    first = sold.engine.convert(sold.engine.reserve(1, 1).hold_id)
+    second = sold.engine.convert(sold.engine.reserve(2, 1).hold_id)
+    sold.engine.settle(first.order_id, "pay_DUP", "success")
+    drain(sold.engine, sold.db)
+    sold.engine.settle(second.order_id, "pay_DUP", "success")
+    drain(sold.engine, sold.db)
+
+    resolved = sold.run("reconcile", "--resolve-conflict", "pay_DUP")
+    unknown = sold.run("reconcile", "--resolve-conflict", "pay_NONE")
+
+    assert resolved.exit_code == 0, resolved.output
+    assert "marked 1 payment conflict(s) of transaction pay_DUP resolved" in resolved.stdout
+    assert "2 product(s): no drift" in resolved.stdout
+    assert "transaction pay_NONE has no open payment conflict" in unknown.stdout

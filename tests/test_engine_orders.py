@@ -107,13 +107,29 @@ def test_a_new_transaction_on_a_paid_order_is_not_applied(engine: Engine) -> Non
     order = pending_order(engine)
     engine.settle(order.order_id, "txn-1", "success")
 
-    late_success = engine.settle(order.order_id, "txn-2", "success")
     late_failure = engine.settle(order.order_id, "txn-3", "failed")
 
-    for late in (late_success, late_failure):
-        assert (late.applied, late.duplicate, late.refund_required) == (False, False, False)
-        assert (late.order.status, late.order.transaction_id) == ("paid", "txn-1")
+    assert (late_failure.applied, late_failure.duplicate, late_failure.refund_required) == (False, False, False)
+    assert (late_failure.order.status, late_failure.order.transaction_id) == ("paid", "txn-1")
     assert counters(engine) == (8, 0, 0, 2)
+
+
+def test_a_second_charge_on_a_paid_order_is_flagged_for_refund(engine: Engine) -> None:
+    engine.set_stock(1, 10)
+    order = pending_order(engine)
+    engine.settle(order.order_id, "txn-1", "success")
+
+    second = engine.settle(order.order_id, "txn-2", "success", '{"id": "txn-2"}')
+
+    assert (second.applied, second.duplicate, second.refund_required) == (False, False, True)
+    assert (second.order.status, second.order.transaction_id) == ("paid", "txn-1")
+    assert counters(engine) == (8, 0, 0, 2)
+    assert engine.stats(1)["refund_required"] == 1
+    (payment,) = [e for e in engine.read_outbox(1) if e.event == "payment" and e.fields["transaction_id"] == "txn-2"]
+    assert (payment.fields["applied"], payment.fields["refund_required"]) == ("0", "1")
+    again = engine.settle(order.order_id, "txn-2", "success")
+    assert (again.duplicate, again.applied, again.refund_required) == (True, False, True)
+    assert engine.stats(1)["refund_required"] == 1  # a duplicate is not a second refund
 
 
 def test_a_new_transaction_on_a_cancelled_order_is_not_applied(engine: Engine) -> None:

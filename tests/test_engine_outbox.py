@@ -25,7 +25,7 @@ ORDER_FIELDS = {
     "closed_ms",
     "note",
 }
-PAYMENT_FIELDS = ORDER_FIELDS | {"transaction_id", "result", "applied", "payload"}
+PAYMENT_FIELDS = ORDER_FIELDS | {"transaction_id", "result", "applied", "refund_required", "payload"}
 HOLD_EXPIRED_FIELDS = {"event", "at", "product_id", "hold_id", "customer_id", "quantity"}
 
 

@@ -108,6 +108,8 @@ def test_the_engine_keeps_working_after_script_flush(engine: Engine, redis_clien
 
     assert not loaded_where_product_1_lives(redis_client, script.sha)
     order = engine.convert(hold.hold_id)
+    assert engine.claim_transaction("txn-1", order.order_id).new
+    assert not engine.release_transaction("txn-1", new_id("order", 1))
     assert engine.settle(order.order_id, "txn-1", "success").applied
     other = engine.convert(engine.reserve(1, 1).hold_id)
     assert engine.cancel(other.order_id).changed
@@ -134,7 +136,7 @@ def test_the_engine_keeps_working_after_script_flush(engine: Engine, redis_clien
     )
     [batched] = engine.reserve_many(1, [ReserveRequest(1)])
     assert isinstance(batched, Hold)
-    assert len(NAMES) == 13
+    assert len(NAMES) == 15
 
 
 def test_each_script_loads_on_every_backend(redis_client: Any) -> None:

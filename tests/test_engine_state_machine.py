@@ -303,7 +303,7 @@ class Model:
             first_order, first_result, applied = prod.txns[txn]
             first = prod.orders[first_order]
             prod.stats["duplicate"] += 1
-            refund = first_result == "success" and not applied and first.status == "cancelled"
+            refund = first_result == "success" and not applied
             return Settlement(first.result(), txn, result, applied, True, refund)  # type: ignore[arg-type]
         if prod is None or o is None:
             return exc.OrderNotFound(order_id)
@@ -320,10 +320,11 @@ class Model:
                 prod.outbox.append(o.event("order_paid"))
             else:
                 prod.cancel_order(o, now, "payment_failed")
-        elif result == "success" and o.status == "cancelled":
+        elif result == "success":  # cancelled, or paid by another transaction: charged for nothing
             refund = True
+            prod.stats["refund_required"] += 1
         prod.txns[txn] = (order_id, result, applied)
-        prod.outbox.append((*o.event("payment"), txn, result, str(int(applied))))
+        prod.outbox.append((*o.event("payment"), txn, result, str(int(applied)), str(int(refund))))
         return Settlement(o.result(), txn, result, applied, False, refund)  # type: ignore[arg-type]
 
     def cancel(self, order_id: str, now: int) -> Any:
@@ -383,7 +384,7 @@ def describe(event: OutboxEvent) -> Event:
         return ("hold_expired", f["hold_id"], f["quantity"])
     described = (event.event, f["order_id"], f["status"], f["note"])
     if event.event == "payment":
-        described += (f["transaction_id"], f["result"], f["applied"])
+        described += (f["transaction_id"], f["result"], f["applied"], f["refund_required"])
     return described
 
 

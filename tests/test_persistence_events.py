@@ -196,11 +196,118 @@ def test_unknown_event_types_are_refused_rather_than_dropped() -> None:
 
 
 def test_a_batch_gives_one_row_per_order_and_per_transaction() -> None:
-    orders, payments, expired = batch_rows([created(), *paid(), *paid(), created(at=9_000)])
+    rows = batch_rows([created(), *paid(), *paid(), created(at=9_000)])
 
-    assert [(o["id"], o["status"]) for o in orders] == [(ORDER, "paid")]
-    assert [p["transaction_id"] for p in payments] == ["txn-1"]
-    assert expired == 0
+    assert [(o["id"], o["status"]) for o in rows.orders] == [(ORDER, "paid")]
+    assert [p["transaction_id"] for p in rows.payments] == ["txn-1"]
+    assert (rows.reused, rows.hold_expired) == ([], 0)
+
+
+OTHER_ORDER = "o8_01JD0Z3N5W8YQ2T4V6X8Z0A1C2"
+OTHER_HOLD = "h8_01JD0Z3N5W8YQ2T4V6X8Z0A1C3"
+
+
+def paid_other(txn: str = "txn-1", at: int = 3_000) -> list[OutboxEvent]:
+    """Order 8's payment, by a transaction id that may already have paid order 7."""
+    return [
+        OutboxEvent(8, e.id, e.event, {**e.fields, "order_id": OTHER_ORDER, "hold_id": OTHER_HOLD, "product_id": "8"})
+        for e in paid(txn, at)
+    ]
+
+
+def conflict_rows(db: sa.Engine) -> list[tuple[str, str, str, int, bool]]:
+    with db.connect() as connection:
+        statement = sa.text(
+            "SELECT transaction_id, order_id, recorded_order_id, product_id, applied FROM payment_conflicts"
+        )
+        return [tuple(row) for row in connection.execute(statement)]  # type: ignore[misc]
+
+
+@pytest.fixture
+def two_products(real_engine: Engine, db: sa.Engine) -> None:
+    add_product(real_engine, db, 7)
+    add_product(real_engine, db, 8)
+
+
+@pytest.mark.usefixtures("two_products")
+def test_a_payment_whose_transaction_id_postgresql_holds_for_another_order_is_stored_as_a_conflict(
+    db: sa.Engine,
+) -> None:
+    apply_events(db, [created(), *paid("txn-1")])
+
+    applied = apply_events(db, paid_other("txn-1"))
+
+    assert [(c.transaction_id, c.order_id, c.recorded_order_id, c.product_id) for c in applied.conflicts] == [
+        ("txn-1", OTHER_ORDER, ORDER, 8)
+    ]
+    assert conflict_rows(db) == [("txn-1", OTHER_ORDER, ORDER, 8, True)]
+    recorded = get_payment(db, "txn-1")
+    assert recorded is not None
+    assert recorded.order_id == ORDER
+    other = get_order(db, OTHER_ORDER)
+    assert other is not None
+    assert other.status == "paid"
+
+
+@pytest.mark.usefixtures("two_products")
+def test_a_replayed_conflict_is_stored_and_reported_once(db: sa.Engine) -> None:
+    apply_events(db, [created(), *paid("txn-1")])
+    first = apply_events(db, paid_other("txn-1"))
+
+    again = apply_events(db, paid_other("txn-1"))
+
+    assert (len(first.conflicts), len(again.conflicts)) == (1, 0)
+    assert len(conflict_rows(db)) == 1
+
+
+@pytest.mark.usefixtures("two_products")
+def test_two_orders_reusing_a_transaction_id_within_one_batch_keep_the_first_and_store_the_second(
+    db: sa.Engine,
+) -> None:
+    applied = apply_events(db, [created(), *paid("txn-1"), *paid_other("txn-1")])
+
+    assert applied.payments_written == 1
+    assert [(c.order_id, c.recorded_order_id) for c in applied.conflicts] == [(OTHER_ORDER, ORDER)]
+    assert conflict_rows(db) == [("txn-1", OTHER_ORDER, ORDER, 8, True)]
+
+
+@pytest.mark.usefixtures("product")
+def test_the_same_payment_twice_is_no_conflict(db: sa.Engine) -> None:
+    apply_events(db, [created(), *paid("txn-1")])
+
+    assert apply_events(db, [*paid("txn-1"), *paid("txn-1")]).conflicts == ()
+    assert conflict_rows(db) == []
+
+
+@pytest.mark.usefixtures("product")
+def test_a_payment_flagged_for_refund_is_stored_with_its_flag(db: sa.Engine) -> None:
+    second = order_event(
+        "payment",
+        "paid",
+        note="txn-1",
+        at=3_000,
+        transaction_id="txn-2",
+        result="success",
+        applied="0",
+        refund_required="1",
+        entry="3-0",
+    )
+    apply_events(db, [created(), *paid("txn-1"), second])
+
+    flags = {t: (p.applied, p.refund_required) for t in ("txn-1", "txn-2") if (p := get_payment(db, t))}
+    assert flags == {"txn-1": (True, False), "txn-2": (False, True)}
+
+
+@pytest.mark.usefixtures("product")
+def test_a_payment_event_from_before_the_refund_flag_gets_it_from_its_outcome(db: sa.Engine) -> None:
+    late = order_event(
+        "payment", "cancelled", note="expired", at=3_000, transaction_id="txn-late", result="success", applied="0"
+    )
+    apply_events(db, [created(), late])
+
+    recorded = get_payment(db, "txn-late")
+    assert recorded is not None
+    assert recorded.refund_required
 
 
 @pytest.mark.usefixtures("product")

@@ -8,7 +8,7 @@ from importlib.resources import files
 import pytest
 
 from engine.ids import product_keys
-from engine.scripts import NAMES, source
+from engine.scripts import NAMES, PRODUCT_SCRIPTS, SALE_SCRIPTS, source
 
 LUA = files("engine") / "lua"
 
@@ -37,9 +37,20 @@ def test_each_script_starts_with_its_contract(name: str) -> None:
         assert part in text, f"{name}.lua's header does not describe {part}"
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_each_script_is_the_prelude_then_its_file(name: str) -> None:
+@pytest.mark.parametrize("name", PRODUCT_SCRIPTS)
+def test_each_product_script_is_the_prelude_then_its_file(name: str) -> None:
     assert source(name) == lua("_prelude") + "\n" + lua(name)
+
+
+@pytest.mark.parametrize("name", SALE_SCRIPTS)
+def test_each_sale_wide_script_is_its_file_alone_on_one_key(name: str) -> None:
+    code = lua(name)
+
+    assert source(name) == code
+    assert set(re.findall(r"KEYS\[(\d+)\]", code)) == {"1"}
+    assert re.search(r"^local K_CLAIM = KEYS\[1\]$", code, re.MULTILINE)
+    for command, first in re.findall(r"redis\.call\('(\w+)',\s*([^,)]+)", code):
+        assert first.strip() == "K_CLAIM", f"{name}: {command} on {first}"
 
 
 @pytest.mark.parametrize("name", ["_prelude", "../client", "unknown"])
@@ -54,7 +65,7 @@ def test_the_prelude_reads_exactly_the_product_keys() -> None:
     assert indexes == set(range(1, len(product_keys(1).all()) + 1))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", PRODUCT_SCRIPTS)
 def test_scripts_name_no_key_of_their_own(name: str) -> None:
     code = lua(name)
 

@@ -16,7 +16,7 @@ import sqlalchemy.exc
 from engine import Engine
 from engine.types import OutboxEvent
 from flashsale import logs
-from persistence.events import HOLD_EXPIRED, AppliedBatch, MalformedEvent, apply_events
+from persistence.events import HOLD_EXPIRED, AppliedBatch, MalformedEvent, PaymentConflict, apply_events
 
 DEFAULT_BATCH_SIZE = 500
 DEFAULT_MAX_BATCHES = 200
@@ -39,6 +39,8 @@ class DrainResult:
     batches: int = 0
     orders_written: int = 0
     payments_written: int = 0
+    conflicts: int = 0
+    """Payments stored in payment_conflicts: their transaction id was already recorded for another order."""
     more: bool = False
     """The budget ran out before every outbox was empty."""
     failures: dict[int, str] = field(default_factory=dict)
@@ -48,6 +50,7 @@ class DrainResult:
         self.batches += 1
         self.orders_written += applied.orders_written
         self.payments_written += applied.payments_written
+        self.conflicts += len(applied.conflicts)
 
     def summary(self) -> dict[str, int]:
         return {
@@ -55,6 +58,7 @@ class DrainResult:
             "batches": self.batches,
             "orders_written": self.orders_written,
             "payments_written": self.payments_written,
+            "payment_conflicts": self.conflicts,
             "more": int(self.more),
             "failed_products": len(self.failures),
         }
@@ -83,12 +87,27 @@ def log_releases(events: Sequence[OutboxEvent]) -> None:
             )
 
 
+def log_conflicts(conflicts: Sequence[PaymentConflict]) -> None:
+    """A transaction id that paid (or was sent for) two orders: never silent, always with its own tag."""
+    for conflict in conflicts:
+        log.error(
+            logs.PAYMENT_CONFLICT,
+            transaction_id=conflict.transaction_id,
+            order_id=conflict.order_id,
+            recorded_order_id=conflict.recorded_order_id,
+            product_id=conflict.product_id,
+            result=conflict.status,
+            applied=conflict.applied,
+        )
+
+
 def drain_batch(engine: Engine, db: sa.Engine, product_id: int, batch_size: int = DEFAULT_BATCH_SIZE) -> AppliedBatch:
     events = engine.read_outbox(product_id, count=batch_size)
     if not events:
         return AppliedBatch(0, 0, 0, 0)
     applied = apply_events(db, events)
     log_releases(events)
+    log_conflicts(applied.conflicts)
     engine.ack_outbox(product_id, [event.id for event in events])
     return applied
 

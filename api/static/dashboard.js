@@ -145,7 +145,11 @@ function showVerdict(verdict, backlog) {
   if (verdict.status === 'drifted') {
     const drifted = verdict.findings.filter((f) => f.status === 'drifted');
     const what = drifted.map((f) => {
-      const fields = f.differences.map((d) => `${d.field} ${d.engine ?? '–'} in Redis, ${d.durable ?? '–'} in the database`);
+      const fields = f.differences.map((d) =>
+        d.field === 'payment_conflicts'
+          ? `${d.durable} transaction id(s) also used by another order`
+          : `${d.field} ${d.engine ?? '–'} in Redis, ${d.durable ?? '–'} in the database`,
+      );
       return `product ${f.product_id}: ${fields.join('; ')} (remedy: ${f.remedy})`;
     });
     detail = `${what.join('. ')}. Run \`flashsale reconcile\` for the details.`;
@@ -161,6 +165,12 @@ function showTotals(products) {
     `${sum('expired')} holds expired, ${sum('released')} released; ` +
     `${sum('payment_failed')} payments failed, ${sum('order_expired')} orders expired unpaid; ` +
     `${sum('duplicate')} duplicate webhooks`;
+  const refunds = sum('refund_required');
+  $('refunds').textContent = refunds;
+  $('refunds').dataset.status = refunds > 0 ? 'drifted' : 'consistent';
+  $('refunds-detail').textContent = refunds
+    ? 'successful payments no order took (cancelled, or already paid): run `flashsale refunds` for the list'
+    : 'no customer was charged for nothing';
 }
 
 function drawRates(stats) {

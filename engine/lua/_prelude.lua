@@ -4,6 +4,7 @@
 --                               queued_until (the expiry of the last hold queued), and running counts
 --                               n_holds n_out_of_stock n_limit n_released n_expired
 --                               n_orders n_paid n_payment_failed n_cancelled n_order_expired n_duplicate
+--                               n_refund_required
 --   KEYS[2]  holds      hash    hold ulid  -> "state|qty|expires_ms|order ulid|customer"
 --   KEYS[3]  hold_exp   zset    active hold ulid, score = expires_ms: the holds that would break
 --                               hold_queue's order

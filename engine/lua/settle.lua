@@ -3,8 +3,10 @@
 -- ARGV[1] order ulid   ARGV[2] transaction id   ARGV[3] 'success' | 'failed'   ARGV[4] raw payload
 -- returns {'applied' | 'not_applied' | 'duplicate', applied (0/1), refund_required (0/1), <order reply>...}
 --       | {'order_not_found'} | {'duplicate_forgotten', applied, order ulid} (the order is no longer kept)
+-- A success the order cannot take (it is cancelled, or already paid by another transaction) is recorded,
+-- not applied, and needs a refund: counted in n_refund_required, and carried by the payment event.
 -- A duplicate transaction reports the order it was first applied to, in its current state, and the first
--- verdict: a success that was not applied to an order now cancelled still needs a refund.
+-- verdict. This script decides per product; claim_transaction binds the id to one order sale-wide first.
 local order_ulid = ARGV[1]
 local txn = ARGV[2]
 local result = ARGV[3]
@@ -23,7 +25,7 @@ if seen then
   local o = read_order(t[1])
   count('n_duplicate')
   if o then
-    local refund = (t[2] == 'success' and t[3] == '0' and o.state == 'c') and 1 or 0
+    local refund = (t[2] == 'success' and t[3] == '0') and 1 or 0
     return reply('duplicate', tonumber(t[3]), refund, t[1], o)
   end
   return { 'duplicate_forgotten', tonumber(t[3]), t[1] }
@@ -51,12 +53,13 @@ if o.state == 'p' then
   else
     cancel_order(order_ulid, o, now, 'payment_failed')
   end
-elseif result == 'success' and o.state == 'c' then
+elseif result == 'success' then
   refund = 1
+  count('n_refund_required')
 end
 
 redis.call('HSET', K_TXNS, txn, order_ulid .. '|' .. result .. '|' .. applied)
 tomb('t:' .. txn, now + TXN_TOMB_MS)
 emit('payment', order_ulid, o, now,
-  { 'transaction_id', txn, 'result', result, 'applied', applied, 'payload', payload })
+  { 'transaction_id', txn, 'result', result, 'applied', applied, 'refund_required', refund, 'payload', payload })
 return reply(applied == 1 and 'applied' or 'not_applied', applied, refund, order_ulid, o)

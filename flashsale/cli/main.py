@@ -10,6 +10,7 @@ from flashsale.cli.pay import pay
 from flashsale.cli.product import product, seed
 from flashsale.cli.race import race
 from flashsale.cli.reconcile import reconcile
+from flashsale.cli.refunds import refunds
 from flashsale.cli.serve import serve
 from flashsale.cli.soak import soak
 from flashsale.cli.up import up
@@ -29,6 +30,7 @@ cli.add_command(up)
 cli.add_command(product)
 cli.add_command(seed)
 cli.add_command(reconcile)
+cli.add_command(refunds)
 cli.add_command(race)
 cli.add_command(pay)
 cli.add_command(bench)

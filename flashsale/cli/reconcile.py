@@ -15,6 +15,7 @@ from engine.exceptions import EngineError
 from flashsale.cli.connections import backends, operator_settings
 from flashsale.cli.output import ERROR, FAILED, OK, console, fail, json_option, print_json, progress
 from flashsale.logs import get_logger
+from persistence.conflicts import StoredConflict, resolve_conflicts
 from persistence.reconcile import Finding, catalog_ids, collect, compare, drain, reap, rebuild
 from workers.drain import DrainFailed
 
@@ -47,7 +48,33 @@ def finding_json(finding: Finding) -> dict[str, Any]:
         "verdict": VERDICT[finding.status],
         "remedy": finding.remedy,
         "differences": [asdict(d) for d in finding.differences],
+        "payment_conflicts": [conflict_json(c) for c in state.conflicts],
     }
+
+
+def conflict_json(conflict: StoredConflict) -> dict[str, Any]:
+    return {
+        "transaction_id": conflict.transaction_id,
+        "order_id": conflict.order_id,
+        "recorded_order_id": conflict.recorded_order_id,
+        "result": conflict.status,
+        "applied": conflict.applied,
+        "received_at": conflict.received_at.isoformat(),
+        "detected_at": conflict.detected_at.isoformat(),
+    }
+
+
+def conflict_line(conflict: StoredConflict) -> str:
+    effect = (
+        "paid it"
+        if conflict.applied and conflict.status == "success"
+        else ("cancelled it" if conflict.applied else "was recorded, not applied")
+    )
+    return (
+        f"product {conflict.product_id}: transaction {conflict.transaction_id} was already recorded for order "
+        f"{conflict.recorded_order_id}, yet reached order {conflict.order_id} and {effect} "
+        f"(received {conflict.received_at:%Y-%m-%d %H:%M:%S} UTC)"
+    )
 
 
 def _cell(value: int | None) -> str:
@@ -65,6 +92,8 @@ def _note(finding: Finding) -> str:
             parts.append(f"a counter is {d.engine}")
         elif d.field == "counters":
             parts.append(f"parts add up to {d.engine}, total is {d.durable}")
+        elif d.field == "payment_conflicts":
+            parts.append(f"{d.durable} transaction id(s) also used by another order")
         else:
             parts.append(f"{d.field}: Redis {d.engine}, database {d.durable}")
     if finding.status == "behind" and finding.state.backlog == 0:
@@ -105,7 +134,13 @@ def advice(findings: Sequence[Finding]) -> list[str]:
     for f in findings:
         if f.remedy == "rebuild":
             lines.append(f"product {f.product_id}: restore Redis from the database with --rebuild {f.product_id}")
-        elif f.remedy == "put_product":
+        if f.state.conflicts:
+            lines += [conflict_line(c) for c in f.state.conflicts]
+            lines.append(
+                f"product {f.product_id}: check each transaction with the payment provider, settle the orders "
+                "(refund, or collect the missing payment), then run --resolve-conflict TRANSACTION"
+            )
+        if f.remedy == "put_product":
             lines.append(
                 f"product {f.product_id}: the catalog and the engine disagree on the stock put on sale; "
                 f"put it again with `flashsale product set {f.product_id} ...`"
@@ -131,12 +166,21 @@ def _ids(ids: Sequence[int]) -> str:
     is_flag=True,
     help="Restore every product that is missing from Redis or whose counters drifted, from the database.",
 )
+@click.option(
+    "--resolve-conflict",
+    "resolved",
+    multiple=True,
+    metavar="TRANSACTION",
+    help="Mark the payment conflicts of TRANSACTION resolved, once dealt with (repeatable).",
+)
 @json_option
-def reconcile(fix: bool, rebuild_id: int | None, rebuild_all: bool, as_json: bool) -> None:
+def reconcile(fix: bool, rebuild_id: int | None, rebuild_all: bool, resolved: tuple[str, ...], as_json: bool) -> None:
     """Compare Redis (the engine) with the database for every product, and repair on request.
 
     With no flag this is a dry run: it changes nothing. The verdict per product is ok, behind
-    (the outbox has events the database has not applied yet; a worker catches up) or DRIFT.
+    (the outbox has events the database has not applied yet; a worker catches up) or DRIFT. A payment
+    whose transaction id was already recorded for another order (a payment conflict) is DRIFT until
+    --resolve-conflict marks it dealt with.
     Exit status: 0 when nothing has drifted, 1 when drift remains, 2 when it could not check
     (a service is down, a repair failed).
     """
@@ -153,6 +197,16 @@ def reconcile(fix: bool, rebuild_id: int | None, rebuild_all: bool, as_json: boo
 
     with backends(settings) as (engine, db):
         try:
+            for transaction_id in resolved:
+                marked = resolve_conflicts(db, transaction_id)
+                act(
+                    "resolve_conflict",
+                    f"marked {marked} payment conflict(s) of transaction {transaction_id} resolved"
+                    if marked
+                    else f"transaction {transaction_id} has no open payment conflict",
+                    transaction_id=transaction_id,
+                    resolved=marked,
+                )
             before = survey(engine, db, quiet=as_json)
             changing = fix or rebuild_id is not None or rebuild_all
             if not as_json:

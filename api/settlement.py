@@ -1,0 +1,231 @@
+"""A payment, sale-wide: claim its transaction id, ask PostgreSQL only when Redis has no record of the id,
+then settle it on the order's product (or record it in PostgreSQL when Redis no longer keeps the order).
+
+The steps, each idempotent by the transaction id and the order id, so that a retry of the same webhook
+completes whatever a crash left undone:
+
+1. ``claim_transaction`` binds the id to the order in one sale-wide key (any Redis Cluster shard). Another
+   order's claim refuses it: ``transaction_id_reused``.
+2. Only when the claim is not yet confirmed (Redis had no record of the id: new, past its retention, or lost
+   with Redis), PostgreSQL's ``payments`` decides: the id recorded for another order refuses it (and Redis
+   records that verdict), recorded for this order makes the webhook a duplicate. A clean answer confirms the
+   claim, in the same round trip as step 3. PostgreSQL unreachable: Redis decides alone, the drain keeps any
+   conflict that slips through (``payment_conflicts``) and reconcile reports it.
+3. ``settle`` applies the result on the order's product, at most once per transaction id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import sqlalchemy as sa
+
+from api import database
+from api.errors import DatabaseUnavailable, OrderStateUnknown
+from api.metrics import TRANSACTIONS_REUSED
+from api.times import to_ms
+from engine import AsyncEngine
+from engine import exceptions as engine_errors
+from engine.types import OrderStatus, OutboxEvent, PaymentResult, Settlement
+from flashsale import logs
+from persistence.events import apply_events
+from persistence.records import OrderRecord, PaymentRecord, get_order, get_payment
+from workers.drain import log_conflicts
+
+log = logs.get_logger("api.payments")
+
+CHECK_TIMEOUT_SECONDS = 1.0
+"""How long a webhook waits for PostgreSQL's record of a transaction id before Redis decides alone."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the webhook answers."""
+
+    order_id: str
+    status: OrderStatus
+    applied: bool
+    duplicate: bool
+    refund_required: bool
+
+
+class _Unknown:
+    """PostgreSQL could not say (down, or slower than CHECK_TIMEOUT_SECONDS)."""
+
+
+UNKNOWN = _Unknown()
+
+
+class Settler:
+    def __init__(self, engine: AsyncEngine, db: sa.Engine) -> None:
+        self.engine = engine
+        self.db = db
+
+    async def pay(self, order_id: str, transaction_id: str, result: PaymentResult, payload: str) -> Outcome:
+        """Apply one payment; raises TransactionReused, OrderNotFound, OrderStateUnknown, or an outage."""
+        try:
+            claim = await self.engine.claim_transaction(transaction_id, order_id)
+        except engine_errors.TransactionReused as reused:
+            self._refuse(reused)
+        known: PaymentRecord | _Unknown | None = None
+        confirm: asyncio.Task[Any] | None = None
+        if not claim.confirmed:
+            known = await self._recorded(transaction_id)
+            if isinstance(known, PaymentRecord) and known.order_id != order_id:
+                await self._record(transaction_id, known.order_id)
+                self._refuse(engine_errors.TransactionReused(transaction_id, order_id, known.order_id))
+            if isinstance(known, PaymentRecord):  # Redis forgot it; PostgreSQL has it for this very order
+                await self._confirm(transaction_id, order_id)
+                return await self._duplicate_from_database(known)
+            if known is None:
+                confirm = asyncio.create_task(self._confirm(transaction_id, order_id))
+        try:
+            settlement = await self.engine.settle(order_id, transaction_id, result, payload)
+        except engine_errors.OrderNotFound:
+            if confirm is not None:
+                await confirm  # before any release, so a late confirm can never re-create the claim
+            return await self._from_database(order_id, transaction_id, result, payload, known)
+        finally:
+            if confirm is not None and not confirm.done():
+                await confirm
+        log_settlement(settlement)
+        order = settlement.order
+        return Outcome(
+            order.order_id, order.status, settlement.applied, settlement.duplicate, settlement.refund_required
+        )
+
+    def _refuse(self, reused: engine_errors.TransactionReused) -> NoReturn:
+        TRANSACTIONS_REUSED.inc()
+        log.warning(
+            logs.TRANSACTION_ID_REUSED,
+            transaction_id=reused.transaction_id,
+            order_id=reused.order_id,
+            claimed_by=reused.claimed_by,
+        )
+        raise reused
+
+    async def _recorded(self, transaction_id: str) -> PaymentRecord | _Unknown | None:
+        try:
+            return await asyncio.wait_for(database.call(get_payment, self.db, transaction_id), CHECK_TIMEOUT_SECONDS)
+        except (DatabaseUnavailable, TimeoutError):
+            log.warning(logs.TRANSACTION_CHECK_SKIPPED, transaction_id=transaction_id)
+            return UNKNOWN
+
+    async def _confirm(self, transaction_id: str, order_id: str) -> None:
+        """Mark the claim confirmed: only saves later deliveries a PostgreSQL read, so a failure is logged."""
+        try:
+            await self.engine.claim_transaction(transaction_id, order_id, "confirm")
+        except engine_errors.EngineError as error:
+            log.warning("transaction_confirm_failed", transaction_id=transaction_id, error=str(error))
+
+    async def _record(self, transaction_id: str, owner: str) -> None:
+        """Let Redis remember PostgreSQL's verdict, so that later deliveries are refused without asking again."""
+        try:
+            await self.engine.claim_transaction(transaction_id, owner, "record")
+        except engine_errors.EngineError as error:
+            log.warning("transaction_record_failed", transaction_id=transaction_id, error=str(error))
+
+    async def _duplicate_from_database(self, known: PaymentRecord) -> Outcome:
+        record = await database.call(get_order, self.db, known.order_id)
+        log.info(logs.DUPLICATE_WEBHOOK_IGNORED, order_id=known.order_id, transaction_id=known.transaction_id)
+        status: OrderStatus = (
+            record.status if record is not None else ("paid" if known.status == "success" else "cancelled")
+        )
+        return Outcome(known.order_id, status, known.applied, True, known.refund_required)
+
+    async def _from_database(
+        self,
+        order_id: str,
+        transaction_id: str,
+        result: PaymentResult,
+        payload: str,
+        known: PaymentRecord | _Unknown | None,
+    ) -> Outcome:
+        """The engine no longer keeps the order (closed over a day ago, or lost): PostgreSQL answers."""
+        if known is None or isinstance(known, _Unknown):
+            known = await database.call(get_payment, self.db, transaction_id)
+        if known is not None:
+            if known.order_id != order_id:
+                self._refuse(engine_errors.TransactionReused(transaction_id, order_id, known.order_id))
+            return await self._duplicate_from_database(known)
+        record = await database.call(get_order, self.db, order_id)
+        if record is None:
+            # No such order anywhere: free the id for the order it really pays.
+            await self.engine.release_transaction(transaction_id, order_id)
+            raise engine_errors.OrderNotFound(order_id)
+        if record.status == "pending":
+            raise OrderStateUnknown(order_id)
+        refund = result == "success"  # the order is paid (by another transaction) or cancelled
+        applied = await database.call(apply_events, self.db, [late_payment(record, transaction_id, result, payload)])
+        log_conflicts(applied.conflicts)
+        where = {"order_id": order_id, "transaction_id": transaction_id, "product_id": record.product_id}
+        log.warning("payment_not_applied", result=result, order_status=record.status, **where)
+        if refund:
+            await self.engine.count_refund(record.product_id)
+            log.warning(
+                logs.REFUND_REQUIRED,
+                amount_cents=record.amount_cents,
+                customer_id=record.customer_id,
+                order_status=record.status,
+                cancel_reason=record.cancel_reason,
+                paid_by=record.transaction_id,
+                **where,
+            )
+        return Outcome(order_id, record.status, False, False, refund)
+
+
+def log_settlement(s: Settlement) -> None:
+    order = s.order
+    where = {"order_id": order.order_id, "transaction_id": s.transaction_id, "product_id": order.product_id}
+    if s.duplicate:
+        log.info(logs.DUPLICATE_WEBHOOK_IGNORED, result=s.result, order_status=order.status, **where)
+    elif s.applied and s.result == "success":
+        log.info(logs.PAYMENT_SUCCESS, amount_cents=order.amount_cents, customer_id=order.customer_id, **where)
+    elif s.applied:
+        log.info(logs.ORDER_CANCELLED, reason="payment_failed", quantity=order.quantity, **where)
+    else:
+        log.warning("payment_not_applied", result=s.result, order_status=order.status, **where)
+    if s.refund_required and not s.duplicate:
+        log.warning(
+            logs.REFUND_REQUIRED,
+            amount_cents=order.amount_cents,
+            customer_id=order.customer_id,
+            order_status=order.status,
+            cancel_reason=order.cancel_reason,
+            paid_by=order.transaction_id,
+            **where,
+        )
+
+
+def late_payment(record: OrderRecord, transaction_id: str, result: PaymentResult, payload: str) -> OutboxEvent:
+    """A ``payment`` event for an order the engine has forgotten (closed over a day ago), never applied.
+
+    The engine cannot write it, having no record of the order, so the API hands it to the same writer
+    the outbox drain uses: the payment is in PostgreSQL before the provider is told it was received.
+    """
+    note = record.transaction_id if record.status == "paid" else record.cancel_reason
+    closed = record.paid_at or record.cancelled_at
+    fields = {
+        "event": "payment",
+        "at": str(int(time.time() * 1000)),
+        "order_id": record.id,
+        "product_id": str(record.product_id),
+        "hold_id": record.hold_id,
+        "customer_id": record.customer_id or "",
+        "quantity": str(record.quantity),
+        "amount_cents": str(record.amount_cents),
+        "status": record.status,
+        "created_ms": str(to_ms(record.created_at)),
+        "expires_ms": str(to_ms(record.expires_at)),
+        "closed_ms": str(to_ms(closed)) if closed else "0",
+        "note": note or "",
+        "transaction_id": transaction_id,
+        "result": result,
+        "applied": "0",
+        "refund_required": "1" if result == "success" else "0",
+        "payload": payload,
+    }
+    return OutboxEvent(record.product_id, "0-0", "payment", fields)
