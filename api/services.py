@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from api.catalog_cache import CatalogCache
 from api.drain import Drain
 from api.ratelimit import RateLimiter
+from api.settlement import Settler
 from engine import AsyncEngine, Engine
 from engine.connection import connect, connect_async
 from flashsale.logs import get_logger
@@ -38,6 +39,8 @@ class Services:
     catalog: CatalogCache
     drain: Drain
     limiter: RateLimiter | None
+    settler: Settler
+    """Payments, sale-wide (api.settlement)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -78,6 +81,7 @@ class Services:
             catalog=CatalogCache(db),
             drain=Drain(DrainTrigger(queue_sync)),
             limiter=limiter,
+            settler=Settler(engine, db),
         )
 
     async def start(self) -> None:
@@ -92,6 +96,7 @@ class Services:
                 log.warning("engine_unavailable_at_start", error=str(error))
 
     async def close(self) -> None:
+        await self.settler.close()
         await self.drain.close()
         for client in (self.engine.redis, self.queue):
             await client.aclose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -103,6 +104,7 @@ def run_wrk(base_url: str, traffic: Traffic, connections: int, seconds: float) -
         base_url,
         "--",
         *traffic.args,
+        secrets.token_hex(4),  # the run's nonce, last: purchases.lua makes its transaction ids unique with it
     ]
     done = subprocess.run(
         command,

@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import random
 import re
+import secrets
 import time
 from collections import Counter
 from urllib.parse import urlsplit
@@ -32,6 +33,8 @@ class Flow:
         self.host = host
         self.counts: Counter[str] = Counter()
         self.serial = itertools.count(1)
+        self.run = secrets.token_hex(4)
+        """Makes this run's transaction ids its own: an id reused for another order is refused (409)."""
         self.holds: list[str] = []
         self.orders: list[str] = []
         self.pause = float(traffic.args[2]) / 1000 if traffic.script == "holds_paced" else 0.0
@@ -54,7 +57,8 @@ class Flow:
         if self.script == "purchases":
             product, secret = int(self.args[0]), self.args[1]
             if self.orders:
-                body = f'{{"order_id":"{self.orders.pop()}","transaction_id":"tpy-{n}","status":"success"}}'.encode()
+                txn = f"tpy-{self.run}-{n}"
+                body = f'{{"order_id":"{self.orders.pop()}","transaction_id":"{txn}","status":"success"}}'.encode()
                 stamp = str(int(time.time()))
                 signature = signing.sign(secret, stamp, body)
                 extra = f"{signing.TIMESTAMP_HEADER}: {stamp}\r\n{signing.SIGNATURE_HEADER}: {signature}\r\n"

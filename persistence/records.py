@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -84,6 +85,13 @@ def get_payment(db: sa.Engine, transaction_id: str) -> PaymentRecord | None:
         statement = sa.select(payments).where(payments.c.transaction_id == transaction_id)
         row = connection.execute(statement).mappings().first()
     return None if row is None else payment_record(row)
+
+
+def payments_by_transaction(db: sa.Engine, transaction_ids: Sequence[str]) -> dict[str, PaymentRecord]:
+    """The recorded payments among ``transaction_ids``, in one read (the webhook's check, batched)."""
+    with db.connect() as connection:
+        statement = sa.select(payments).where(payments.c.transaction_id.in_(set(transaction_ids)))
+        return {row["transaction_id"]: payment_record(row) for row in connection.execute(statement).mappings()}
 
 
 def payments_for_order(db: sa.Engine, order_id: str) -> list[PaymentRecord]:

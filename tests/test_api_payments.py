@@ -14,6 +14,7 @@ import httpx
 import pytest
 import redis
 import sqlalchemy as sa
+from starlette.applications import Starlette
 from structlog.testing import capture_logs
 
 from api.app import create_app
@@ -23,7 +24,7 @@ from flashsale import signing
 from persistence.catalog import ProductSpec, put_product
 from persistence.events import apply_events
 from persistence.reconcile import rebuild_all
-from persistence.records import get_payment
+from persistence.records import get_payment, payments_by_transaction
 from tests.support.api import WEBHOOK_SECRET, assert_problem, hold, make_settings, order, serve, signed
 
 pytestmark = pytest.mark.anyio
@@ -421,7 +422,7 @@ async def test_a_forgotten_transaction_id_is_refused_for_another_order_of_the_sa
     assert engine_sync.order(second["order_id"]).status == "pending"
     assert engine_sync.snapshot(1).sold == 1
     # Redis now remembers PostgreSQL's verdict: the next delivery is refused without asking again.
-    with mock.patch("api.settlement.get_payment", side_effect=AssertionError("PostgreSQL asked again")):
+    with mock.patch("api.settlement.payments_by_transaction", side_effect=AssertionError("PostgreSQL asked again")):
         assert_problem(await pay(client, second["order_id"], "pay_OLD"), 409, "transaction_id_reused")
 
 
@@ -482,12 +483,14 @@ async def test_a_claim_left_by_a_crash_before_the_settle_is_completed_by_the_ret
 
 
 async def test_a_confirmed_claim_spares_postgresql_on_every_later_delivery(
-    client: httpx.AsyncClient, engine_sync: Engine
+    app_and_client: tuple[Starlette, httpx.AsyncClient], engine_sync: Engine
 ) -> None:
+    app, client = app_and_client
     engine_sync.set_stock(1, 10)
     created = await order(client, 1)
-    with mock.patch("api.settlement.get_payment", wraps=get_payment) as asked:
+    with mock.patch("api.settlement.payments_by_transaction", wraps=payments_by_transaction) as asked:
         await pay(client, created["order_id"], "pay_1")
+        await app.state.services.settler.close()  # the claim is confirmed in the background, off the webhook's path
         await pay(client, created["order_id"], "pay_1")
         await pay(client, created["order_id"], "pay_1")
 
@@ -501,7 +504,7 @@ async def test_when_postgresql_cannot_answer_redis_decides_alone(
     engine_sync.set_stock(2, 10)
     first, second = await order(client, 1), await order(client, 2)
     down = sa.exc.OperationalError("SELECT", {}, Exception("connection refused"))
-    with mock.patch("api.settlement.get_payment", side_effect=down), capture_logs() as logs:
+    with mock.patch("api.settlement.payments_by_transaction", side_effect=down), capture_logs() as logs:
         paid = (await pay(client, first["order_id"], "pay_PG_DOWN")).json()
         refused = await pay(client, second["order_id"], "pay_PG_DOWN")
 

@@ -10,7 +10,7 @@ from api.errors import ApiError, InvalidJson, WebhookDisabled
 from api.metrics import SIGNATURES_REJECTED
 from api.responses import json
 from api.services import Services
-from api.settlement import Outcome, Settler
+from api.settlement import Outcome
 from api.validation import Fields, is_json, parse_object, read_body
 from engine.calls import MAX_TRANSACTION_ID
 from engine.types import PaymentResult
@@ -36,7 +36,7 @@ def _answer(transaction_id: str, outcome: Outcome) -> Response:
 
 def routes(services: Services) -> list[Route]:
     drain, secret = services.drain, services.settings.webhook_secret
-    settler = Settler(services.engine, services.db)
+    settler = services.settler
 
     async def webhook(request: Request) -> Response:
         raw = await read_body(request)

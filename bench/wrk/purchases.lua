@@ -1,22 +1,23 @@
 -- purchases: hold -> order -> signed payment webhook, over and over, on product PRODUCT.
 -- A connection asks for whatever is furthest along: a payment for an order, else an order for a hold,
 -- else a new hold; answers feed the queues. `paid` counts purchases completed.
--- args: PRODUCT WEBHOOK_SECRET
+-- args: PRODUCT WEBHOOK_SECRET NONCE (a fresh one per run, from bench/load.py: a transaction id pays one order
+-- in the whole sale, so each run's ids must be its own)
 dofile(os.getenv("BENCH_WRK_DIR") .. "/common.lua")
 local hmac = dofile(os.getenv("BENCH_WRK_DIR") .. "/hmac.lua")
-local product, secret, n = 0, "", 0
+local product, secret, nonce, n = 0, "", "", 0
 local holds, orders = {}, {}
 local json = { ["Content-Type"] = "application/json" }
 
 function init(args)
-  product, secret = tonumber(args[1]), args[2]
+  product, secret, nonce = tonumber(args[1]), args[2], args[3] or ""
 end
 
 function request()
   n = n + 1
   if #orders > 0 then
-    local body = string.format('{"order_id":"%s","transaction_id":"t%d-%d","status":"success"}',
-      table.remove(orders), thread_id, n)
+    local body = string.format('{"order_id":"%s","transaction_id":"t%s-%d-%d","status":"success"}',
+      table.remove(orders), nonce, thread_id, n)
     local ts = tostring(os.time())
     local headers = {
       ["Content-Type"] = "application/json",
