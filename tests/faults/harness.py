@@ -2,8 +2,9 @@
 
 After the load stops and the workers drain: the invariant for every product, every order and payment the
 API acknowledged in PostgreSQL exactly once (``flashsale.audit``), and ``flashsale reconcile`` exiting 0.
-The figures of each run go to ``tests/faults/results/<name>.json`` (or ``$FLASHSALE_TEST_RESULTS_DIR``);
-``python -m tests.faults.guarantees`` puts them in docs/guarantees.md.
+The figures of each run go to ``var/fault-results/<name>.json`` (or ``$FLASHSALE_TEST_RESULTS_DIR``), so a test
+run never changes a tracked file; ``python -m tests.faults.guarantees`` records them in ``tests/faults/results``
+and puts them in docs/guarantees.md.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from persistence.catalog import ProductSpec, put_product
 from tests.faults.processes import Stack, wait_until
 from tests.support.api import WEBHOOK_SECRET
 
-RESULTS = Path(os.environ.get("FLASHSALE_TEST_RESULTS_DIR") or Path(__file__).with_name("results"))
-"""Where each run's figures go: tests/faults/results, unless a run elsewhere (the bare-machine one) must not
-overwrite the figures docs/guarantees.md shows."""
+RESULTS = Path(
+    os.environ.get("FLASHSALE_TEST_RESULTS_DIR") or Path(__file__).resolve().parents[2] / "var" / "fault-results"
+)
+"""Where each run's figures go: var/fault-results (untracked), or elsewhere for a run that must not mix its
+figures with this checkout's (the bare-machine one). ``python -m tests.faults.guarantees`` records them."""
 
 CLIENTS = int(os.environ.get("FLASHSALE_FAULT_CLIENTS", "200"))
 """Concurrent clients of each fault test's load (never fewer than 50)."""

@@ -52,3 +52,23 @@ def test_the_document_names_every_fault_test_and_every_result() -> None:
     for path in sorted(guarantees.RESULTS.glob("*.json")):
         assert path.stem in guarantees.ORDER, f"{path.name} has no place in the document's order"
         assert f"`{path.stem}`" in text, f"docs/guarantees.md has no figures for {path.stem}"
+
+
+def test_a_test_run_writes_its_figures_outside_the_tracked_results() -> None:
+    from tests.faults import harness
+
+    assert guarantees.RESULTS.resolve() not in (harness.RESULTS.resolve(), *harness.RESULTS.resolve().parents)
+
+
+def test_recording_copies_the_last_runs_over_the_recorded_figures(tmp_path: Path) -> None:
+    latest, recorded = tmp_path / "latest", tmp_path / "recorded"
+    latest.mkdir()
+    recorded.mkdir()
+    (recorded / "api_killed.json").write_text(json.dumps(result("api_killed", lost=0, requests=1)))
+    (recorded / "soak.json").write_text(json.dumps(result("soak", requests=7)))
+    (latest / "api_killed.json").write_text(json.dumps(result("api_killed", lost=0, requests=2)))
+
+    assert guarantees.record(latest, recorded) == 1
+    assert json.loads((recorded / "api_killed.json").read_text())["requests"] == 2
+    assert json.loads((recorded / "soak.json").read_text())["requests"] == 7
+    assert guarantees.record(tmp_path / "missing", recorded) == 0
