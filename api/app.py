@@ -14,8 +14,8 @@ from api.feed import Feed
 from api.middleware import Observe
 from api.routes import admin, dashboard, demo_provider, health, holds, orders, pages, payments, products
 from api.services import Services
-from flashsale import logs
-from flashsale.settings import Settings, load
+from shared import logs
+from shared.settings import Settings, load
 
 log = logs.get_logger("api")
 

@@ -12,10 +12,10 @@ import time
 
 import sqlalchemy as sa
 
-from api import database
+from api import threadpool
 from api.errors import DatabaseUnavailable
-from flashsale.logs import get_logger
 from persistence.catalog import Product, list_products
+from shared.logs import get_logger
 
 DEFAULT_TTL_SECONDS = 5.0
 
@@ -37,7 +37,7 @@ class CatalogCache:
             if self._products is not None and time.monotonic() - self._loaded_at < self.ttl:
                 return self._products  # another request reloaded it while this one waited
             try:
-                rows = await database.call(list_products, self.db)
+                rows = await threadpool.call(list_products, self.db)
             except DatabaseUnavailable:
                 if self._products is None:
                     raise

@@ -7,9 +7,9 @@ from typing import Protocol
 
 from starlette.concurrency import run_in_threadpool
 
-from flashsale.logs import get_logger
+from shared.logs import get_logger
 
-log = get_logger("api.drain")
+log = get_logger("api.drain_requests")
 
 
 class Trigger(Protocol):

@@ -12,8 +12,8 @@ from starlette.responses import Response
 
 from api.times import iso
 from engine import exceptions as engine_errors
-from flashsale.logs import get_logger
 from persistence import exceptions as persistence_errors
+from shared.logs import get_logger
 
 PROBLEM_JSON = "application/problem+json"
 

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from api import database
+from api import threadpool
 from api.catalog_cache import CatalogCache
 from api.errors import DatabaseUnavailable
 from api.metrics import ProductFigures, engine_figures
@@ -27,8 +27,8 @@ from api.times import iso
 from engine import AsyncEngine, Engine
 from engine.aio import deadline
 from engine.exceptions import EngineUnavailable
-from flashsale.logs import get_logger
-from persistence.reconcile import Finding, collect, compare
+from reconciliation.repair import Finding, collect, compare
+from shared.logs import get_logger
 
 log = get_logger("api.feed")
 
@@ -227,7 +227,7 @@ class Feed:
     async def _reconcile(self) -> None:
         try:
             # The same collect and compare as `flashsale reconcile`: engine, then PostgreSQL, then engine again.
-            states = await database.call(collect, self.admin_engine, self.db)
+            states = await threadpool.call(collect, self.admin_engine, self.db)
             self._verdict = verdict_body(compare(states), int(time.time() * 1000))
         except DatabaseUnavailable:
             self._verdict = unknown_verdict("the database did not answer")

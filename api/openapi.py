@@ -23,7 +23,7 @@ from api.validation import (
 )
 from engine.calls import MAX_CUSTOMER_ID, MAX_IDEMPOTENCY_KEY, MAX_QUANTITY, MAX_TRANSACTION_ID
 from engine.ids import MAX_PRODUCT_ID
-from flashsale import signing
+from shared import signing
 
 Schema = dict[str, Any]
 

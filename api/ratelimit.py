@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from api.errors import ApiError
 from api.metrics import RATE_LIMITED
-from flashsale.logs import get_logger
+from shared.logs import get_logger
 
 KEY_PREFIX = "fs:ratelimit:"
 WARN_EVERY_SECONDS = 10.0

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from api.times import iso, iso_datetime
 from engine.types import Hold, Order, Snapshot
-from persistence.records import OrderRecord
+from persistence.order_reads import OrderRecord
 
 
 def json(body: Any, status: int = 200) -> Response:

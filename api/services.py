@@ -10,14 +10,14 @@ import sqlalchemy as sa
 from redis.exceptions import RedisError
 
 from api.catalog_cache import CatalogCache
-from api.drain import Drain
+from api.drain_requests import Drain
 from api.ratelimit import RateLimiter
 from api.settlement import Settler
 from engine import AsyncEngine, Engine
 from engine.connection import connect, connect_async
-from flashsale.logs import get_logger
-from flashsale.settings import Settings
 from persistence.db import make_engine
+from shared.logs import get_logger
+from shared.settings import Settings
 from workers.trigger import DrainTrigger
 
 log = get_logger("api")

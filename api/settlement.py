@@ -27,7 +27,7 @@ from typing import NoReturn
 
 import sqlalchemy as sa
 
-from api import database
+from api import threadpool
 from api.errors import DatabaseUnavailable, OrderStateUnknown
 from api.metrics import TRANSACTIONS_REUSED
 from api.times import to_ms
@@ -35,9 +35,9 @@ from engine import AsyncEngine
 from engine import exceptions as engine_errors
 from engine.coalesce import Coalescer
 from engine.types import OrderStatus, OutboxEvent, PaymentResult, Settlement
-from flashsale import logs
-from persistence.events import apply_events
-from persistence.records import OrderRecord, PaymentRecord, get_order, get_payment, payments_by_transaction
+from persistence.order_reads import OrderRecord, PaymentRecord, get_order, get_payment, payments_by_transaction
+from persistence.order_writes import apply_events
+from shared import logs
 from workers.drain import log_conflicts
 
 log = logs.get_logger("api.payments")
@@ -118,7 +118,7 @@ class Settler:
         raise reused
 
     async def _lookup(self, _: int, transaction_ids: Sequence[str]) -> list[PaymentRecord | None]:
-        found = await database.call(payments_by_transaction, self.db, transaction_ids)
+        found = await threadpool.call(payments_by_transaction, self.db, transaction_ids)
         return [found.get(txn) for txn in transaction_ids]
 
     async def _recorded(self, transaction_id: str) -> PaymentRecord | _Unknown | None:
@@ -148,7 +148,7 @@ class Settler:
             log.warning("transaction_record_failed", transaction_id=transaction_id, error=str(error))
 
     async def _duplicate_from_database(self, known: PaymentRecord) -> Outcome:
-        record = await database.call(get_order, self.db, known.order_id)
+        record = await threadpool.call(get_order, self.db, known.order_id)
         log.info(logs.DUPLICATE_WEBHOOK_IGNORED, order_id=known.order_id, transaction_id=known.transaction_id)
         status: OrderStatus = (
             record.status if record is not None else ("paid" if known.status == "success" else "cancelled")
@@ -165,12 +165,12 @@ class Settler:
     ) -> Outcome:
         """The engine no longer keeps the order (closed over a day ago, or lost): PostgreSQL answers."""
         if known is None or isinstance(known, _Unknown):
-            known = await database.call(get_payment, self.db, transaction_id)
+            known = await threadpool.call(get_payment, self.db, transaction_id)
         if known is not None:
             if known.order_id != order_id:
                 self._refuse(engine_errors.TransactionReused(transaction_id, order_id, known.order_id))
             return await self._duplicate_from_database(known)
-        record = await database.call(get_order, self.db, order_id)
+        record = await threadpool.call(get_order, self.db, order_id)
         if record is None:
             # No such order anywhere: free the id for the order it really pays.
             await self.engine.release_transaction(transaction_id, order_id)
@@ -178,7 +178,7 @@ class Settler:
         if record.status == "pending":
             raise OrderStateUnknown(order_id)
         refund = result == "success"  # the order is paid (by another transaction) or cancelled
-        applied = await database.call(apply_events, self.db, [late_payment(record, transaction_id, result, payload)])
+        applied = await threadpool.call(apply_events, self.db, [late_payment(record, transaction_id, result, payload)])
         log_conflicts(applied.conflicts)
         where = {"order_id": order_id, "transaction_id": transaction_id, "product_id": record.product_id}
         log.warning("payment_not_applied", result=result, order_status=record.status, **where)

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import load, report, scenarios, servers
-from bench.drain import ensure_database
+from bench.drain_throughput import ensure_database
 from engine.connection import DEFAULT_MAX_CONNECTIONS
-from flashsale import logs
 from persistence.migrate import upgrade
+from shared import logs
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/flashsale_bench"

@@ -1,6 +1,6 @@
 """How fast one worker drains the outbox into PostgreSQL.
 
-    .venv/bin/python bench/drain.py [--events 10000] [--redis-url URL] [--database-url URL]
+    .venv/bin/python bench/drain_throughput.py [--events 10000] [--redis-url URL] [--database-url URL]
 
 Places orders through the engine until the outbox of one product holds ``--events`` events (orders
 created, paid, failed and cancelled), then runs one burst worker (``flashsale worker --burst``, in
@@ -22,11 +22,11 @@ import sqlalchemy as sa
 
 from engine import Engine
 from engine.ids import PRODUCTS_KEY, product_keys
-from flashsale import logs, settings
 from persistence.catalog import ProductSpec, put_product
 from persistence.db import make_engine, normalize_url
 from persistence.migrate import upgrade
 from persistence.models import orders, payments, products
+from shared import logs, settings
 from workers.drain import DEFAULT_BATCH_SIZE
 from workers.run import run_worker
 

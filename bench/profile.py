@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench import load, scenarios, servers
 from bench.cli import DEFAULT_DATABASE_URL, RESULTS_DIR
-from flashsale import logs
+from shared import logs
 
 TRAFFIC = {
     "livez": (load.Traffic("livez"), []),

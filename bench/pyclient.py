@@ -18,7 +18,7 @@ from collections import Counter
 from urllib.parse import urlsplit
 
 from bench.load import HttpRun, Traffic
-from flashsale import signing
+from shared import signing
 
 _HOLD = re.compile(rb'^\{"hold_id":"(h\d+_\w+)"')
 _ORDER = re.compile(rb'^\{"order_id":"(o\d+_\w+)"')

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import redis
 
 from engine import AsyncEngine, Engine
-from engine.base import DEFAULT_HOLD_TTL_MS
 from engine.calls import REAP_BATCH
+from engine.client_base import DEFAULT_HOLD_TTL_MS
 from engine.coalesce import MAX_BATCH
 from engine.connection import connect_async
 from engine.ids import product_keys

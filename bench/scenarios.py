@@ -13,17 +13,16 @@ from typing import Any
 import redis
 import sqlalchemy as sa
 
-from bench import drain as drain_bench
-from bench import load, redis_figures, servers
+from bench import drain_throughput, load, redis_figures, servers
 from bench.baselines import pg_row_lock
 from bench.checks import StockCheck, check_stock
 from engine import Engine
 from engine.coalesce import MAX_BATCH
 from engine.pipelining import MAX_CALLS
-from flashsale import settings
 from persistence.catalog import ProductSpec, put_product
 from persistence.db import make_engine
 from persistence.models import orders, payments, products
+from shared import settings
 from workers.drain import DEFAULT_BATCH_SIZE
 
 HOT_PRODUCT = 1
@@ -252,11 +251,11 @@ def memory(bench: Bench) -> dict[str, Any]:
 
 
 def drain(bench: Bench) -> dict[str, Any]:
-    """Events per second one worker drains into the database: bench/drain.py's rounds."""
+    """Events per second one worker drains into the database: bench/drain_throughput.py's rounds."""
     bench.reset()
     config = settings.load(bench.env)
     rates = [
-        drain_bench.one_round(bench.redis, bench.db, config, bench.drain_events, DEFAULT_BATCH_SIZE)
+        drain_throughput.one_round(bench.redis, bench.db, config, bench.drain_events, DEFAULT_BATCH_SIZE)
         for _ in range(bench.drain_rounds)
     ]
     rates.sort()

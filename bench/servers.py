@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from flashsale.private_redis import free_port, redis_executable
+from flashsale.stack.private_redis import free_port, redis_executable
 
 PROJECT = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 30.0

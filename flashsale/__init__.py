@@ -1,1 +1,1 @@
-"""flashsale: settings, logging and the ``flashsale`` command, shared by the API, workers and CLI."""
+"""The operator's tools: the ``flashsale`` command (cli), the local stack it runs (stack), the verification harness."""

@@ -1,1 +1,1 @@
-"""The durable record in PostgreSQL (or SQLite): catalog, orders, payments, migrations, reconciliation."""
+"""The durable record in PostgreSQL (or SQLite): catalog, orders, payments, refunds, migrations."""

@@ -18,7 +18,7 @@ from engine.exceptions import EngineError, OutboxMoved, OutboxNotEmpty, ProductN
 from engine.types import RestoredOrder, RestoredPayment, StockChange
 from persistence.conflicts import StoredConflict, open_conflicts
 from persistence.models import orders, payments, products
-from persistence.records import order_record
+from persistence.order_reads import order_record
 from persistence.times import opt_to_ms, to_ms
 from workers.drain import DrainFailed, DrainResult
 from workers.drain import drain as drain_outbox

@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from flashsale.settings import LogFormat
+from shared.settings import LogFormat
 
 PAYMENT_SUCCESS = "payment_success"
 DUPLICATE_WEBHOOK_IGNORED = "duplicate_webhook_ignored"

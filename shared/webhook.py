@@ -6,7 +6,7 @@ import secrets
 
 import orjson
 
-from flashsale import signing
+from shared import signing
 
 WEBHOOK_PATH = "/api/payments/webhook"
 

@@ -20,8 +20,9 @@ from starlette.routing import Route
 from api.app import create_app
 from api.routes import demo_provider
 from engine import Engine
-from flashsale import signing, stack
-from flashsale.provider import WEBHOOK_PATH
+from flashsale.stack import up as stack
+from shared import signing
+from shared.webhook import WEBHOOK_PATH
 from tests.support.api import WEBHOOK_SECRET, assert_problem, make_settings, order, serve, signed
 from tests.support.browser import live_server, serve_in_thread
 

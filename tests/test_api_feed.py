@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from api.feed import HISTORY_SECONDS, POINT_SECONDS, Point, keep_point, rates, verdict_body
-from persistence.reconcile import Difference, EngineCounters, Finding, ProductState
+from reconciliation.repair import Difference, EngineCounters, Finding, ProductState
 
 
 def test_rates_are_count_deltas_per_second_between_points() -> None:

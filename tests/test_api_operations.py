@@ -20,8 +20,8 @@ from api.app import create_app
 from api.openapi import document
 from api.routes import holds as holds_routes
 from engine import Engine, EngineError
-from flashsale.settings import ConfigError, load
 from persistence.db import make_engine
+from shared.settings import ConfigError, load
 from tests.support.api import ADMIN, assert_problem, hold, make_settings, order, serve, signed
 from tests.support.servers import free_port
 from tests.support.stoppable import StoppableRedis

@@ -13,7 +13,7 @@ from api.routes.orders import idempotent_order_id
 from engine import Engine
 from engine.ids import parse_id, product_keys
 from persistence.catalog import ProductSpec, put_product
-from persistence.events import apply_events
+from persistence.order_writes import apply_events
 from tests.support.api import assert_problem, hold, order, signed
 
 pytestmark = pytest.mark.anyio

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from api.app import create_app
 from api.routes.pages import STATIC
-from flashsale.settings import Settings
+from shared.settings import Settings
 from tests.support.api import assert_problem, serve
 
 pytestmark = pytest.mark.anyio

@@ -20,11 +20,11 @@ from structlog.testing import capture_logs
 from api.app import create_app
 from engine import Engine
 from engine.ids import product_keys
-from flashsale import signing
 from persistence.catalog import ProductSpec, put_product
-from persistence.events import apply_events
-from persistence.reconcile import rebuild_all
-from persistence.records import get_payment, payments_by_transaction
+from persistence.order_reads import get_payment, payments_by_transaction
+from persistence.order_writes import apply_events
+from reconciliation.repair import rebuild_all
+from shared import signing
 from tests.support.api import WEBHOOK_SECRET, assert_problem, hold, make_settings, order, serve, signed
 
 pytestmark = pytest.mark.anyio

@@ -7,8 +7,8 @@ import sqlalchemy as sa
 
 from engine import Engine
 from engine.ids import product_keys
-from flashsale.audit import audit, invariant_faults, oversold_units
-from flashsale.workload import AckedOrder, AckedPayment, Ledger
+from flashsale.verification.audit import audit, invariant_faults, oversold_units
+from flashsale.verification.workload import AckedOrder, AckedPayment, Ledger
 from tests.support.sales import add_product, place_orders
 from workers.drain import drain
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from flashsale import vardir
-from flashsale.settings import WEBHOOK_SECRET_FILE
+from shared import vardir
+from shared.settings import WEBHOOK_SECRET_FILE
 from tests.support.api import WEBHOOK_SECRET
 from tests.support.cli import Operator
 from tests.support.sales import add_product

@@ -6,7 +6,7 @@ import json
 import pytest
 from click.testing import Result
 
-from flashsale import demo
+from flashsale.stack import demo_sale
 from persistence.catalog import get_product
 from tests.support.catalog import CHANGE, LAMP, NEW, SetStockFault, Stores, catalog_refuses_writes, stores
 from tests.support.cli import Operator
@@ -95,13 +95,13 @@ def test_seed_loads_the_demo_catalog_and_list_shows_it_live(operator: Operator) 
     result = operator.run("seed", "--json")
 
     assert result.exit_code == 0, result.output
-    assert [p["id"] for p in json.loads(result.stdout)["products"]] == [p.id for p in demo.CATALOG]
+    assert [p["id"] for p in json.loads(result.stdout)["products"]] == [p.id for p in demo_sale.CATALOG]
     operator.engine.reserve(1, 2)
     listed = {row["id"]: row for row in json.loads(operator.run("product", "list", "--json").stdout)}
-    assert listed[1]["available"] == demo.CATALOG[0].stock - 2
+    assert listed[1]["available"] == demo_sale.CATALOG[0].stock - 2
     assert listed[1]["held"] == 2
     table = operator.run("product", "list").stdout
-    assert demo.CATALOG[0].name in table
+    assert demo_sale.CATALOG[0].name in table
 
 
 def test_product_list_points_to_the_rebuild_when_redis_lost_a_product(operator: Operator) -> None:

@@ -9,8 +9,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.app import create_app
 from engine import Engine
-from flashsale.race import RACE_PRICE_CENTS, run_race
-from flashsale.settings import Settings
+from flashsale.verification.race import RACE_PRICE_CENTS, run_race
+from shared.settings import Settings
 from tests.support.api import ADMIN_TOKEN, WEBHOOK_SECRET, serve
 from tests.support.cli import Operator
 

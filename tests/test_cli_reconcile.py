@@ -6,7 +6,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from engine.ids import product_keys
-from persistence.reconcile import RESTORE_ATTEMPTS, drain
+from reconciliation.repair import RESTORE_ATTEMPTS, drain
 from tests.support.cli import Operator
 from tests.support.database import order_statuses
 from tests.support.sales import add_product, place_orders, sell_between_the_read_and_the_restore

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from persistence.reconcile import drain
+from reconciliation.repair import drain
 from tests.support.cli import Operator
 from tests.support.sales import add_product
 

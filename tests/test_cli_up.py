@@ -21,7 +21,7 @@ import redis
 import sqlalchemy as sa
 
 from engine import Engine
-from flashsale.supervisor import alive, descendants
+from flashsale.stack.supervisor import alive, descendants
 from persistence.catalog import get_product
 
 START_TIMEOUT = 120.0

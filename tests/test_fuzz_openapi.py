@@ -28,8 +28,8 @@ from api.openapi import document
 from api.routes import dashboard
 from api.times import parse_sale_bound
 from engine import Engine
-from flashsale.settings import Settings
 from persistence.catalog import ProductSpec, put_product
+from shared.settings import Settings
 from tests.faults.harness import Outcome
 from tests.support.api import ADMIN, conformance
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from engine import Engine
-from persistence.records import get_order, get_payment, payments_for_order
+from persistence.order_reads import get_order, get_payment, payments_for_order
 from tests.support.sales import add_product
 from workers.drain import drain
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from flashsale import private_redis
-from flashsale.supervisor import alive
+from flashsale.stack import private_redis
+from flashsale.stack.supervisor import alive
 
 
 def test_private_redis_keeps_acknowledged_writes_across_a_restart(tmp_path: Path) -> None:

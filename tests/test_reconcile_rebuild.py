@@ -8,8 +8,8 @@ import sqlalchemy as sa
 
 from engine import Engine
 from engine.exceptions import HoldAlreadyUsed, LimitExceeded, OutOfStock
-from persistence import reconcile
-from persistence.reconcile import (
+from reconciliation import repair as reconcile
+from reconciliation.repair import (
     NotInCatalog,
     RebuildUnsettled,
     collect,

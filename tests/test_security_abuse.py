@@ -19,7 +19,7 @@ import api.ratelimit
 from api.app import create_app
 from engine import Engine
 from engine.ids import product_keys
-from flashsale.settings import Settings
+from shared.settings import Settings
 from tests.support.api import assert_problem, make_settings
 
 pytestmark = pytest.mark.anyio

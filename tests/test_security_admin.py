@@ -14,11 +14,11 @@ import redis
 import sqlalchemy as sa
 from starlette.applications import Starlette
 
-from api import auth, database
+from api import auth, threadpool
 from api.app import create_app
 from api.openapi import document
 from engine import Engine
-from flashsale.settings import Settings
+from shared.settings import Settings
 from tests.support.api import ADMIN, ADMIN_TOKEN, assert_problem, make_settings, order, serve
 from tests.support.database import count_rows
 
@@ -56,7 +56,7 @@ class Touches:
     def __init__(self, app: Starlette, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: list[str] = []
         services = app.state.services
-        run, admin_run, call = services.engine._run, services.admin_engine._run, database.call
+        run, admin_run, call = services.engine._run, services.admin_engine._run, threadpool.call
 
         async def engine_run(c: Any) -> Any:
             self.calls.append(f"engine {c.script}")
@@ -72,7 +72,7 @@ class Touches:
 
         monkeypatch.setattr(services.engine, "_run", engine_run)
         monkeypatch.setattr(services.admin_engine, "_run", admin_engine_run)
-        monkeypatch.setattr(database, "call", database_call)
+        monkeypatch.setattr(threadpool, "call", database_call)
 
 
 async def _app(settings: Settings) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:

@@ -14,7 +14,7 @@ import pytest
 from starlette.applications import Starlette
 
 from engine import Engine
-from flashsale import signing
+from shared import signing
 from tests.support.api import ADMIN_TOKEN, WEBHOOK_SECRET, EngineCalls, assert_problem, order
 
 pytestmark = pytest.mark.anyio

@@ -3,7 +3,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from flashsale import signing
+from shared import signing
 
 SECRET = "s3cret-s3cret-s3cret"
 BODY = b'{"order_id":"o1_01JD0Z3N5W8YQ2T4V6X8Z0A1B2","transaction_id":"t1","status":"success"}'

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from flashsale.supervisor import ChildSpec, Supervisor, alive, descendants
+from flashsale.stack.supervisor import ChildSpec, Supervisor, alive, descendants
 
 
 class Lines(list[str]):

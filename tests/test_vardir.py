@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from flashsale import vardir
-from flashsale.settings import WEBHOOK_SECRET_FILE, load
+from shared import vardir
+from shared.settings import WEBHOOK_SECRET_FILE, load
 
 
 def test_secret_is_created_once_with_mode_0600_and_then_kept(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import structlog
 
 from engine import Engine
 from engine.ids import parse_id, product_keys
-from flashsale import logs
-from persistence import events
+from persistence import order_writes
+from shared import logs
 from tests.support.clock import clocked_engine
 from tests.support.database import count_rows, order_statuses
 from tests.support.sales import add_product, place_orders
@@ -141,7 +141,7 @@ def test_a_malformed_event_stops_its_product_and_stays_in_the_outbox(real_engine
 
     assert "order_shipped" in result.failures[1]
     assert real_engine.outbox_backlog(1) == 1
-    assert events.MalformedEvent.code == "malformed_event"
+    assert order_writes.MalformedEvent.code == "malformed_event"
 
 
 def test_a_reordered_stream_with_the_payment_first_still_ends_paid_with_the_payment(

@@ -17,7 +17,7 @@ from rq import Queue
 
 from engine import Engine
 from engine.connection import connect
-from flashsale import logs, settings
+from shared import logs, settings
 from tests.support.database import count_rows, order_statuses
 from tests.support.sales import add_product, place_orders
 from workers import drain as drain_module

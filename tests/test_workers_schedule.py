@@ -14,7 +14,7 @@ import pytest
 import redis
 from rq import Queue
 
-from flashsale import settings
+from shared import settings
 from workers.queues import DRAIN_JOB, QUEUE_NAME, REAP_JOB
 from workers.schedule import PERIODIC_PREFIX, make_scheduler, register
 

@@ -10,9 +10,9 @@ import sqlalchemy as sa
 
 from engine import Engine
 from engine.connection import connect
-from flashsale import settings as settings_module
-from flashsale.settings import Settings
 from persistence.db import make_engine
+from shared import settings as settings_module
+from shared.settings import Settings
 from workers.drain import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCHES
 
 

@@ -2,7 +2,7 @@
 
 Per batch: read from the product's stream, apply in one transaction, commit, and only then XDEL.
 A crash before the commit leaves the batch in the stream; a crash after it leaves the batch to be
-applied again, which changes nothing (persistence.events is idempotent and monotonic).
+applied again, which changes nothing (persistence.order_writes is idempotent and monotonic).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import sqlalchemy.exc
 
 from engine import Engine
 from engine.types import OutboxEvent
-from flashsale import logs
-from persistence.events import HOLD_EXPIRED, AppliedBatch, MalformedEvent, PaymentConflict, apply_events
+from persistence.order_writes import HOLD_EXPIRED, AppliedBatch, MalformedEvent, PaymentConflict, apply_events
+from shared import logs
 
 DEFAULT_BATCH_SIZE = 500
 DEFAULT_MAX_BATCHES = 200

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flashsale import logs
+from shared import logs
 from workers.context import WorkerContext, current
 from workers.drain import DrainFailed
 from workers.drain import drain as drain_outbox

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rq import SimpleWorker
 
-from flashsale import logs
-from flashsale.settings import Settings
+from shared import logs
+from shared.settings import Settings
 from workers.context import WorkerContext, install, queue_connection
 from workers.drain import DEFAULT_BATCH_SIZE, DrainFailed
 from workers.drain import drain as drain_outbox

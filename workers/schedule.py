@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from rq.job import Job, JobStatus
 from rq_scheduler import Scheduler as RQScheduler  # type: ignore[import-untyped]
 
-from flashsale.settings import Settings
+from shared.settings import Settings
 from workers.queues import DRAIN_JOB, JOB_TIMEOUT_SECONDS, QUEUE_NAME, REAP_JOB
 
 PERIODIC_PREFIX = "flashsale-periodic-"

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from flashsale.logs import get_logger
+from shared.logs import get_logger
 from workers.queues import DRAIN_JOB, DRAIN_REQUESTED_KEY, JOB_TIMEOUT_SECONDS, queue
 
 DEFAULT_DEBOUNCE_SECONDS = 0.1

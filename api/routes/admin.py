@@ -8,15 +8,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api import database
+from api import threadpool
 from api.auth import require_admin
 from api.responses import json, product_body
 from api.services import Services
 from api.validation import MAX_NAME, MAX_PER_CUSTOMER, MAX_PRICE_CENTS, MAX_STOCK, Fields, path_product_id, read_json
 from engine.exceptions import EngineError
-from flashsale.logs import PRODUCT_PUT_FAILED, get_logger
 from persistence.catalog import ProductSpec, put_product
 from persistence.exceptions import PersistenceError
+from shared.logs import PRODUCT_PUT_FAILED, get_logger
 
 log = get_logger("api.admin")
 
@@ -45,7 +45,7 @@ def routes(services: Services) -> list[Route]:
         fields.check()
         spec = ProductSpec(product_id, name or "", price_cents, stock, max_per_customer, starts, ends)
         try:
-            product, created = await database.call(put_product, services.admin_engine, services.db, spec)
+            product, created = await threadpool.call(put_product, services.admin_engine, services.db, spec)
         except (EngineError, PersistenceError) as error:
             log.warning(PRODUCT_PUT_FAILED, product_id=product_id, code=error.code, error=str(error))
             raise

@@ -2,7 +2,7 @@
 
 ``POST /api/demo/payments`` stands for the buyer's visit to the provider's checkout: it answers 202 at once
 and, a moment later, the provider calls the payment webhook of the server that took the checkout, signed
-with the webhook secret exactly as ``flashsale pay`` signs (``flashsale.provider``). Off unless
+with the webhook secret exactly as ``flashsale pay`` signs (``shared.webhook``). Off unless
 ``FLASHSALE_DEMO_PROVIDER=1``: it would let anyone pay any pending order without money.
 """
 
@@ -22,8 +22,8 @@ from api.services import Services
 from api.validation import Fields, read_json
 from engine import exceptions as engine_errors
 from engine.types import PaymentResult
-from flashsale.logs import get_logger
-from flashsale.provider import WEBHOOK_PATH, new_transaction_id, webhook
+from shared.logs import get_logger
+from shared.webhook import WEBHOOK_PATH, new_transaction_id, webhook
 
 log = get_logger("api.demo_provider")
 

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api import database, metrics, openapi
+from api import metrics, openapi, threadpool
 from api.errors import problem
 from api.responses import json
 from api.services import Services
@@ -38,7 +38,7 @@ def routes(services: Services) -> list[Route]:
         engine, queue, db = await asyncio.gather(
             _up(services.engine.redis.ping(), services.settings.redis_timeout_seconds),
             _up(services.queue.ping()),
-            _up(database.call(ping, services.db)),
+            _up(threadpool.call(ping, services.db)),
         )
         checks = {name: "ok" if up else "down" for name, up in (("engine", engine), ("queue", queue), ("database", db))}
         down = [name for name, state in checks.items() if state == "down"]

@@ -15,7 +15,7 @@ from engine import exceptions as engine_errors
 from engine.calls import MAX_CUSTOMER_ID, MAX_IDEMPOTENCY_KEY, MAX_QUANTITY
 from engine.ids import MAX_PRODUCT_ID
 from engine.types import Hold
-from flashsale import logs
+from shared import logs
 
 log = logs.get_logger("api.holds")
 

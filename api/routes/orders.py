@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api import database
+from api import threadpool
 from api.errors import OrderStateUnknown
 from api.responses import json, order_body, order_record_body
 from api.routes.holds import expired
@@ -18,8 +18,8 @@ from api.validation import Fields, path_id, read_json
 from engine import exceptions as engine_errors
 from engine.calls import MAX_IDEMPOTENCY_KEY
 from engine.ids import format_id, parse_id
-from flashsale import logs
-from persistence.records import OrderRecord, get_order
+from persistence.order_reads import OrderRecord, get_order
+from shared import logs
 
 log = logs.get_logger("api.orders")
 
@@ -43,7 +43,7 @@ def routes(services: Services) -> list[Route]:
     engine, db, drain = services.engine, services.db, services.drain
 
     async def _durable(order_id: str) -> OrderRecord:
-        record = await database.call(get_order, db, order_id)
+        record = await threadpool.call(get_order, db, order_id)
         if record is None:
             raise engine_errors.OrderNotFound(order_id)
         return record

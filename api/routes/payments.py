@@ -14,7 +14,7 @@ from api.settlement import Outcome
 from api.validation import Fields, is_json, parse_object, read_body
 from engine.calls import MAX_TRANSACTION_ID
 from engine.types import PaymentResult
-from flashsale import logs, signing
+from shared import logs, signing
 
 log = logs.get_logger("api.payments")
 

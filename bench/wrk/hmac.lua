@@ -1,4 +1,4 @@
--- HMAC-SHA256 in LuaJIT (wrk's Lua), to sign webhook bodies the way flashsale.signing does.
+-- HMAC-SHA256 in LuaJIT (wrk's Lua), to sign webhook bodies the way shared.signing does.
 local bit = require("bit")
 local band, bor, bxor, bnot = bit.band, bit.bor, bit.bxor, bit.bnot
 local ror, rshift, lshift, tobit, tohex = bit.ror, bit.rshift, bit.lshift, bit.tobit, bit.tohex

@@ -19,10 +19,10 @@ import sqlalchemy.exc
 from engine import Engine
 from engine.connection import connect
 from engine.exceptions import EngineUnavailable
-from flashsale import logs, vardir
 from flashsale.cli.output import ERROR, fail
-from flashsale.settings import ConfigError, Settings, load
 from persistence.db import make_engine, normalize_url
+from shared import logs, vardir
+from shared.settings import ConfigError, Settings, load
 
 OPERATOR_POOL = 4
 

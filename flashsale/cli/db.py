@@ -5,11 +5,11 @@ from __future__ import annotations
 import click
 import sqlalchemy.exc
 
-from flashsale import logs
-from flashsale import settings as settings_module
-from flashsale.settings import ConfigError, Settings
 from persistence.db import normalize_url
 from persistence.migrate import current, upgrade
+from shared import logs
+from shared import settings as settings_module
+from shared.settings import ConfigError, Settings
 
 
 def settings_or_exit() -> Settings:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import click
 import httpx
 
-from flashsale import vardir
 from flashsale.cli.connections import operator_settings
 from flashsale.cli.output import ERROR, FAILED, fail, json_option, print_json
-from flashsale.provider import WEBHOOK_PATH, new_transaction_id, webhook
-from flashsale.settings import WEBHOOK_SECRET_FILE
+from shared import vardir
+from shared.settings import WEBHOOK_SECRET_FILE
+from shared.webhook import WEBHOOK_PATH, new_transaction_id, webhook
 
 TIMEOUT_SECONDS = 10.0
 

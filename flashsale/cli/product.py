@@ -12,10 +12,9 @@ from rich.table import Table
 from api.times import iso_datetime, parse_sale_bound
 from engine import Engine
 from engine.exceptions import EngineError, ProductNotFound, StockBelowCommitted
-from flashsale import demo
 from flashsale.cli.connections import backends, operator_settings
 from flashsale.cli.output import ERROR, FAILED, OK, console, fail, json_option, print_json, progress
-from flashsale.logs import PRODUCT_PUT_FAILED, get_logger
+from flashsale.stack import demo_sale
 from persistence.catalog import (
     MAX_PER_CUSTOMER,
     MAX_PRICE_CENTS,
@@ -26,6 +25,7 @@ from persistence.catalog import (
     put_product,
 )
 from persistence.exceptions import PersistenceError
+from shared.logs import PRODUCT_PUT_FAILED, get_logger
 
 log = get_logger("flashsale.cli.product")
 
@@ -207,8 +207,8 @@ def seed_catalog(engine: Engine, db: sa.Engine, *, quiet: bool = False) -> tuple
     whose catalog write failed)."""
     saved, refused = [], []
     with progress(quiet=quiet) as bar:
-        task = bar.add_task("loading the demo catalog", total=len(demo.CATALOG))
-        for spec in demo.CATALOG:
+        task = bar.add_task("loading the demo catalog", total=len(demo_sale.CATALOG))
+        for spec in demo_sale.CATALOG:
             try:
                 saved.append(save(engine, db, spec))
             except (StockBelowCommitted, PersistenceError) as error:

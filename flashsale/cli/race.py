@@ -7,11 +7,11 @@ import asyncio
 import click
 import httpx
 
-from flashsale import vardir
 from flashsale.cli.connections import operator_settings
 from flashsale.cli.output import ERROR, FAILED, OK, fail, json_option, print_json
-from flashsale.race import RaceError, RaceReport, run_race
-from flashsale.settings import ADMIN_TOKEN_FILE, WEBHOOK_SECRET_FILE
+from flashsale.verification.race import RaceError, RaceReport, run_race
+from shared import vardir
+from shared.settings import ADMIN_TOKEN_FILE, WEBHOOK_SECRET_FILE
 
 DEFAULT_PRODUCT = 999
 TIMEOUT_SECONDS = 30.0

@@ -14,9 +14,9 @@ from engine import Engine
 from engine.exceptions import EngineError
 from flashsale.cli.connections import backends, operator_settings
 from flashsale.cli.output import ERROR, FAILED, OK, console, fail, json_option, print_json, progress
-from flashsale.logs import get_logger
 from persistence.conflicts import StoredConflict, resolve_conflicts
-from persistence.reconcile import Finding, catalog_ids, collect, compare, drain, reap, rebuild
+from reconciliation.repair import Finding, catalog_ids, collect, compare, drain, reap, rebuild
+from shared.logs import get_logger
 from workers.drain import DrainFailed
 
 log = get_logger("flashsale.reconcile")

@@ -9,7 +9,7 @@ import click
 from engine.exceptions import EngineError
 from flashsale.cli.connections import backends, operator_settings
 from flashsale.cli.output import ERROR, FAILED, OK, fail, json_option, print_json
-from flashsale.soak import SoakOptions, SoakReport, run_soak, write_log_path
+from flashsale.verification.soak import SoakOptions, SoakReport, run_soak, write_log_path
 from persistence.migrate import upgrade
 
 

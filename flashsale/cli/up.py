@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from flashsale import stack, vardir
 from flashsale.cli.output import ERROR, fail
+from flashsale.stack import up as stack
+from shared import vardir
 
 
 @click.command()

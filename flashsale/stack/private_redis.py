@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from flashsale.supervisor import die_with_parent
+from flashsale.stack.supervisor import die_with_parent
 
 SOCKET_NAME = "redis.sock"
 MAX_SOCKET_PATH = 100  # sockaddr_un.sun_path is 108 bytes on Linux, 104 on macOS

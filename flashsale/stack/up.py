@@ -28,9 +28,14 @@ import sqlalchemy.exc
 from engine import Engine
 from engine.connection import connect
 from engine.exceptions import EngineUnavailable
-from flashsale import demo, logs, private_redis, vardir
 from flashsale.cli.product import seed_catalog
-from flashsale.settings import (
+from flashsale.stack import demo_sale, private_redis
+from flashsale.stack.supervisor import ChildSpec, Printer, Supervisor
+from persistence.catalog import list_products
+from persistence.db import make_engine, normalize_url
+from persistence.migrate import current, upgrade
+from shared import logs, vardir
+from shared.settings import (
     ADMIN_TOKEN_FILE,
     WEBHOOK_SECRET_FILE,
     ConfigError,
@@ -38,10 +43,6 @@ from flashsale.settings import (
     default_database_url,
     load,
 )
-from flashsale.supervisor import ChildSpec, Printer, Supervisor
-from persistence.catalog import list_products
-from persistence.db import make_engine, normalize_url
-from persistence.migrate import current, upgrade
 
 CHILDREN = ("api", "worker", "scheduler")
 READY_TIMEOUT = 90.0
@@ -234,7 +235,7 @@ def banner(stack: Stack) -> list[str]:
         )
         lines.append(f"  admin token       {token}")
     lines += ["", "One purchase, step by step (paste into another terminal, in this directory):"]
-    for title, command in demo.walkthrough(stack.url, flashsale_command()):
+    for title, command in demo_sale.walkthrough(stack.url, flashsale_command()):
         lines += [f"  # {title}", f"  {command}"]
     lines += ["", "Ctrl-C stops everything."]
     return lines

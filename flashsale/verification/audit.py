@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from engine import Engine
 from engine.exceptions import ProductNotFound
-from flashsale.workload import Ledger
+from flashsale.verification.workload import Ledger
 from persistence.models import orders, payments, products
 
 CHUNK = 1000

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from flashsale.provider import WEBHOOK_PATH, webhook
+from shared.webhook import WEBHOOK_PATH, webhook
 
 RACE_PRODUCT_NAME = "flashsale race test"
 RACE_PRICE_CENTS = 100

@@ -2,7 +2,7 @@
 
 It runs its own API, worker and scheduler (supervised, with short hold and order TTLs so that things
 expire) on the configured Redis and database, puts its products on sale, and drives the mixed workload of
-``flashsale.workload`` at them. Every second it checks the invariant of every product; every
+``flashsale.verification.workload`` at them. Every second it checks the invariant of every product; every
 ``kill_worker_every`` seconds it kills the worker with SIGKILL (the supervisor starts another). At the end
 it lets the workers drain, reconciles Redis with the database and audits every acknowledged order and
 payment against PostgreSQL.
@@ -28,12 +28,12 @@ import sqlalchemy as sa
 
 from engine import Engine
 from engine.exceptions import EngineError, ProductNotFound
-from flashsale.audit import audit, invariant_faults, oversold_units
-from flashsale.settings import Settings
-from flashsale.supervisor import ChildSpec, Supervisor
-from flashsale.workload import Mix, Stop, Workload
+from flashsale.stack.supervisor import ChildSpec, Supervisor
+from flashsale.verification.audit import audit, invariant_faults, oversold_units
+from flashsale.verification.workload import Mix, Stop, Workload
 from persistence.catalog import ProductSpec, put_product
-from persistence.reconcile import collect, compare
+from reconciliation.repair import collect, compare
+from shared.settings import Settings
 
 READY_TIMEOUT = 60.0
 RESTOCK_EVERY = 5

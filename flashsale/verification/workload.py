@@ -3,7 +3,7 @@
 Each client loops through one purchase at a time: hold, then release, abandon (the hold expires), or
 order; an order is paid, fails, is cancelled or is left to expire; some webhooks are sent twice, and a
 few requests are deliberately invalid. Only answers the API gave count: a 2xx goes in the ledger, which
-``flashsale.audit`` later compares with PostgreSQL. A request with no answer (the server was down) is
+``flashsale.verification.audit`` later compares with PostgreSQL. A request with no answer (the server was down) is
 counted, never assumed to have done anything.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from flashsale.provider import WEBHOOK_PATH, webhook
+from shared.webhook import WEBHOOK_PATH, webhook
 
 TRANSPORT_BACKOFF_SECONDS = 0.2
 """A client whose request got no answer waits this long before the next, so a dead server is not spun on."""

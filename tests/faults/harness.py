@@ -1,7 +1,7 @@
 """The shape every fault test shares: load in the background, a fault, then the same three checks.
 
 After the load stops and the workers drain: the invariant for every product, every order and payment the
-API acknowledged in PostgreSQL exactly once (``flashsale.audit``), and ``flashsale reconcile`` exiting 0.
+API acknowledged in PostgreSQL exactly once (``flashsale.verification.audit``), and ``flashsale reconcile`` exiting 0.
 The figures of each run go to ``var/fault-results/<name>.json`` (or ``$FLASHSALE_TEST_RESULTS_DIR``), so a test
 run never changes a tracked file; ``python -m tests.faults.guarantees`` records them in ``tests/faults/results``
 and puts them in docs/guarantees.md.
@@ -23,8 +23,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine import Engine
-from flashsale.audit import audit, invariant_faults, oversold_units
-from flashsale.workload import Ledger, Mix, Stop, Workload
+from flashsale.verification.audit import audit, invariant_faults, oversold_units
+from flashsale.verification.workload import Ledger, Mix, Stop, Workload
 from persistence.catalog import ProductSpec, put_product
 from tests.faults.processes import Stack, wait_until
 from tests.support.api import WEBHOOK_SECRET

@@ -21,7 +21,7 @@ import httpx
 import redis
 from rq import Worker
 
-from flashsale.supervisor import descendants, die_with_parent
+from flashsale.stack.supervisor import descendants, die_with_parent
 from tests.support.api import ADMIN_TOKEN, WEBHOOK_SECRET
 from tests.support.servers import free_port
 from workers.queues import QUEUE_NAME

@@ -16,7 +16,7 @@ import redis
 import sqlalchemy as sa
 
 from engine import Engine
-from flashsale.audit import audit
+from flashsale.verification.audit import audit
 from tests.faults.conftest import StartRedis
 from tests.faults.harness import SECONDS, Background, Outcome, add_products, verify, workload
 from tests.faults.processes import Stack

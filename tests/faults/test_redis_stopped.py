@@ -18,7 +18,7 @@ import redis
 import sqlalchemy as sa
 
 from engine import Engine
-from flashsale.settings import load
+from shared.settings import load
 from tests.faults.conftest import StartRedis
 from tests.faults.harness import SECONDS, Background, Outcome, add_products, verify, workload
 from tests.faults.processes import Stack

@@ -17,7 +17,7 @@ from redis.cluster import RedisCluster
 
 from engine import Engine
 from engine.ids import product_keys
-from flashsale.supervisor import descendants
+from flashsale.stack.supervisor import descendants
 from tests.faults.harness import SECONDS, Background, Outcome, add_products, verify, workload
 from tests.faults.processes import Stack
 from tests.support.servers import RedisServer

@@ -20,8 +20,8 @@ import pytest
 import sqlalchemy as sa
 
 from engine import Engine
-from flashsale.provider import WEBHOOK_PATH, webhook
-from flashsale.workload import AckedOrder, AckedPayment, Workload
+from flashsale.verification.workload import AckedOrder, AckedPayment, Workload
+from shared.webhook import WEBHOOK_PATH, webhook
 from tests.faults.harness import SECONDS, Background, Outcome, add_products, verify, workload
 from tests.faults.processes import Stack
 from tests.support.api import WEBHOOK_SECRET

@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from starlette.applications import Starlette
 
 from engine import Engine
-from flashsale import signing
-from flashsale.settings import Settings, load
+from shared import signing
+from shared.settings import Settings, load
 
 WEBHOOK_SECRET = "test-webhook-secret-0123456789"
 ADMIN_TOKEN = "test-admin-token-0123456789"

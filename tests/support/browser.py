@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from flashsale.settings import Settings
+from shared.settings import Settings
 from tests.conftest import unavailable
 from tests.support.api import ADMIN
 from tests.support.servers import free_port

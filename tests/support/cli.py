@@ -19,7 +19,7 @@ import uvicorn
 from click.testing import CliRunner, Result
 
 from engine import Engine
-from flashsale.settings import load
+from shared.settings import load
 from tests.support.api import ADMIN_TOKEN, WEBHOOK_SECRET
 
 

@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from engine import Engine
-from persistence import reconcile
 from persistence.catalog import ProductSpec, put_product
+from reconciliation import repair as reconcile
 
 
 @dataclass

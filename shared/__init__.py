@@ -1,0 +1,1 @@
+"""What every process shares, importing nothing of ours: settings, structured logs, webhook signing, ./var."""
