@@ -27,7 +27,8 @@ from api.times import iso
 from engine import AsyncEngine, Engine
 from engine.aio import deadline
 from engine.exceptions import EngineUnavailable
-from reconciliation.repair import Finding, collect, compare
+from reconciliation.collect import collect
+from reconciliation.compare import Finding, compare
 from shared.logs import get_logger
 
 log = get_logger("api.feed")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from api.feed import HISTORY_SECONDS, POINT_SECONDS, Point, keep_point, rates, verdict_body
-from reconciliation.repair import Difference, EngineCounters, Finding, ProductState
+from reconciliation.collect import EngineCounters, ProductState
+from reconciliation.compare import Difference, Finding
 
 
 def test_rates_are_count_deltas_per_second_between_points() -> None:

@@ -6,7 +6,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from engine.ids import product_keys
-from reconciliation.repair import RESTORE_ATTEMPTS, drain
+from reconciliation.repair import RESTORE_ATTEMPTS, drain_to_end
 from tests.support.cli import Operator
 from tests.support.database import order_statuses
 from tests.support.sales import add_product, place_orders, sell_between_the_read_and_the_restore
@@ -23,7 +23,7 @@ def sold(operator: Operator) -> Operator:
     add_product(operator.engine, operator.db, 2, stock=50)
     place_orders(operator.engine, 1, 8)
     place_orders(operator.engine, 2, 4, prefix="u")
-    drain(operator.engine, operator.db)
+    drain_to_end(operator.engine, operator.db)
     return operator
 
 
@@ -153,12 +153,12 @@ def test_a_payment_conflict_reaching_the_drain_is_stored_logged_and_reported_as_
     first = sold.engine.convert(sold.engine.reserve(1, 1, customer_id="alice").hold_id)
     second = sold.engine.convert(sold.engine.reserve(2, 1, customer_id="bob").hold_id)
     sold.engine.settle(first.order_id, "pay_DUP", "success")
-    drain(sold.engine, sold.db)
+    drain_to_end(sold.engine, sold.db)
     # Both checks were blind (Redis had forgotten the id, PostgreSQL did not answer): the settle went through.
     sold.engine.settle(second.order_id, "pay_DUP", "success")
 
     with capture_logs() as logs:
-        drained = drain(sold.engine, sold.db)
+        drained = drain_to_end(sold.engine, sold.db)
     result = sold.run("reconcile")
     report = json.loads(sold.run("reconcile", "--json").stdout)
 
@@ -185,9 +185,9 @@ def test_resolving_a_payment_conflict_ends_the_drift(sold: Operator) -> None:
     first = sold.engine.convert(sold.engine.reserve(1, 1).hold_id)
     second = sold.engine.convert(sold.engine.reserve(2, 1).hold_id)
     sold.engine.settle(first.order_id, "pay_DUP", "success")
-    drain(sold.engine, sold.db)
+    drain_to_end(sold.engine, sold.db)
     sold.engine.settle(second.order_id, "pay_DUP", "success")
-    drain(sold.engine, sold.db)
+    drain_to_end(sold.engine, sold.db)
 
     resolved = sold.run("reconcile", "--resolve-conflict", "pay_DUP")
     unknown = sold.run("reconcile", "--resolve-conflict", "pay_NONE")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from reconciliation.repair import drain
+from reconciliation.repair import drain_to_end
 from tests.support.cli import Operator
 from tests.support.sales import add_product
 
@@ -28,7 +28,7 @@ def test_refunds_lists_second_charges_and_payments_for_cancelled_orders(operator
     operator.engine.settle(cancelled.order_id, "pay_LATE", "success")
     operator.engine.settle(fine.order_id, "pay_FINE", "success")
     operator.engine.settle(fine.order_id, "pay_FAILED_LATER", "failed")  # charged nothing: no refund
-    drain(operator.engine, operator.db)
+    drain_to_end(operator.engine, operator.db)
 
     result = operator.run("refunds")
     listed = json.loads(operator.run("refunds", "--json").stdout)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from reconciliation.repair import Difference, DurableCounts, EngineCounters, ProductState, compare, compare_one
+from reconciliation.collect import DurableCounts, EngineCounters, ProductState
+from reconciliation.compare import Difference, compare, compare_one
 
 ENGINE = EngineCounters(total=10, available=4, held=1, pending=2, sold=3)
 DURABLE = DurableCounts(stock=10, pending=2, paid=3)

@@ -8,17 +8,10 @@ import sqlalchemy as sa
 
 from engine import Engine
 from engine.exceptions import HoldAlreadyUsed, LimitExceeded, OutOfStock
-from reconciliation import repair as reconcile
-from reconciliation.repair import (
-    NotInCatalog,
-    RebuildUnsettled,
-    collect,
-    compare,
-    drain,
-    durable_counts,
-    rebuild,
-    rebuild_all,
-)
+from reconciliation.collect import collect, durable_counts
+from reconciliation.compare import compare
+from reconciliation.exceptions import NotInCatalog, RebuildUnsettled
+from reconciliation.repair import RESTORE_ATTEMPTS, drain_to_end, rebuild, rebuild_all
 from tests.support.database import order_statuses
 from tests.support.sales import Sale, add_product, place_orders, sell_between_the_read_and_the_restore
 
@@ -40,7 +33,7 @@ def sale(real_engine: Engine, db: sa.Engine) -> Sale:
 def test_an_undrained_outbox_is_behind_until_drained(real_engine: Engine, db: sa.Engine, sale: Sale) -> None:
     assert verdicts(real_engine, db) == {1: "behind", 2: "behind"}
 
-    drain(real_engine, db)
+    drain_to_end(real_engine, db)
 
     assert verdicts(real_engine, db) == {1: "consistent", 2: "consistent"}
 
@@ -48,7 +41,7 @@ def test_an_undrained_outbox_is_behind_until_drained(real_engine: Engine, db: sa
 def test_after_redis_loses_everything_rebuild_restores_counters_that_match_postgresql(
     real_engine: Engine, real_redis: redis.Redis, db: sa.Engine, sale: Sale
 ) -> None:
-    drain(real_engine, db)
+    drain_to_end(real_engine, db)
     durable = durable_counts(db)
     real_redis.flushdb()
 
@@ -68,7 +61,7 @@ def test_after_redis_loses_everything_rebuild_restores_counters_that_match_postg
 def test_rebuilt_orders_payments_and_quotas_behave_as_before_the_loss(
     real_engine: Engine, real_redis: redis.Redis, db: sa.Engine, sale: Sale
 ) -> None:
-    drain(real_engine, db)
+    drain_to_end(real_engine, db)
     paid = next(o for o, s in sale.orders.items() if s == "paid" and o.startswith("o1_"))
     pending = next(o for o, s in sale.orders.items() if s == "pending" and o.startswith("o1_"))
     paid_before, pending_before = real_engine.order(paid), real_engine.order(pending)
@@ -90,14 +83,14 @@ def test_rebuilt_orders_payments_and_quotas_behave_as_before_the_loss(
     real_engine.reserve(1, 3, customer_id="c1")
     # And the pending order can still be paid, and that reaches PostgreSQL
     real_engine.settle(pending, "after-rebuild", "success")
-    drain(real_engine, db)
+    drain_to_end(real_engine, db)
     assert order_statuses(db)[pending] == "paid"
     assert verdicts(real_engine, db)[1] == "consistent"
 
 
 @pytest.mark.usefixtures("sale")
 def test_rebuild_twice_has_the_effect_of_once(real_engine: Engine, real_redis: redis.Redis, db: sa.Engine) -> None:
-    drain(real_engine, db)
+    drain_to_end(real_engine, db)
     real_redis.flushdb()
 
     first = rebuild_all(real_engine, db)
@@ -158,7 +151,7 @@ def test_rebuild_gives_up_with_a_clear_error_when_the_product_never_stops_changi
         rebuild(real_engine, db, 1)
 
     assert (error.value.code, error.value.product_id) == ("rebuild_unsettled", 1)
-    assert len(sold) == error.value.attempts == reconcile.RESTORE_ATTEMPTS
+    assert len(sold) == error.value.attempts == RESTORE_ATTEMPTS
     # Every refused restore left the engine as the sales made it: nothing was restored from a stale read
     snap = real_engine.snapshot(1)
     assert (snap.available, snap.sold) == (10 - len(sold), len(sold))

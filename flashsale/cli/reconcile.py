@@ -15,9 +15,13 @@ from engine.exceptions import EngineError
 from flashsale.cli.connections import backends, operator_settings
 from flashsale.cli.output import ERROR, FAILED, OK, console, fail, json_option, print_json, progress
 from persistence.conflicts import StoredConflict, resolve_conflicts
-from reconciliation.repair import Finding, catalog_ids, collect, compare, drain, reap, rebuild
+from reconciliation.collect import catalog_ids, collect
+from reconciliation.compare import Finding, compare
+from reconciliation.exceptions import ReconciliationError
+from reconciliation.repair import drain_to_end, rebuild
 from shared.logs import get_logger
 from workers.drain import DrainFailed
+from workers.reaper import reap
 
 log = get_logger("flashsale.reconcile")
 
@@ -219,7 +223,7 @@ def reconcile(fix: bool, rebuild_id: int | None, rebuild_all: bool, resolved: tu
                     f"({reaped.units_returned} units back on sale)",
                     **asdict(reaped),
                 )
-                drained = drain(engine, db)
+                drained = drain_to_end(engine, db)
                 act(
                     "drain",
                     f"drained {drained.events} outbox event(s): {drained.orders_written} order row(s) and "
@@ -247,7 +251,7 @@ def reconcile(fix: bool, rebuild_id: int | None, rebuild_all: bool, resolved: tu
                     )
                     bar.advance(task)
             after = survey(engine, db, quiet=as_json) if changing else before
-        except (EngineError, DrainFailed) as error:
+        except (EngineError, ReconciliationError, DrainFailed) as error:
             code = getattr(error, "code", "error")
             log.error("reconcile_failed", code=code, error=str(error))
             if as_json:

@@ -32,7 +32,8 @@ from flashsale.stack.supervisor import ChildSpec, Supervisor
 from flashsale.verification.audit import audit, invariant_faults, oversold_units
 from flashsale.verification.workload import Mix, Stop, Workload
 from persistence.catalog import ProductSpec, put_product
-from reconciliation.repair import collect, compare
+from reconciliation.collect import collect
+from reconciliation.compare import compare
 from shared.settings import Settings
 
 READY_TIMEOUT = 60.0

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from engine import Engine
 from persistence.catalog import ProductSpec, put_product
-from reconciliation import repair as reconcile
+from reconciliation import repair
 
 
 @dataclass
@@ -61,16 +61,16 @@ def sell_between_the_read_and_the_restore(
     """Up to ``times`` rebuild attempts of product 1: after the attempt read PostgreSQL and before it restores,
     a buyer's hold is converted, paid and drained (by a worker, say). Returns the orders sold so."""
     sold: list[str] = []
-    read = reconcile._restore_arguments
+    read = repair._restore_arguments
 
     def read_then_sell(*args: Any, **kwargs: Any) -> Any:
         snapshot = read(*args, **kwargs)
         if len(sold) < times:
             order = engine.convert(engine.reserve(1, 1, customer_id=f"late{len(sold)}").hold_id)
             engine.settle(order.order_id, f"late-txn-{len(sold)}", "success")
-            reconcile.drain(engine, db, [1])  # a worker: the outbox is empty again when the restore runs
+            repair.drain_to_end(engine, db, [1])  # a worker: the outbox is empty again when the restore runs
             sold.append(order.order_id)
         return snapshot
 
-    monkeypatch.setattr(reconcile, "_restore_arguments", read_then_sell)
+    monkeypatch.setattr(repair, "_restore_arguments", read_then_sell)
     return sold
