@@ -6,7 +6,7 @@ import json
 import pytest
 from click.testing import Result
 
-from flashsale.stack import demo_sale
+from flashsale import demo_sale
 from persistence.catalog import get_product
 from tests.support.catalog import CHANGE, LAMP, NEW, SetStockFault, Stores, catalog_refuses_writes, stores
 from tests.support.cli import Operator

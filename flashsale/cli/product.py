@@ -12,9 +12,9 @@ from rich.table import Table
 from api.times import iso_datetime, parse_sale_bound
 from engine import Engine
 from engine.exceptions import EngineError, ProductNotFound, StockBelowCommitted
+from flashsale import demo_sale
 from flashsale.cli.connections import backends, operator_settings
 from flashsale.cli.output import ERROR, FAILED, OK, console, fail, json_option, print_json, progress
-from flashsale.stack import demo_sale
 from persistence.catalog import (
     MAX_PER_CUSTOMER,
     MAX_PRICE_CENTS,

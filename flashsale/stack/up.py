@@ -28,8 +28,9 @@ import sqlalchemy.exc
 from engine import Engine
 from engine.connection import connect
 from engine.exceptions import EngineUnavailable
+from flashsale import demo_sale
 from flashsale.cli.product import seed_catalog
-from flashsale.stack import demo_sale, private_redis
+from flashsale.stack import private_redis
 from flashsale.stack.supervisor import ChildSpec, Printer, Supervisor
 from persistence.catalog import list_products
 from persistence.db import make_engine, normalize_url
