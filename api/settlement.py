@@ -35,10 +35,10 @@ from engine import AsyncEngine
 from engine import exceptions as engine_errors
 from engine.coalesce import Coalescer
 from engine.types import OrderStatus, OutboxEvent, PaymentResult, Settlement
+from persistence.conflicts import log_conflicts
 from persistence.order_reads import OrderRecord, PaymentRecord, get_order, get_payment, payments_by_transaction
 from persistence.order_writes import apply_events
 from shared import logs
-from workers.drain import log_conflicts
 
 log = logs.get_logger("api.payments")
 

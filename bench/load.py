@@ -7,9 +7,10 @@ import os
 import secrets
 import shutil
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+
+from bench.pyclient import run_python
+from bench.traffic import HttpRun, Tool, Traffic
 
 WRK_DIR = Path(__file__).resolve().parent / "wrk"
 WRK_MISSING = (
@@ -17,54 +18,6 @@ WRK_MISSING = (
     "it measures and so understates it. Install wrk with `sudo apt-get install wrk` (Debian/Ubuntu) "
     "or `brew install wrk` (macOS)."
 )
-
-Tool = Literal["wrk", "python"]
-
-
-@dataclass(frozen=True)
-class Traffic:
-    """What the connections send: ``script`` is a file in bench/wrk/ (without .lua), ``args`` its arguments."""
-
-    script: str
-    args: tuple[str, ...] = ()
-
-
-@dataclass
-class HttpRun:
-    tool: Tool
-    connections: int
-    seconds: float
-    requests: int
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    max_ms: float
-    errors: dict[str, int]
-    counts: dict[str, int] = field(default_factory=dict)
-    """Answers by status code, or by kind where the traffic names them (hold, order, paid)."""
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    @property
-    def error_count(self) -> int:
-        return sum(self.errors.values())
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "tool": self.tool,
-            "connections": self.connections,
-            "seconds": round(self.seconds, 3),
-            "requests": self.requests,
-            "rps": round(self.rps, 1),
-            "p50_ms": round(self.p50_ms, 3),
-            "p90_ms": round(self.p90_ms, 3),
-            "p99_ms": round(self.p99_ms, 3),
-            "max_ms": round(self.max_ms, 3),
-            "errors": self.errors,
-            "counts": self.counts,
-        }
 
 
 def wrk_path() -> str | None:
@@ -85,8 +38,6 @@ def choose_tool(wanted: str) -> Tool:
 def run(tool: Tool, base_url: str, traffic: Traffic, connections: int, seconds: float) -> HttpRun:
     if tool == "wrk":
         return run_wrk(base_url, traffic, connections, seconds)
-    from bench.pyclient import run_python
-
     return run_python(base_url, traffic, connections, seconds)
 
 

@@ -20,12 +20,13 @@ from pathlib import Path
 
 from bench import load, scenarios, servers
 from bench.cli import DEFAULT_DATABASE_URL, RESULTS_DIR
+from bench.traffic import Traffic
 from shared import logs
 
 TRAFFIC = {
-    "livez": (load.Traffic("livez"), []),
-    "holds-hot": (load.Traffic("holds", ("1", "1")), [scenarios.HOT_PRODUCT]),
-    "holds-spread": (load.Traffic("holds", ("1001", "2000")), list(scenarios.SPREAD_PRODUCTS)),
+    "livez": (Traffic("livez"), []),
+    "holds-hot": (Traffic("holds", ("1", "1")), [scenarios.HOT_PRODUCT]),
+    "holds-spread": (Traffic("holds", ("1001", "2000")), list(scenarios.SPREAD_PRODUCTS)),
 }
 
 

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from urllib.parse import urlsplit
 
-from bench.load import HttpRun, Traffic
+from bench.traffic import HttpRun, Traffic
 from shared import signing
 
 _HOLD = re.compile(rb'^\{"hold_id":"(h\d+_\w+)"')

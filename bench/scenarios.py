@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from bench import drain_throughput, load, redis_figures, servers
 from bench.baselines import pg_row_lock
 from bench.checks import StockCheck, check_stock
+from bench.traffic import HttpRun, Tool, Traffic
 from engine import Engine
 from engine.coalesce import MAX_BATCH
 from engine.pipelining import MAX_CALLS
@@ -41,7 +42,7 @@ PACE_MS = 100
 class Bench:
     """One run of the harness: where it sends load, with what, and for how long."""
 
-    tool: load.Tool
+    tool: Tool
     server: str
     redis_url: str
     database_url: str
@@ -95,8 +96,8 @@ class Bench:
             yield served.url
 
     def drive(
-        self, base_url: str, traffic: load.Traffic, connections: int, *, stretch: int = 1
-    ) -> tuple[load.HttpRun, dict[str, int]]:
+        self, base_url: str, traffic: Traffic, connections: int, *, stretch: int = 1
+    ) -> tuple[HttpRun, dict[str, int]]:
         """A warm-up (not reported), then the measured run (``stretch`` times as long); returns the run and the
         answers of both."""
         counts: dict[str, int] = {}
@@ -113,7 +114,7 @@ class Bench:
 class Point:
     """One measured run of an HTTP scenario, with the stock check after it."""
 
-    run: load.HttpRun
+    run: HttpRun
     check: StockCheck
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -124,14 +125,14 @@ class Point:
 def livez(bench: Bench, connections: int) -> Point:
     bench.reset()
     with bench.flashsale(f"livez-{connections}") as url:
-        run, _ = bench.drive(url, load.Traffic("livez"), connections)
+        run, _ = bench.drive(url, Traffic("livez"), connections)
     return Point(run, StockCheck())
 
 
 def holds(bench: Bench, product_ids: range, connections: int, label: str) -> Point:
     bench.reset()
     bench.put(product_ids, LOTS)
-    traffic = load.Traffic("holds", (str(product_ids[0]), str(product_ids[-1])))
+    traffic = Traffic("holds", (str(product_ids[0]), str(product_ids[-1])))
     with bench.flashsale(f"{label}-{connections}") as url:
         run, counts = bench.drive(url, traffic, connections)
     return Point(run, check_stock(bench.engine, product_ids, client_holds=counts.get("201", 0)))
@@ -150,7 +151,7 @@ def holds_paced(bench: Bench, connections: int) -> Point:
     bench.reset()
     product = range(HOT_PRODUCT, HOT_PRODUCT + 1)
     bench.put(product, LOTS)
-    traffic = load.Traffic("holds_paced", (str(HOT_PRODUCT), str(HOT_PRODUCT), str(PACE_MS)))
+    traffic = Traffic("holds_paced", (str(HOT_PRODUCT), str(HOT_PRODUCT), str(PACE_MS)))
     with bench.flashsale(f"holds-paced-{connections}") as url:
         # Three times as long: every run opens its connections at once, and the first answers of 500 fresh
         # connections, queued behind one another, would otherwise be the slowest 1% of a 10 s run.
@@ -164,7 +165,7 @@ def pg_row_lock_holds(bench: Bench, connections: int) -> Point:
     env = {"BENCH_PG_URL": bench.database_url, "BENCH_POOL_SIZE": str(bench.pool_size)}
     log = bench.workdir / f"pg-row-lock-{connections}.log"
     with servers.serving("pg-row-lock", servers.baseline_command(), env, log) as served:
-        run, counts = bench.drive(served.url, load.Traffic("holds", (str(HOT_PRODUCT), str(HOT_PRODUCT))), connections)
+        run, counts = bench.drive(served.url, Traffic("holds", (str(HOT_PRODUCT), str(HOT_PRODUCT))), connections)
     over, written = pg_row_lock.oversold(bench.database_url)
     check = StockCheck(products=1, oversold_units=over, holds_granted=written)
     if over:
@@ -178,7 +179,7 @@ def purchases(bench: Bench, connections: int) -> Point:
     """hold -> order -> signed webhook, with one ``flashsale worker`` draining the outbox meanwhile."""
     bench.reset()
     bench.put([PURCHASE_PRODUCT], LOTS)
-    traffic = load.Traffic("purchases", (str(PURCHASE_PRODUCT), bench.webhook_secret))
+    traffic = Traffic("purchases", (str(PURCHASE_PRODUCT), bench.webhook_secret))
     with (
         servers.worker(bench.env, bench.workdir / f"worker-{connections}.log"),
         bench.flashsale(f"purchases-{connections}") as url,

@@ -1,16 +1,41 @@
-"""The demo catalog ``flashsale seed`` and the first ``flashsale up`` load, and the walk-through of one purchase."""
+"""The demo sale: its catalog, loading it (``flashsale seed``, the first ``flashsale up``), and the walk-through of
+one purchase."""
 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
+from typing import Any
 
+import sqlalchemy as sa
+
+from engine import Engine
+from engine.exceptions import StockBelowCommitted
+from flashsale.products import save
 from persistence.catalog import ProductSpec
+from persistence.exceptions import PersistenceError
 
 CATALOG: tuple[ProductSpec, ...] = (
     ProductSpec(1, "Limited sneaker, drop #1", price_cents=12_900, stock=100, max_per_customer=2),
     ProductSpec(2, "Concert ticket, front row", price_cents=8_500, stock=500, max_per_customer=4),
     ProductSpec(3, "Signed vinyl, numbered", price_cents=4_900, stock=10, max_per_customer=1),
 )
+
+
+def seed(
+    engine: Engine, db: sa.Engine, *, advance: Callable[[], object] = lambda: None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Put every demo product; returns what was saved and the refusals (a product whose stock is committed, or
+    whose catalog write failed). ``advance`` is called after each product (a progress bar)."""
+    saved, refused = [], []
+    for spec in CATALOG:
+        try:
+            saved.append(save(engine, db, spec))
+        except (StockBelowCommitted, PersistenceError) as error:
+            refused.append(f"product {spec.id}: {error.code}: {error.message}")
+        advance()
+    return saved, refused
+
 
 WALKTHROUGH_PRODUCT = 1
 WALKTHROUGH_CUSTOMER = "alice"

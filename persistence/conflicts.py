@@ -1,4 +1,5 @@
-"""Payment conflicts kept by the drain: read for reconcile, and marked resolved by an operator."""
+"""Payment conflicts: logged where they are found, kept by the drain, read for reconcile, and marked resolved by
+an operator."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from persistence.models import payment_conflicts
+from persistence.order_writes import PaymentConflict
+from shared import logs
+
+log = logs.get_logger("persistence.conflicts")
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,20 @@ class StoredConflict:
     applied: bool
     received_at: datetime
     detected_at: datetime
+
+
+def log_conflicts(conflicts: Sequence[PaymentConflict]) -> None:
+    """A transaction id that paid (or was sent for) two orders: never silent, always with its own tag."""
+    for conflict in conflicts:
+        log.error(
+            logs.PAYMENT_CONFLICT,
+            transaction_id=conflict.transaction_id,
+            order_id=conflict.order_id,
+            recorded_order_id=conflict.recorded_order_id,
+            product_id=conflict.product_id,
+            result=conflict.status,
+            applied=conflict.applied,
+        )
 
 
 def open_conflicts(db: sa.Engine, product_ids: Sequence[int] | None = None) -> dict[int, list[StoredConflict]]:

@@ -15,7 +15,8 @@ import sqlalchemy.exc
 
 from engine import Engine
 from engine.types import OutboxEvent
-from persistence.order_writes import HOLD_EXPIRED, AppliedBatch, MalformedEvent, PaymentConflict, apply_events
+from persistence.conflicts import log_conflicts
+from persistence.order_writes import HOLD_EXPIRED, AppliedBatch, MalformedEvent, apply_events
 from shared import logs
 
 DEFAULT_BATCH_SIZE = 500
@@ -85,20 +86,6 @@ def log_releases(events: Sequence[OutboxEvent]) -> None:
                 quantity=int(f.get("quantity", "0")),
                 reason="expired",
             )
-
-
-def log_conflicts(conflicts: Sequence[PaymentConflict]) -> None:
-    """A transaction id that paid (or was sent for) two orders: never silent, always with its own tag."""
-    for conflict in conflicts:
-        log.error(
-            logs.PAYMENT_CONFLICT,
-            transaction_id=conflict.transaction_id,
-            order_id=conflict.order_id,
-            recorded_order_id=conflict.recorded_order_id,
-            product_id=conflict.product_id,
-            result=conflict.status,
-            applied=conflict.applied,
-        )
 
 
 def drain_batch(engine: Engine, db: sa.Engine, product_id: int, batch_size: int = DEFAULT_BATCH_SIZE) -> AppliedBatch:

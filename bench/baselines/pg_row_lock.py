@@ -162,7 +162,7 @@ def create_app() -> Starlette:
 def main() -> None:
     import uvicorn
 
-    from flashsale.cli.serve import UVICORN_OPTIONS
+    from api.serving import UVICORN_OPTIONS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")

@@ -6,15 +6,15 @@ from datetime import datetime
 from typing import Any
 
 import click
-import sqlalchemy as sa
 from rich.table import Table
 
 from api.times import iso_datetime, parse_sale_bound
 from engine import Engine
-from engine.exceptions import EngineError, ProductNotFound, StockBelowCommitted
+from engine.exceptions import ProductNotFound, StockBelowCommitted
 from flashsale import demo_sale
 from flashsale.cli.connections import backends, operator_settings
 from flashsale.cli.output import ERROR, FAILED, OK, console, fail, json_option, print_json, progress
+from flashsale.products import save
 from persistence.catalog import (
     MAX_PER_CUSTOMER,
     MAX_PRICE_CENTS,
@@ -22,12 +22,8 @@ from persistence.catalog import (
     Product,
     ProductSpec,
     list_products,
-    put_product,
 )
 from persistence.exceptions import PersistenceError
-from shared.logs import PRODUCT_PUT_FAILED, get_logger
-
-log = get_logger("flashsale.cli.product")
 
 
 def moment(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
@@ -38,32 +34,6 @@ def moment(ctx: click.Context, param: click.Parameter, value: str | None) -> dat
         return parse_sale_bound(value)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
-
-
-def _saved(engine: Engine, product: Product, created: bool) -> dict[str, Any]:
-    snapshot = engine.snapshot(product.id)
-    return {
-        "id": product.id,
-        "name": product.name,
-        "price_cents": product.price_cents,
-        "stock": snapshot.total,
-        "available": snapshot.available,
-        "max_per_customer": product.max_per_customer or None,
-        "sale_starts_at": iso_datetime(product.sale_starts_at),
-        "sale_ends_at": iso_datetime(product.sale_ends_at),
-        "created": created,
-    }
-
-
-def save(engine: Engine, db: sa.Engine, spec: ProductSpec) -> dict[str, Any]:
-    """put_product, logged; its errors (ValueError, StockBelowCommitted, PersistenceError, ...) pass through."""
-    try:
-        product, created = put_product(engine, db, spec)
-    except (EngineError, PersistenceError) as error:
-        log.warning(PRODUCT_PUT_FAILED, product_id=spec.id, code=error.code, error=str(error), source="cli")
-        raise
-    log.info("product_saved", product_id=product.id, created=created, stock=product.stock, source="cli")
-    return _saved(engine, product, created)
 
 
 def _describe(saved: dict[str, Any]) -> str:
@@ -202,28 +172,14 @@ def _live(row: dict[str, Any]) -> tuple[str, str, str, str]:
     return str(row["available"]), str(row["held"]), str(row["pending"]), str(row["sold"])
 
 
-def seed_catalog(engine: Engine, db: sa.Engine, *, quiet: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
-    """Put every demo product; returns what was saved and the refusals (a product whose stock is committed, or
-    whose catalog write failed)."""
-    saved, refused = [], []
-    with progress(quiet=quiet) as bar:
-        task = bar.add_task("loading the demo catalog", total=len(demo_sale.CATALOG))
-        for spec in demo_sale.CATALOG:
-            try:
-                saved.append(save(engine, db, spec))
-            except (StockBelowCommitted, PersistenceError) as error:
-                refused.append(f"product {spec.id}: {error.code}: {error.message}")
-            bar.advance(task)
-    return saved, refused
-
-
 @click.command()
 @json_option
 def seed(as_json: bool) -> None:
     """Load the demo catalog (products 1 to 3), creating or resetting each product, as `product set` would."""
     settings = operator_settings()
-    with backends(settings) as (engine, db):
-        saved, refused = seed_catalog(engine, db, quiet=as_json)
+    with backends(settings) as (engine, db), progress(quiet=as_json) as bar:
+        task = bar.add_task("loading the demo catalog", total=len(demo_sale.CATALOG))
+        saved, refused = demo_sale.seed(engine, db, advance=lambda: bar.advance(task))
     if as_json:
         print_json({"products": saved, "refused": refused})
     else:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Any
 
 import click
 
+from api.serving import UVICORN_OPTIONS
 from flashsale.cli.db import settings_or_exit
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -31,16 +31,6 @@ def serve(host: str, port: int, workers: int, access_log: bool) -> None:
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
-
-
-UVICORN_OPTIONS: dict[str, Any] = {
-    "http": "api.protocol:CoalescingHttpToolsProtocol",  # httptools, one write per response
-    "log_level": "info",
-    "server_header": False,
-    "proxy_headers": True,
-    "timeout_graceful_shutdown": 10,
-}
-"""uvicorn's settings for the API; bench/baselines serves its comparison app with the same ones."""
 
 
 def _run(host: str, port: int, workers: int, access_log: bool) -> None:

@@ -29,7 +29,6 @@ from engine import Engine
 from engine.connection import connect
 from engine.exceptions import EngineUnavailable
 from flashsale import demo_sale
-from flashsale.cli.product import seed_catalog
 from flashsale.stack import private_redis
 from flashsale.stack.supervisor import ChildSpec, Printer, Supervisor
 from persistence.catalog import list_products
@@ -186,7 +185,7 @@ def load_demo_if_empty(stack: Stack, say: Printer) -> bool:
     try:
         products = list_products(db)
         if not products:
-            saved, refused = seed_catalog(engine, db, quiet=True)
+            saved, refused = demo_sale.seed(engine, db)
             names = ", ".join(f"{p['id']} {p['name']!r} ({p['available']} units)" for p in saved)
             say("up", f"first run: loaded the demo catalog: {names}")
             for line in refused:
