@@ -21,7 +21,7 @@ import redis
 import sqlalchemy as sa
 
 from engine import Engine
-from engine.ids import PRODUCTS_KEY, product_keys
+from engine.keys import PRODUCTS_KEY, product_keys
 from persistence.catalog import ProductSpec, put_product
 from persistence.db import make_engine, normalize_url
 from persistence.migrate import upgrade

@@ -19,7 +19,7 @@ from engine.calls import REAP_BATCH
 from engine.client_base import DEFAULT_HOLD_TTL_MS
 from engine.coalesce import MAX_BATCH
 from engine.connection import connect_async
-from engine.ids import product_keys
+from engine.keys import product_keys
 from engine.pipelining import MAX_CALLS
 from engine.scripts import source
 

@@ -14,7 +14,7 @@ from engine import calls
 from engine.client_base import UNAVAILABLE, EngineBase, prepare
 from engine.coalesce import MAX_BATCH, Coalescer
 from engine.exceptions import EngineError, EngineUnavailable
-from engine.ids import PRODUCTS_KEY, product_keys
+from engine.keys import PRODUCTS_KEY, product_keys
 from engine.pipelining import MAX_CALLS, Pipeliner
 from engine.plain_replies import decode_entries, decode_product_ids, decode_stats
 from engine.types import (

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
 from engine import exceptions as exc
-from engine.ids import ParsedId, format_id, new_id, new_ulid, parse_id, product_keys, transaction_key
+from engine.ids import ParsedId, format_id, new_id, new_ulid, parse_id
+from engine.keys import product_keys, transaction_key
 from engine.types import (
     Cancellation,
     CancelReason,

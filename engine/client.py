@@ -8,7 +8,7 @@ from typing import TypeVar
 from engine import calls
 from engine.client_base import EngineBase, prepare, unavailable_as_engine_error
 from engine.exceptions import EngineError
-from engine.ids import PRODUCTS_KEY, product_keys
+from engine.keys import PRODUCTS_KEY, product_keys
 from engine.plain_replies import decode_entries, decode_product_ids, decode_stats
 from engine.types import (
     Cancellation,

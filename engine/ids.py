@@ -1,4 +1,4 @@
-"""Hold and order ids, and the Redis keys of a product.
+"""Hold and order ids, and the bounds of a product id.
 
 An id names its product, so the engine finds the product's hash slot from the id alone:
 ``h42_01JD0Z3N5W8YQ2T4V6X8Z0A1B2`` is hold ``01JD0Z…`` of product 42, ``o42_…`` an order.
@@ -11,7 +11,6 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal
 
 from engine.exceptions import InvalidId
@@ -24,79 +23,12 @@ _ID_RE = re.compile(r"([ho])([1-9][0-9]{0,14})_([0-9A-HJKMNP-TV-Z]{26})")
 _ULID_RE = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 
 
-@dataclass(frozen=True, slots=True)
-class ProductKeys:
-    """The eleven keys of one product, in the order every script receives them (see lua/_prelude.lua)."""
-
-    product: str
-    holds: str
-    hold_exp: str
-    orders: str
-    order_exp: str
-    txns: str
-    customers: str
-    idem: str
-    tombs: str
-    outbox: str
-    hold_queue: str
-
-    def all(self) -> list[str]:
-        return [
-            self.product,
-            self.holds,
-            self.hold_exp,
-            self.orders,
-            self.order_exp,
-            self.txns,
-            self.customers,
-            self.idem,
-            self.tombs,
-            self.outbox,
-            self.hold_queue,
-        ]
-
-
-PRODUCTS_KEY = "fs:products"
-"""The set of known product ids. It lives outside any product's slot and no script touches it."""
-
-TRANSACTION_KEY_PREFIX = "fs:txn:"
-
-
-def transaction_key(transaction_id: str) -> str:
-    """The sale-wide claim of a transaction id: ``fs:txn:{<id>}``, hash-tagged from the id itself.
-
-    Redis Cluster hashes the text between the first ``{`` and the next ``}``, so braces in the id are
-    percent-escaped (and ``%`` first, so that two ids never share a key): the whole id is always the tag.
-    """
-    escaped = transaction_id.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
-    return f"{TRANSACTION_KEY_PREFIX}{{{escaped}}}"
-
-
 def check_product_id(product_id: int) -> int:
     if isinstance(product_id, bool) or not isinstance(product_id, int):
         raise InvalidId(repr(product_id), "product")
     if not 1 <= product_id <= MAX_PRODUCT_ID:
         raise InvalidId(str(product_id), "product")
     return product_id
-
-
-@lru_cache(maxsize=65536)
-def product_keys(product_id: int) -> ProductKeys:
-    check_product_id(product_id)
-    tag = f"fs:{{{product_id}}}:"
-    return ProductKeys(
-        product=tag + "product",
-        holds=tag + "holds",
-        hold_exp=tag + "hold_exp",
-        orders=tag + "orders",
-        order_exp=tag + "order_exp",
-        txns=tag + "txns",
-        customers=tag + "customers",
-        idem=tag + "idem",
-        tombs=tag + "tombs",
-        outbox=tag + "outbox",
-        hold_queue=tag + "hold_queue",
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ PRODUCT_SCRIPTS = (
     "outbox_mark",
 )
 SALE_SCRIPTS = ("claim_transaction", "release_transaction")
-"""Scripts on one sale-wide key (engine.ids.transaction_key), not on a product's keys."""
+"""Scripts on one sale-wide key (engine.keys.transaction_key), not on a product's keys."""
 NAMES = PRODUCT_SCRIPTS + SALE_SCRIPTS
 
 

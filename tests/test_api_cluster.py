@@ -13,7 +13,7 @@ from redis.cluster import RedisCluster
 
 from api.app import create_app
 from engine import Engine
-from engine.ids import product_keys
+from engine.keys import product_keys
 from tests.support.api import assert_problem, make_settings, order, serve, signed
 
 pytestmark = [pytest.mark.anyio, pytest.mark.cluster]

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 
 from api.routes.orders import idempotent_order_id
 from engine import Engine
-from engine.ids import parse_id, product_keys
+from engine.ids import parse_id
+from engine.keys import product_keys
 from persistence.catalog import ProductSpec, put_product
 from persistence.order_writes import apply_events
 from tests.support.api import assert_problem, hold, order, signed

@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 
 from api.app import create_app
 from engine import Engine
-from engine.ids import product_keys
+from engine.keys import product_keys
 from persistence.catalog import ProductSpec, put_product
 from persistence.order_reads import get_payment, payments_by_transaction
 from persistence.order_writes import apply_events

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from engine import Engine
-from engine.ids import product_keys
+from engine.keys import product_keys
 from flashsale.verification.audit import audit, invariant_faults, oversold_units
 from flashsale.verification.workload import AckedOrder, AckedPayment, Ledger
 from tests.support.sales import add_product, place_orders

@@ -20,7 +20,7 @@ from bench.checks import check_stock
 from bench.load import WRK_DIR
 from bench.redis_figures import redis_benchmark_path
 from engine import Engine
-from engine.ids import product_keys
+from engine.keys import product_keys
 from shared import signing
 from tests.conftest import unavailable
 from tests.support.bare_machine import shadow_path

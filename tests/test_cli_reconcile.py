@@ -5,7 +5,7 @@ import json
 import pytest
 from structlog.testing import capture_logs
 
-from engine.ids import product_keys
+from engine.keys import product_keys
 from reconciliation.repair import RESTORE_ATTEMPTS, drain_to_end
 from tests.support.cli import Operator
 from tests.support.database import order_statuses

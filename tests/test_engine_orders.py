@@ -10,7 +10,7 @@ import pytest
 
 from engine import Engine, new_id
 from engine.exceptions import LimitExceeded, OrderNotFound, OrderNotPending
-from engine.ids import product_keys
+from engine.keys import product_keys
 from engine.types import Order, ReapResult
 from tests.support.clock import clocked_engine
 

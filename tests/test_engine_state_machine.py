@@ -20,7 +20,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from engine import Engine, parse_id
 from engine import exceptions as exc
-from engine.ids import format_id, product_keys
+from engine.ids import format_id
+from engine.keys import product_keys
 from engine.types import Cancellation, Hold, Order, OutboxEvent, ReapResult, Settlement, Snapshot, StockChange
 from tests.support.clock import FakeClock
 

@@ -19,7 +19,7 @@ from engine.exceptions import (
     SaleNotActive,
     StockBelowCommitted,
 )
-from engine.ids import product_keys
+from engine.keys import product_keys
 from engine.types import StockChange
 
 MakeEngine = Callable[..., Engine]

@@ -10,7 +10,7 @@ from redis.crc import key_slot
 from engine import Engine, new_id
 from engine.calls import TRANSACTION_RETENTION_MS
 from engine.exceptions import InvalidId, TransactionReused
-from engine.ids import product_keys, transaction_key
+from engine.keys import product_keys, transaction_key
 
 
 def test_a_transaction_id_claimed_for_one_order_is_refused_for_an_order_of_another_product(engine: Engine) -> None:

@@ -14,7 +14,6 @@ from engine.exceptions import InvalidId
 from engine.ids import (
     _RANDOM_BATCH,
     MAX_PRODUCT_ID,
-    PRODUCTS_KEY,
     ParsedId,
     check_product_id,
     format_id,
@@ -22,8 +21,8 @@ from engine.ids import (
     new_id,
     new_ulid,
     parse_id,
-    product_keys,
 )
+from engine.keys import PRODUCTS_KEY, product_keys
 
 ULID_TEXT = "01JD0Z3N5W8YQ2T4V6X8Z0A1B2"
 

@@ -7,7 +7,7 @@ from importlib.resources import files
 
 import pytest
 
-from engine.ids import product_keys
+from engine.keys import product_keys
 from engine.scripts import NAMES, PRODUCT_SCRIPTS, SALE_SCRIPTS, source
 
 LUA = files("engine") / "lua"

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 import api.ratelimit
 from api.app import create_app
 from engine import Engine
-from engine.ids import product_keys
+from engine.keys import product_keys
 from shared.settings import Settings
 from tests.support.api import assert_problem, make_settings
 

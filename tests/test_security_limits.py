@@ -17,7 +17,8 @@ from starlette.applications import Starlette
 from api.validation import MAX_BODY_BYTES
 from engine import Engine
 from engine.exceptions import InvalidId
-from engine.ids import parse_id, product_keys, transaction_key
+from engine.ids import parse_id
+from engine.keys import product_keys, transaction_key
 from engine.scripts import SALE_SCRIPTS
 from tests.support.api import ADMIN, EngineCalls, assert_problem, hold, order, signed
 

@@ -9,7 +9,8 @@ import sqlalchemy as sa
 import structlog
 
 from engine import Engine
-from engine.ids import parse_id, product_keys
+from engine.ids import parse_id
+from engine.keys import product_keys
 from persistence import order_writes
 from shared import logs
 from tests.support.clock import clocked_engine

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from redis.cluster import RedisCluster
 
 from engine import Engine
-from engine.ids import product_keys
+from engine.keys import product_keys
 from flashsale.stack.supervisor import descendants
 from tests.faults.harness import SECONDS, Background, Outcome, add_products, verify, workload
 from tests.faults.processes import Stack

@@ -1,0 +1,78 @@
+"""The Redis keys: a product's eleven, hash-tagged with its id, and the sale-wide ones outside every product's slot.
+
+Every key a script touches comes in through KEYS and carries its hash tag, so that it works on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from engine.ids import check_product_id
+
+
+@dataclass(frozen=True, slots=True)
+class ProductKeys:
+    """The eleven keys of one product, in the order every script receives them (see lua/_prelude.lua)."""
+
+    product: str
+    holds: str
+    hold_exp: str
+    orders: str
+    order_exp: str
+    txns: str
+    customers: str
+    idem: str
+    tombs: str
+    outbox: str
+    hold_queue: str
+
+    def all(self) -> list[str]:
+        return [
+            self.product,
+            self.holds,
+            self.hold_exp,
+            self.orders,
+            self.order_exp,
+            self.txns,
+            self.customers,
+            self.idem,
+            self.tombs,
+            self.outbox,
+            self.hold_queue,
+        ]
+
+
+PRODUCTS_KEY = "fs:products"
+"""The set of known product ids. It lives outside any product's slot and no script touches it."""
+
+TRANSACTION_KEY_PREFIX = "fs:txn:"
+
+
+def transaction_key(transaction_id: str) -> str:
+    """The sale-wide claim of a transaction id: ``fs:txn:{<id>}``, hash-tagged from the id itself.
+
+    Redis Cluster hashes the text between the first ``{`` and the next ``}``, so braces in the id are
+    percent-escaped (and ``%`` first, so that two ids never share a key): the whole id is always the tag.
+    """
+    escaped = transaction_id.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+    return f"{TRANSACTION_KEY_PREFIX}{{{escaped}}}"
+
+
+@lru_cache(maxsize=65536)
+def product_keys(product_id: int) -> ProductKeys:
+    check_product_id(product_id)
+    tag = f"fs:{{{product_id}}}:"
+    return ProductKeys(
+        product=tag + "product",
+        holds=tag + "holds",
+        hold_exp=tag + "hold_exp",
+        orders=tag + "orders",
+        order_exp=tag + "order_exp",
+        txns=tag + "txns",
+        customers=tag + "customers",
+        idem=tag + "idem",
+        tombs=tag + "tombs",
+        outbox=tag + "outbox",
+        hold_queue=tag + "hold_queue",
+    )
