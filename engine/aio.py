@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from engine import calls
-from engine.client_base import UNAVAILABLE, EngineBase, prepare
+from engine.client_base import EngineBase
 from engine.coalesce import MAX_BATCH, Coalescer
-from engine.exceptions import EngineError, EngineUnavailable
+from engine.exceptions import UNAVAILABLE, EngineError, EngineUnavailable
 from engine.keys import PRODUCTS_KEY, product_keys
 from engine.pipelining import MAX_CALLS, Pipeliner
 from engine.plain_replies import decode_entries, decode_product_ids, decode_stats
@@ -181,7 +181,7 @@ class AsyncEngine(EngineBase):
 
     async def reserve_many(self, product_id: int, requests: Sequence[ReserveRequest]) -> list[Hold | EngineError]:
         """Several reserves of one product in one script call: each a Hold, or the error it met, in order."""
-        return await self._reserve_batch(product_id, prepare(product_id, requests))
+        return await self._reserve_batch(product_id, calls.prepare(product_id, requests))
 
     async def release(self, hold_id: str) -> Hold:
         return await self._run(calls.release(hold_id))

@@ -25,6 +25,7 @@ from engine.types import (
     OutboxMark,
     PaymentResult,
     ReapResult,
+    ReserveRequest,
     RestoredOrder,
     RestoredPayment,
     Settlement,
@@ -245,6 +246,20 @@ def reserve_request(
     idem = _check_text(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY)
     scoped = scoped_idempotency_key(customer, idem) if idem else ""
     return PreparedReserve(product_id, quantity, ulid, customer, idem, scoped)
+
+
+def prepare(product_id: int, requests: Sequence[ReserveRequest]) -> list[PreparedReserve]:
+    """Check every request of a batch before any is sent: one bad argument refuses the whole call."""
+    return [
+        reserve_request(
+            product_id,
+            r.quantity,
+            customer_id=r.customer_id,
+            hold_id=r.hold_id,
+            idempotency_key=r.idempotency_key,
+        )
+        for r in requests
+    ]
 
 
 def reserve(

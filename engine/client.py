@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from engine import calls
-from engine.client_base import EngineBase, prepare, unavailable_as_engine_error
-from engine.exceptions import EngineError
+from engine.client_base import EngineBase
+from engine.exceptions import EngineError, unavailable_as_engine_error
 from engine.keys import PRODUCTS_KEY, product_keys
 from engine.plain_replies import decode_entries, decode_product_ids, decode_stats
 from engine.types import (
@@ -84,7 +84,7 @@ class Engine(EngineBase):
 
     def reserve_many(self, product_id: int, requests: Sequence[ReserveRequest]) -> list[Hold | EngineError]:
         """Several reserves of one product in one script call: each a Hold, or the error it met, in order."""
-        return self._run(calls.reserve_batch(product_id, prepare(product_id, requests), self.hold_ttl_ms))
+        return self._run(calls.reserve_batch(product_id, calls.prepare(product_id, requests), self.hold_ttl_ms))
 
     def release(self, hold_id: str) -> Hold:
         return self._run(calls.release(hold_id))

@@ -1,52 +1,14 @@
-"""What the sync and asyncio engines share: settings, script registration, error translation."""
+"""What both engine clients are built on: the Redis client, the hold and order TTLs, the registered scripts."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any
 
-from redis import exceptions as redis_errors
-
-from engine import calls
-from engine.exceptions import EngineUnavailable
 from engine.scripts import NAMES, source
-from engine.types import ReserveRequest
+from shared.settings import DEFAULT_HOLD_TTL_SECONDS, DEFAULT_ORDER_TTL_SECONDS
 
-DEFAULT_HOLD_TTL_MS = 120_000
-DEFAULT_ORDER_TTL_MS = 900_000
-
-UNAVAILABLE: tuple[type[Exception], ...] = (
-    redis_errors.ConnectionError,
-    redis_errors.TimeoutError,
-    redis_errors.ClusterDownError,
-    redis_errors.TryAgainError,
-    redis_errors.MasterDownError,
-    OSError,
-)
-
-
-@contextmanager
-def unavailable_as_engine_error() -> Iterator[None]:
-    """Turn driver connection failures into EngineUnavailable at the engine's boundary."""
-    try:
-        yield
-    except UNAVAILABLE as error:
-        raise EngineUnavailable(f"Redis is unavailable: {error}") from error
-
-
-def prepare(product_id: int, requests: Sequence[ReserveRequest]) -> list[calls.PreparedReserve]:
-    """Check every request of a batch before any is sent: one bad argument refuses the whole call."""
-    return [
-        calls.reserve_request(
-            product_id,
-            r.quantity,
-            customer_id=r.customer_id,
-            hold_id=r.hold_id,
-            idempotency_key=r.idempotency_key,
-        )
-        for r in requests
-    ]
+DEFAULT_HOLD_TTL_MS = DEFAULT_HOLD_TTL_SECONDS * 1000
+DEFAULT_ORDER_TTL_MS = DEFAULT_ORDER_TTL_SECONDS * 1000
 
 
 class EngineBase:

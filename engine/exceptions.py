@@ -1,6 +1,14 @@
-"""Engine errors. Each carries its data and a stable ``code`` that the API maps to HTTP."""
+"""Engine errors, and the driver's errors that mean the engine is unavailable.
+
+Each engine error carries its data and a stable ``code`` that the API maps to HTTP.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from redis import exceptions as redis_errors
 
 
 class EngineError(Exception):
@@ -168,3 +176,23 @@ class OrderNotPending(EngineError):
         super().__init__(f"order {order_id} is {status}")
         self.order_id = order_id
         self.status = status
+
+
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.MasterDownError,
+    OSError,
+)
+"""The driver's errors that mean Redis did not answer: the engine raises EngineUnavailable from them."""
+
+
+@contextmanager
+def unavailable_as_engine_error() -> Iterator[None]:
+    """Turn driver connection failures into EngineUnavailable at the engine's boundary."""
+    try:
+        yield
+    except UNAVAILABLE as error:
+        raise EngineUnavailable(f"Redis is unavailable: {error}") from error

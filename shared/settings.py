@@ -19,6 +19,10 @@ LogFormat = Literal["json", "console"]
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 WEBHOOK_SECRET_FILE = "webhook_secret"
 ADMIN_TOKEN_FILE = "admin_token"
+DEFAULT_HOLD_TTL_SECONDS = 120
+"""How long a hold keeps its units (FLASHSALE_HOLD_TTL_SECONDS); also the engine's default."""
+DEFAULT_ORDER_TTL_SECONDS = 900
+"""How long an order may wait for its payment (FLASHSALE_ORDER_TTL_SECONDS); also the engine's default."""
 
 
 class ConfigError(ValueError):
@@ -140,8 +144,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         ),
         webhook_secret=_secret(env, "FLASHSALE_WEBHOOK_SECRET", var_dir, WEBHOOK_SECRET_FILE),
         admin_token=_secret(env, "FLASHSALE_ADMIN_TOKEN", var_dir, ADMIN_TOKEN_FILE),
-        hold_ttl_seconds=_int(env, "FLASHSALE_HOLD_TTL_SECONDS", 120, 1, 86_400),
-        order_ttl_seconds=_int(env, "FLASHSALE_ORDER_TTL_SECONDS", 900, 1, 7 * 86_400),
+        hold_ttl_seconds=_int(env, "FLASHSALE_HOLD_TTL_SECONDS", DEFAULT_HOLD_TTL_SECONDS, 1, 86_400),
+        order_ttl_seconds=_int(env, "FLASHSALE_ORDER_TTL_SECONDS", DEFAULT_ORDER_TTL_SECONDS, 1, 7 * 86_400),
         log_format=log_format,  # type: ignore[arg-type]
         var_dir=var_dir,
         reaper_interval_seconds=_int(env, "FLASHSALE_REAPER_INTERVAL_SECONDS", 5, 1, 3600),
