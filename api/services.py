@@ -15,6 +15,7 @@ from api.ratelimit import RateLimiter
 from api.settlement import Settler
 from engine import AsyncEngine, Engine
 from engine.connection import connect, connect_async
+from engine.from_settings import async_engine, sync_engine
 from persistence.db import make_engine
 from shared.logs import get_logger
 from shared.settings import Settings
@@ -44,28 +45,13 @@ class Services:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
-        ttls = {"hold_ttl_ms": settings.hold_ttl_ms, "order_ttl_ms": settings.order_ttl_ms}
         # One deadline for a request's engine work, wherever it waits (a burst queues, a hang does not),
         # counted from the request's arrival (api.middleware) and enforced by the asyncio engine around each
-        # call. Its sockets have no timeout of their own, which on Python 3.11 could outlast the deadline (see
-        # connect_async). The admin's synchronous engine, in a worker thread, is bounded by socket timeouts.
+        # call. The admin's synchronous engine, in a worker thread, is bounded by socket timeouts.
         deadline = settings.redis_timeout_seconds
-        engine = AsyncEngine(
-            connect_async(
-                settings.redis_url, cluster=settings.redis_cluster, pool_timeout=deadline, socket_timeout=None
-            ),
-            timeout=deadline,
-            **ttls,
-        )
-        admin_engine = Engine(
-            connect(
-                settings.redis_url,
-                cluster=settings.redis_cluster,
-                max_connections=ADMIN_POOL_SIZE,
-                pool_timeout=deadline,
-                socket_timeout=deadline,
-            ),
-            **ttls,
+        engine = async_engine(settings)
+        admin_engine = sync_engine(
+            settings, max_connections=ADMIN_POOL_SIZE, pool_timeout=deadline, socket_timeout=deadline
         )
         db = make_engine(settings.database_url)
         queue = connect_async(settings.queue_redis_url, max_connections=QUEUE_POOL_SIZE)

@@ -9,7 +9,7 @@ import redis
 import sqlalchemy as sa
 
 from engine import Engine
-from engine.connection import connect
+from engine.from_settings import sync_engine
 from persistence.db import make_engine
 from shared import settings as settings_module
 from shared.settings import Settings
@@ -26,11 +26,7 @@ class WorkerContext:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, batch_size: int = DEFAULT_BATCH_SIZE) -> WorkerContext:
-        engine = Engine(
-            connect(settings.redis_url, cluster=settings.redis_cluster, max_connections=8),
-            hold_ttl_ms=settings.hold_ttl_ms,
-            order_ttl_ms=settings.order_ttl_ms,
-        )
+        engine = sync_engine(settings, max_connections=8)
         return cls(engine, make_engine(settings.database_url), queue_connection(settings), batch_size)
 
     def close(self) -> None:

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 
 from engine import Engine
-from engine.connection import connect
 from engine.exceptions import EngineUnavailable
+from engine.from_settings import sync_engine
 from flashsale.cli.output import ERROR, fail
 from persistence.db import make_engine, normalize_url
 from shared import logs, vardir
@@ -50,11 +50,7 @@ def operator_settings() -> Settings:
 @contextmanager
 def backends(settings: Settings) -> Iterator[tuple[Engine, sa.Engine]]:
     """The engine and the database; an outage inside the block ends the command with exit status 2."""
-    engine = Engine(
-        connect(settings.redis_url, cluster=settings.redis_cluster, max_connections=OPERATOR_POOL),
-        hold_ttl_ms=settings.hold_ttl_ms,
-        order_ttl_ms=settings.order_ttl_ms,
-    )
+    engine = sync_engine(settings, max_connections=OPERATOR_POOL)
     db = make_engine(settings.database_url)
     try:
         yield engine, db

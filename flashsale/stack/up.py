@@ -25,9 +25,8 @@ import httpx
 import redis.exceptions
 import sqlalchemy.exc
 
-from engine import Engine
-from engine.connection import connect
 from engine.exceptions import EngineUnavailable
+from engine.from_settings import sync_engine
 from flashsale import demo_sale
 from flashsale.stack import private_redis
 from flashsale.stack.supervisor import ChildSpec, Printer, Supervisor
@@ -180,7 +179,7 @@ def _pick_port(stack: Stack, say: Printer) -> None:
 def load_demo_if_empty(stack: Stack, say: Printer) -> bool:
     """Load the demo catalog into an empty catalog; True if it did. Warns when Redis lost a known catalog."""
 
-    engine = Engine(connect(stack.settings.redis_url, cluster=stack.settings.redis_cluster, max_connections=2))
+    engine = sync_engine(stack.settings, max_connections=2)
     db = make_engine(stack.settings.database_url)
     try:
         products = list_products(db)
