@@ -5,16 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import redis
 
-from flashsale.stack.private_redis import free_port, redis_executable
+from flashsale.stack.private_redis import redis_executable
+from flashsale.stack.readiness import free_port, http_answers, redis_answers, wait_until
 
 PROJECT = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 30.0
@@ -70,36 +69,32 @@ def private_redis(directory: Path) -> Iterator[str]:
     url = f"redis://127.0.0.1:{port}/0"
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                if client.ping():
-                    break
-            except redis.ConnectionError:
-                pass
-            if server.process.poll() is not None or time.monotonic() > deadline:
-                raise ServerError(f"redis-server did not start:\n{server.tail()}")
-            time.sleep(0.05)
+        outcome = wait_until(
+            lambda: redis_answers(client),
+            within=START_TIMEOUT,
+            poll=0.05,
+            exited=lambda: server.process.poll() is not None,
+        )
         client.close()
+        if outcome != "ready":
+            raise ServerError(f"redis-server did not start:\n{server.tail()}")
         yield url
     finally:
         server.stop()
 
 
 def wait_until_live(base_url: str, process: Process) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if process.process.poll() is not None:
-            raise ServerError(f"{process.name} exited with code {process.process.returncode}:\n{process.tail()}")
-        try:
-            if httpx.get(f"{base_url}/livez", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            process.stop()
-            raise ServerError(f"{process.name} did not answer on {base_url} within {START_TIMEOUT:.0f} s")
-        time.sleep(0.1)
+    outcome = wait_until(
+        lambda: http_answers(f"{base_url}/livez"),
+        within=START_TIMEOUT,
+        poll=0.1,
+        exited=lambda: process.process.poll() is not None,
+    )
+    if outcome == "exited":
+        raise ServerError(f"{process.name} exited with code {process.process.returncode}:\n{process.tail()}")
+    if outcome == "timed_out":
+        process.stop()
+        raise ServerError(f"{process.name} did not answer on {base_url} within {START_TIMEOUT:.0f} s")
 
 
 @dataclass(frozen=True)

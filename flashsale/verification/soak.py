@@ -15,7 +15,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -23,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import httpx
 import sqlalchemy as sa
 
 from engine import Engine
 from engine.exceptions import EngineError, ProductNotFound
+from flashsale.stack.readiness import free_port, http_ready
 from flashsale.stack.supervisor import ChildSpec, Supervisor
 from flashsale.verification.audit import audit, invariant_faults, oversold_units
 from flashsale.verification.workload import Mix, Stop, Workload
@@ -111,12 +110,6 @@ class SoakReport:
         }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def children(settings: Settings, options: SoakOptions, port: int, secret: str) -> list[ChildSpec]:
     env = {
         **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
@@ -157,17 +150,6 @@ def put_on_sale(engine: Engine, db: sa.Engine, options: SoakOptions, product_ids
         spec = ProductSpec(product_id, f"soak {product_id}", 700, committed + options.stock, max_per_customer=6)
         put_product(engine, db, spec)
     return len(ids)
-
-
-async def _wait_ready(url: str, supervisor: Supervisor) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    async with httpx.AsyncClient(timeout=2.0) as http:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if (await http.get(url + "/readyz")).status_code == 200:
-                    return
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"the soak's API did not become ready at {url} in {READY_TIMEOUT:.0f}s")
 
 
 def _settled(engine: Engine, product_ids: list[int]) -> bool:
@@ -245,7 +227,7 @@ async def run_soak(
 ) -> SoakReport:
     report = SoakReport(options)
     secret = secrets.token_hex(16)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     put_on_sale(engine, db, options)
 
@@ -255,7 +237,8 @@ async def run_soak(
     supervisor = Supervisor(children(settings, options, port, secret), echo, backoff_start=0.2, backoff_max=2.0)
     supervisor.start()
     try:
-        await _wait_ready(url, supervisor)
+        if not await http_ready(url + "/readyz", within=READY_TIMEOUT):
+            raise RuntimeError(f"the soak's API did not become ready at {url} in {READY_TIMEOUT:.0f}s")
         say(
             f"soak: {options.clients} clients on products {options.product_ids[0]}..{options.product_ids[-1]} "
             f"for {options.duration:g}s at {url}"

@@ -5,7 +5,6 @@ The CLI and the app are imported where used, so that a broken api/ or CLI cannot
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import uvicorn
 from click.testing import CliRunner, Result
 
 from engine import Engine
+from flashsale.stack.readiness import free_port
 from shared.settings import load
 from tests.support.api import ADMIN_TOKEN, WEBHOOK_SECRET
 
@@ -63,19 +63,13 @@ def operator(
     return Operator(Engine(real_redis), db, real_redis, var_dir, redis_url, database_url)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def live_api(operator: Operator) -> Iterator[str]:
     """The API served by uvicorn in a thread on a free port, on the operator's Redis and database."""
     from api.app import create_app
 
     app = create_app(load())
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

