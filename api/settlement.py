@@ -30,7 +30,6 @@ import sqlalchemy as sa
 from api import threadpool
 from api.errors import DatabaseUnavailable, OrderStateUnknown
 from api.metrics import TRANSACTIONS_REUSED
-from api.times import to_ms
 from engine import AsyncEngine
 from engine import exceptions as engine_errors
 from engine.coalesce import Coalescer
@@ -38,6 +37,7 @@ from engine.types import OrderStatus, OutboxEvent, PaymentResult, Settlement
 from persistence.conflicts import log_conflicts
 from persistence.order_reads import OrderRecord, PaymentRecord, get_order, get_payment, payments_by_transaction
 from persistence.order_writes import apply_events
+from persistence.times import to_ms
 from shared import logs
 
 log = logs.get_logger("api.payments")

@@ -7,12 +7,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
+from persistence.times import to_ms
+
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})",
     re.ASCII,
 )
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 
 SALE_BOUND_PATTERN = (
     "^2[0-9]{3}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-5][0-9](\\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
@@ -39,10 +39,6 @@ def iso_datetime(value: datetime | None) -> str | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return iso(to_ms(value))
-
-
-def to_ms(value: datetime) -> int:
-    return (value - _EPOCH) // _MS
 
 
 def parse_rfc3339(text: str) -> datetime:

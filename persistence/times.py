@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 def from_ms(ms: int) -> datetime:
@@ -16,7 +17,7 @@ def opt_from_ms(ms: int | None) -> datetime | None:
 
 
 def to_ms(moment: datetime) -> int:
-    return (moment - EPOCH) // timedelta(milliseconds=1)
+    return (moment - EPOCH) // _MS
 
 
 def opt_to_ms(moment: datetime | None) -> int | None:
