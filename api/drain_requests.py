@@ -18,7 +18,7 @@ class Trigger(Protocol):
     def close(self) -> None: ...
 
 
-class Drain:
+class DrainRequests:
     """Fires the (synchronous, debounced) trigger from a worker thread; a failure is logged, never raised.
 
     Missing a trigger loses nothing: the events wait in the outbox for the scheduled drain.
@@ -28,7 +28,8 @@ class Drain:
         self.trigger = trigger
         self._pending: set[asyncio.Task[None]] = set()
 
-    def request(self) -> None:
+    def send(self) -> None:
+        """Ask for a drain, in the background: the caller does not wait."""
         task = asyncio.get_running_loop().create_task(self._fire())
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

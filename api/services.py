@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from redis.exceptions import RedisError
 
 from api.catalog_cache import CatalogCache
-from api.drain_requests import Drain
+from api.drain_requests import DrainRequests
 from api.ratelimit import RateLimiter
 from api.settlement import Settler
 from engine import AsyncEngine, Engine
@@ -38,7 +38,7 @@ class Services:
     """An asyncio client on the queue's Redis (readiness, rate limit)."""
     queue_sync: Any
     catalog: CatalogCache
-    drain: Drain
+    drain_requests: DrainRequests
     limiter: RateLimiter | None
     settler: Settler
     """Payments, sale-wide (api.settlement)."""
@@ -65,7 +65,7 @@ class Services:
             queue=queue,
             queue_sync=queue_sync,
             catalog=CatalogCache(db),
-            drain=Drain(DrainTrigger(queue_sync)),
+            drain_requests=DrainRequests(DrainTrigger(queue_sync)),
             limiter=limiter,
             settler=Settler(engine, db),
         )
@@ -83,7 +83,7 @@ class Services:
 
     async def close(self) -> None:
         await self.settler.close()
-        await self.drain.close()
+        await self.drain_requests.close()
         for client in (self.engine.redis, self.queue):
             await client.aclose()
             # A client handed its pool does not own it, so aclose() leaves the pool's connections open.

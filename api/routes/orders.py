@@ -40,7 +40,7 @@ def idempotent_order_id(hold_id: str, key: str) -> str:
 
 
 def routes(services: Services) -> list[Route]:
-    engine, db, drain = services.engine, services.db, services.drain
+    engine, db, drain_requests = services.engine, services.db, services.drain_requests
 
     async def _durable(order_id: str) -> OrderRecord:
         record = await threadpool.call(get_order, db, order_id)
@@ -68,7 +68,7 @@ def routes(services: Services) -> list[Route]:
             quantity=order.quantity,
             amount_cents=order.amount_cents,
         )
-        drain.request()
+        drain_requests.send()
         return json(order_body(order), 201)
 
     async def get_order_(request: Request) -> Response:
@@ -93,7 +93,7 @@ def routes(services: Services) -> list[Route]:
                 quantity=order.quantity,
                 reason=order.cancel_reason,
             )
-            drain.request()
+            drain_requests.send()
         return json(order_body(order))
 
     return [

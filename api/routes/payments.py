@@ -35,7 +35,7 @@ def _answer(transaction_id: str, outcome: Outcome) -> Response:
 
 
 def routes(services: Services) -> list[Route]:
-    drain, secret = services.drain, services.settings.webhook_secret
+    drain_requests, secret = services.drain_requests, services.settings.webhook_secret
     settler = services.settler
 
     async def webhook(request: Request) -> Response:
@@ -67,7 +67,7 @@ def routes(services: Services) -> list[Route]:
         payload = raw.decode("utf-8")
         outcome = await settler.pay(order_id, transaction_id, result, payload)
         if not outcome.duplicate:
-            drain.request()
+            drain_requests.send()
         return _answer(transaction_id, outcome)
 
     return [Route("/api/payments/webhook", webhook, methods=["POST"])]
