@@ -13,37 +13,50 @@ from starlette.responses import Response
 from api.times import iso
 from engine import exceptions as engine_errors
 from persistence import exceptions as persistence_errors
+from reconciliation import exceptions as reconciliation_errors
 from shared.logs import get_logger
 
 PROBLEM_JSON = "application/problem+json"
 
 log = get_logger("api")
 
-# Engine error codes and the HTTP status each one means.
-ENGINE_STATUS: dict[str, int] = {
-    "out_of_stock": 409,
-    "limit_exceeded": 409,
-    "sale_not_active": 409,
-    "product_not_found": 404,
-    "hold_not_found": 404,
-    "hold_expired": 410,
-    "hold_released": 410,
-    "hold_already_used": 409,
-    "order_not_found": 404,
-    "order_not_pending": 409,
-    "transaction_id_reused": 409,
-    "stock_below_committed": 409,
-    "outbox_not_empty": 409,
-    "outbox_moved": 409,
-    "invalid_id": 422,
-    "engine_unavailable": 503,
+ERROR_STATUS: dict[type[Exception], int] = {
+    engine_errors.OutOfStock: 409,
+    engine_errors.LimitExceeded: 409,
+    engine_errors.SaleNotActive: 409,
+    engine_errors.ProductNotFound: 404,
+    engine_errors.HoldNotFound: 404,
+    engine_errors.HoldExpired: 410,
+    engine_errors.HoldReleased: 410,
+    engine_errors.HoldAlreadyUsed: 409,
+    engine_errors.OrderNotFound: 404,
+    engine_errors.OrderNotPending: 409,
+    engine_errors.TransactionReused: 409,
+    engine_errors.StockBelowCommitted: 409,
+    engine_errors.OutboxNotEmpty: 409,
+    engine_errors.OutboxMoved: 409,
+    engine_errors.InvalidId: 422,
+    engine_errors.EngineUnavailable: 503,
+    # The durable record: a write that failed, and what it left behind (persistence/exceptions.py).
+    persistence_errors.CatalogWriteFailed: 503,
+    persistence_errors.ProductPutIncomplete: 503,
+    persistence_errors.MalformedEvent: 503,  # an event this version cannot write: the retry finds it upgraded
+    # Reconciliation's repairs (reconciliation/exceptions.py).
+    reconciliation_errors.NotInCatalog: 404,
+    reconciliation_errors.RebuildUnsettled: 409,
 }
+"""The HTTP status of each error of the engine, the durable record and reconciliation, by class (a subclass
+answers as its nearest listed ancestor). An error found nowhere here would answer 500: tests/test_api_errors.py
+walks every error class of every package so that none is."""
 
-# Errors of the durable record (persistence/exceptions.py): a write that failed, and what it left behind.
-PERSISTENCE_STATUS: dict[str, int] = {
-    "catalog_write_failed": 503,
-    "product_put_incomplete": 503,
-}
+
+def status_of(error: Exception) -> int | None:
+    for cls in type(error).__mro__:
+        status = ERROR_STATUS.get(cls)
+        if status is not None:
+            return status
+    return None
+
 
 _STATUS_CODE = {404: "not_found", 405: "method_not_allowed"}
 
@@ -149,7 +162,7 @@ def _engine_extra(error: engine_errors.EngineError) -> dict[str, Any]:
 
 
 def engine_problem(error: engine_errors.EngineError) -> Response:
-    status = ENGINE_STATUS.get(error.code)
+    status = status_of(error)
     if status is None:
         return internal_error(error)
     headers = {"Retry-After": "1"} if status == 503 else None
@@ -172,9 +185,10 @@ async def on_engine_error(request: Request, error: Exception) -> Response:
     return engine_problem(error)
 
 
-async def on_persistence_error(request: Request, error: Exception) -> Response:
-    assert isinstance(error, persistence_errors.PersistenceError)
-    status = PERSISTENCE_STATUS.get(error.code)
+async def on_store_error(request: Request, error: Exception) -> Response:
+    """An error of the durable record or of reconciliation: its status, code and sentence."""
+    assert isinstance(error, persistence_errors.PersistenceError | reconciliation_errors.ReconciliationError)
+    status = status_of(error)
     if status is None:
         return internal_error(error)
     headers = {"Retry-After": "1"} if status == 503 else None
@@ -201,6 +215,7 @@ def _default_detail(request: Request, status: int) -> str:
 EXCEPTION_HANDLERS = {
     ApiError: on_api_error,
     engine_errors.EngineError: on_engine_error,
-    persistence_errors.PersistenceError: on_persistence_error,
+    persistence_errors.PersistenceError: on_store_error,
+    reconciliation_errors.ReconciliationError: on_store_error,
     HTTPException: on_http_exception,
 }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from engine.types import OutboxEvent
+
 
 class PersistenceError(Exception):
     code = "persistence_error"
@@ -34,3 +36,15 @@ class ProductPutIncomplete(PersistenceError):
         super().__init__(f"product {product_id}: {state}; put the product again to make both agree")
         self.product_id = product_id
         self.state = state
+
+
+class MalformedEvent(PersistenceError, ValueError):
+    """An outbox entry this version cannot apply; its product's drain stops there rather than lose it."""
+
+    code = "malformed_event"
+
+    def __init__(self, event: OutboxEvent, reason: str) -> None:
+        super().__init__(f"outbox entry {event.id} of product {event.product_id} ({event.event!r}): {reason}")
+        self.product_id = event.product_id
+        self.entry_id = event.id
+        self.reason = reason

@@ -20,6 +20,7 @@ import orjson
 import sqlalchemy as sa
 
 from engine.types import OutboxEvent
+from persistence.exceptions import MalformedEvent
 from persistence.models import CANCEL_REASONS, ORDER_STATUSES, PAYMENT_STATUSES, orders, payment_conflicts, payments
 from persistence.times import from_ms
 from persistence.upsert import insert
@@ -32,18 +33,6 @@ _COUNT_ROWS = {"preserve_rowcount": True}
 
 # What a later event may change on an order that is still pending.
 _ORDER_UPDATES = ("status", "updated_at", "paid_at", "cancelled_at", "cancel_reason", "transaction_id")
-
-
-class MalformedEvent(ValueError):
-    """An outbox entry this version cannot apply; its product's drain stops there rather than lose it."""
-
-    code = "malformed_event"
-
-    def __init__(self, event: OutboxEvent, reason: str) -> None:
-        super().__init__(f"outbox entry {event.id} of product {event.product_id} ({event.event!r}): {reason}")
-        self.product_id = event.product_id
-        self.entry_id = event.id
-        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ import sqlalchemy as sa
 
 from engine import Engine
 from engine.types import OutboxEvent
+from persistence.exceptions import MalformedEvent
 from persistence.order_reads import get_order, get_payment
-from persistence.order_writes import MalformedEvent, apply_events, batch_rows
+from persistence.order_writes import apply_events, batch_rows
 from tests.support.database import count_rows
 from tests.support.sales import add_product
 

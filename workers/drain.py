@@ -16,7 +16,8 @@ import sqlalchemy.exc
 from engine import Engine
 from engine.types import OutboxEvent
 from persistence.conflicts import log_conflicts
-from persistence.order_writes import HOLD_EXPIRED, AppliedBatch, MalformedEvent, apply_events
+from persistence.exceptions import MalformedEvent
+from persistence.order_writes import HOLD_EXPIRED, AppliedBatch, apply_events
 from shared import logs
 
 DEFAULT_BATCH_SIZE = 500
