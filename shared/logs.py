@@ -30,21 +30,29 @@ PAYMENT_CONFLICT = "payment_conflict"
 """A payment reached PostgreSQL with a transaction id recorded for another order: stored, reported by reconcile."""
 
 
+_PROCESSORS: list[Any] = []
+"""The process's one chain of processors, changed in place by every ``configure``. A logger caches the chain it
+first logged with (``cache_logger_on_first_use``), so a second ``configure`` in the same process (a test run calls
+several commands) that brought a new list would leave the loggers used before it on the old one, out of reach of
+the new configuration and of ``structlog.testing.capture_logs``."""
+
+
 def configure(log_format: LogFormat, level: int = logging.INFO) -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    _PROCESSORS[:] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        renderer,
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=_PROCESSORS,
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,

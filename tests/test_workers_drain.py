@@ -112,9 +112,7 @@ def test_products_drain_in_turn_one_batch_each(real_engine: Engine, db: sa.Engin
     assert count_rows(db, "orders") == 2  # one batch of 3 events per product: one order each reached PostgreSQL
 
 
-def test_expiries_are_logged_with_their_tags(
-    db: sa.Engine, real_engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_expiries_are_logged_with_their_tags(db: sa.Engine, real_engine: Engine) -> None:
     quick_holds = Engine(real_engine.redis, hold_ttl_ms=1)
     quick_orders = Engine(real_engine.redis, order_ttl_ms=1)
     add_product(real_engine, db, 1)
@@ -124,8 +122,6 @@ def test_expiries_are_logged_with_their_tags(
     real_engine.reap(1)
 
     with structlog.testing.capture_logs() as logged:
-        # A fresh logger: one cached by an earlier structlog.configure (cache_logger_on_first_use) bypasses capture
-        monkeypatch.setattr(drain_module, "log", structlog.get_logger())
         drain(real_engine, db)
 
     expired = [e for e in logged if e["event"] == logs.HOLD_EXPIRED]

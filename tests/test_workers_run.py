@@ -20,7 +20,6 @@ from engine.connection import connect
 from shared import logs, settings
 from tests.support.database import count_rows, order_statuses
 from tests.support.sales import add_product, place_orders
-from workers import drain as drain_module
 from workers import jobs
 from workers.context import WorkerContext, install
 from workers.queues import QUEUE_NAME
@@ -81,7 +80,7 @@ def test_drain_job_clears_the_request_so_later_writes_ask_again(
 
 
 def test_reap_job_expires_overdue_holds_and_orders_then_drains_and_logs_them(
-    installed: WorkerContext, real_redis: redis.Redis, db: sa.Engine, monkeypatch: pytest.MonkeyPatch
+    installed: WorkerContext, real_redis: redis.Redis, db: sa.Engine
 ) -> None:
     quick_holds, quick_orders = Engine(real_redis, hold_ttl_ms=1), Engine(real_redis, order_ttl_ms=1)
     add_product(installed.engine, db, 1, stock=10)
@@ -91,7 +90,6 @@ def test_reap_job_expires_overdue_holds_and_orders_then_drains_and_logs_them(
     time.sleep(0.01)
 
     with structlog.testing.capture_logs() as logged:
-        monkeypatch.setattr(drain_module, "log", structlog.get_logger())  # not one cached by an earlier configure
         result = jobs.reap()
 
     assert (result["holds_expired"], result["orders_expired"]) == (1, 1)
