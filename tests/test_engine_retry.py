@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any, TypeVar
 
 import pytest
@@ -14,6 +13,7 @@ from engine.connection import connect
 from engine.exceptions import EngineUnavailable
 from engine.scripts import NAMES, source
 from engine.types import Hold, ReserveRequest
+from flashsale.stack.readiness import free_port
 
 T = TypeVar("T")
 
@@ -146,10 +146,7 @@ def test_each_script_loads_on_every_backend(redis_client: Any) -> None:
 
 
 def test_an_unreachable_redis_raises_engine_unavailable() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens here once the socket closes
-    client = connect(f"redis://127.0.0.1:{port}/0")
+    client = connect(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     try:
         with pytest.raises(EngineUnavailable) as refused:
             Engine(client).snapshot(1)
