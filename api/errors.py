@@ -36,6 +36,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     engine_errors.OutboxNotEmpty: 409,
     engine_errors.OutboxMoved: 409,
     engine_errors.InvalidId: 422,
+    engine_errors.NotReplicated: 503,
     engine_errors.EngineUnavailable: 503,
     # The durable record: a write that failed, and what it left behind (persistence/exceptions.py).
     persistence_errors.CatalogWriteFailed: 503,
@@ -48,6 +49,16 @@ ERROR_STATUS: dict[type[Exception], int] = {
 """The HTTP status of each error of the engine, the durable record and reconciliation, by class (a subclass
 answers as its nearest listed ancestor). An error found nowhere here would answer 500: tests/test_api_errors.py
 walks every error class of every package so that none is."""
+
+
+UNAVAILABLE_DETAIL = {
+    "engine_unavailable": "the stock engine is unavailable, try again shortly",
+    "not_replicated": (
+        "the write reached the stock engine, but its replicas did not confirm it in time; retry the same "
+        "request: it completes or replays"
+    ),
+}
+"""What a 503 of the engine says: the stock engine's own message is not for the public."""
 
 
 def status_of(error: Exception) -> int | None:
@@ -166,7 +177,9 @@ def engine_problem(error: engine_errors.EngineError) -> Response:
     if status is None:
         return internal_error(error)
     headers = {"Retry-After": "1"} if status == 503 else None
-    detail = "the stock engine is unavailable, try again shortly" if status == 503 else error.message
+    detail = (
+        UNAVAILABLE_DETAIL.get(error.code, UNAVAILABLE_DETAIL["engine_unavailable"]) if status == 503 else error.message
+    )
     return problem(status, error.code, detail, headers=headers, **_engine_extra(error))
 
 

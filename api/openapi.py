@@ -410,6 +410,12 @@ IDEMPOTENCY_KEY: Schema = {
 }
 
 UNAVAILABLE = _problem("The stock engine's Redis did not answer; retry shortly", "engine_unavailable")
+WRITE_UNAVAILABLE = _problem(
+    "Retry the same request: the stock engine's Redis did not answer, or (FLASHSALE_REDIS_ACK_REPLICAS) its replicas "
+    "did not confirm the write in time; a retry completes or replays it",
+    "engine_unavailable",
+    "not_replicated",
+)
 UNAVAILABLE_OR_DB = _problem(
     "Redis or the database did not answer; retry shortly", "engine_unavailable", "database_unavailable"
 )
@@ -470,7 +476,7 @@ def _paths() -> dict[str, Any]:
                     "413": TOO_LARGE,
                     "422": INVALID,
                     "429": _problem("Too many hold requests from this address this second", "rate_limited"),
-                    "503": UNAVAILABLE,
+                    "503": WRITE_UNAVAILABLE,
                 },
             }
         },
@@ -500,7 +506,7 @@ def _paths() -> dict[str, Any]:
                     "409": _problem("The hold became an order", "hold_already_used"),
                     "410": _problem("The hold expired", "hold_expired"),
                     "422": INVALID_PATH,
-                    "503": UNAVAILABLE,
+                    "503": WRITE_UNAVAILABLE,
                 },
             },
         },
@@ -519,7 +525,7 @@ def _paths() -> dict[str, Any]:
                     "410": _problem("The hold expired or was released", "hold_expired", "hold_released"),
                     "413": TOO_LARGE,
                     "422": INVALID,
-                    "503": UNAVAILABLE,
+                    "503": WRITE_UNAVAILABLE,
                 },
             }
         },
@@ -549,8 +555,10 @@ def _paths() -> dict[str, Any]:
                     "409": _problem("The order is paid", "order_not_pending"),
                     "422": INVALID_PATH,
                     "503": _problem(
-                        "Redis or the database did not answer, or the engine lost this order until a reconcile",
+                        "Redis or the database did not answer, the replicas did not confirm the cancel in time "
+                        "(retry it), or the engine lost this order until a reconcile",
                         "engine_unavailable",
+                        "not_replicated",
                         "database_unavailable",
                         "order_state_unknown",
                     ),
@@ -593,9 +601,11 @@ def _paths() -> dict[str, Any]:
                     "413": TOO_LARGE,
                     "422": INVALID,
                     "503": _problem(
-                        "Retry later: Redis or the database did not answer, the engine lost the order until a "
-                        "reconcile, or no webhook secret is configured",
+                        "Retry later: Redis or the database did not answer, the replicas did not confirm the "
+                        "payment in time, the engine lost the order until a reconcile, or no webhook secret is "
+                        "configured",
                         "engine_unavailable",
+                        "not_replicated",
                         "database_unavailable",
                         "order_state_unknown",
                         "webhook_disabled",
@@ -622,9 +632,11 @@ def _paths() -> dict[str, Any]:
                     "422": INVALID,
                     "503": _problem(
                         "Retry: Redis or the database did not answer, or refused the write. Nothing changed, "
-                        "except after `product_put_incomplete`, which says what is left; putting the product "
-                        "again makes both agree",
+                        "except after `product_put_incomplete`, which says what is left, and `not_replicated` "
+                        "(both stores took the change, the replicas did not confirm it in time); putting the "
+                        "product again makes both agree",
                         "engine_unavailable",
+                        "not_replicated",
                         "database_unavailable",
                         "catalog_write_failed",
                         "product_put_incomplete",

@@ -15,7 +15,7 @@ from api.ratelimit import RateLimiter
 from api.settlement import Settler
 from engine import AsyncEngine, Engine
 from engine.connection import connect, connect_async
-from engine.from_settings import async_engine, sync_engine
+from engine.from_settings import async_engine, queue_sentinels, sync_engine
 from persistence.db import make_engine
 from shared.logs import get_logger
 from shared.settings import Settings
@@ -54,8 +54,9 @@ class Services:
             settings, max_connections=ADMIN_POOL_SIZE, pool_timeout=deadline, socket_timeout=deadline
         )
         db = make_engine(settings.database_url)
-        queue = connect_async(settings.queue_redis_url, max_connections=QUEUE_POOL_SIZE)
-        queue_sync = connect(settings.queue_redis_url, max_connections=ADMIN_POOL_SIZE)
+        queue_at = queue_sentinels(settings)
+        queue = connect_async(settings.queue_redis_url, sentinels=queue_at, max_connections=QUEUE_POOL_SIZE)
+        queue_sync = connect(settings.queue_redis_url, sentinels=queue_at, max_connections=ADMIN_POOL_SIZE)
         limiter = RateLimiter(queue, settings.rate_limit_per_second) if settings.rate_limit_per_second else None
         return cls(
             settings=settings,

@@ -8,15 +8,17 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
+from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from engine import calls
 from engine.client_base import EngineBase
 from engine.coalesce import MAX_BATCH, Coalescer
-from engine.exceptions import UNAVAILABLE, EngineError, EngineUnavailable
+from engine.exceptions import UNAVAILABLE, EngineError, EngineUnavailable, reply_error
 from engine.keys import PRODUCTS_KEY, product_keys
 from engine.pipelining import MAX_CALLS, Pipeliner
 from engine.plain_replies import decode_entries, decode_product_ids, decode_stats
+from engine.replication import AsyncAcknowledger, waits
 from engine.types import (
     Cancellation,
     CancelReason,
@@ -66,6 +68,9 @@ class AsyncEngine(EngineBase):
     waits: for a pool connection, in the coalescer's or the pipeliner's queue, or for Redis to answer;
     ``DEADLINE`` can bring it earlier (a request's). What it sent may still run later; every id is chosen
     before the call, so a retry replays it.
+
+    With ``ack`` (engine.replication), a write is answered once replicated: one WAIT per coalesced batch or
+    pipelined round trip.
     """
 
     def __init__(
@@ -75,18 +80,19 @@ class AsyncEngine(EngineBase):
         coalesce: int = MAX_BATCH,
         pipeline: int = MAX_CALLS,
         timeout: float | None = None,
-        **settings: int,
+        **settings: Any,
     ) -> None:
         super().__init__(redis, **settings)
         if timeout is not None and not timeout > 0:
             raise ValueError("timeout must be positive")
         self.timeout = timeout
         self._encode = redis.get_encoder().encode
+        self._acker = AsyncAcknowledger(redis, self.ack) if self.ack is not None else None
         self._coalescer: Coalescer[calls.PreparedReserve, Hold] | None = (
             Coalescer(self._reserve_batch, max_batch=coalesce, check=self._packable) if coalesce > 1 else None
         )
         self._pipeliner = (
-            Pipeliner(redis, max_calls=pipeline, timeout=timeout)
+            Pipeliner(redis, max_calls=pipeline, timeout=timeout, acker=self._acker)
             if pipeline > 1 and not isinstance(redis, AsyncRedisCluster)
             else None
         )
@@ -112,6 +118,11 @@ class AsyncEngine(EngineBase):
             raise EngineUnavailable(f"Redis did not answer{within}") from error
         except UNAVAILABLE as error:
             raise EngineUnavailable(f"Redis is unavailable: {error}") from error
+        except redis_errors.ResponseError as error:
+            translated = reply_error(error)
+            if translated is None:
+                raise
+            raise translated from error
 
     def _packable(self, request: calls.PreparedReserve) -> None:
         """Encode a reserve's arguments as redis-py will: one that cannot be sent fails alone, not its batch."""
@@ -120,11 +131,27 @@ class AsyncEngine(EngineBase):
 
     async def _run(self, call: calls.Call[T]) -> T:
         script = self._scripts[call.script]
-        if self._pipeliner is None:
-            reply = await self._bounded(script(keys=call.keys, args=call.args))
+        acked = self._acker is not None and waits(call.script)
+        if self._pipeliner is not None:
+            reply = await self._bounded(self._pipeliner.call(script, call.keys, call.args, acked=acked))
+        elif acked:
+            reply = await self._bounded(self._acked(script, call))
         else:
-            reply = await self._bounded(self._pipeliner.call(script, call.keys, call.args))
+            reply = await self._bounded(script(keys=call.keys, args=call.args))
         return call.decode(reply)
+
+    async def _acked(self, script: Any, call: calls.Call[Any]) -> Any:
+        assert self._acker is not None
+        (reply,) = await self._acker.scripts([(script, call.keys, call.args, True)])
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    async def _add_product(self, product_id: int) -> None:
+        if self._acker is not None:
+            await self._bounded(self._acker.command(PRODUCTS_KEY, "SADD", PRODUCTS_KEY, product_id))
+        else:
+            await self._bounded(self.redis.sadd(PRODUCTS_KEY, product_id))
 
     async def _reserve_batch(
         self, product_id: int, requests: Sequence[calls.PreparedReserve]
@@ -151,7 +178,7 @@ class AsyncEngine(EngineBase):
                 ends_at_ms=ends_at_ms,
             )
         )
-        await self._bounded(self.redis.sadd(PRODUCTS_KEY, product_id))
+        await self._add_product(product_id)
         return change
 
     async def reserve(
@@ -255,14 +282,19 @@ class AsyncEngine(EngineBase):
                 customers=customers or {},
             )
         )
-        await self._bounded(self.redis.sadd(PRODUCTS_KEY, product_id))
+        await self._add_product(product_id)
         return change
 
     async def product_ids(self) -> list[int]:
         return decode_product_ids(await self._bounded(self.redis.smembers(PRODUCTS_KEY)))
 
     async def read_outbox(self, product_id: int, count: int = 1000) -> list[OutboxEvent]:
-        reply = await self._bounded(self.redis.xrange(product_keys(product_id).outbox, count=count))
+        """The oldest ``count`` events; with ``ack``, only once the replicas have them (see ``Engine.read_outbox``)."""
+        key = product_keys(product_id).outbox
+        if self._acker is not None:
+            reply = await self._bounded(self._acker.command(key, "XRANGE", key, "-", "+", "COUNT", count))
+        else:
+            reply = await self._bounded(self.redis.xrange(key, count=count))
         return decode_entries(product_id, reply)
 
     async def ack_outbox(self, product_id: int, entry_ids: Sequence[str]) -> int:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from engine import calls
 from engine.client_base import EngineBase
 from engine.exceptions import EngineError, unavailable_as_engine_error
 from engine.keys import PRODUCTS_KEY, product_keys
 from engine.plain_replies import decode_entries, decode_product_ids, decode_stats
+from engine.replication import Acknowledger, waits
 from engine.types import (
     Cancellation,
     CancelReason,
@@ -33,10 +34,27 @@ T = TypeVar("T")
 
 
 class Engine(EngineBase):
+    def __init__(self, redis: Any, **settings: Any) -> None:
+        super().__init__(redis, **settings)
+        self._acker = Acknowledger(redis, self.ack) if self.ack is not None else None
+
     def _run(self, call: calls.Call[T]) -> T:
+        script = self._scripts[call.script]
         with unavailable_as_engine_error():
-            reply = self._scripts[call.script](keys=call.keys, args=call.args)
+            if self._acker is not None and waits(call.script):
+                (reply,) = self._acker.scripts([(script, call.keys, call.args, True)])
+                if isinstance(reply, Exception):
+                    raise reply
+            else:
+                reply = script(keys=call.keys, args=call.args)
         return call.decode(reply)
+
+    def _add_product(self, product_id: int) -> None:
+        with unavailable_as_engine_error():
+            if self._acker is not None:
+                self._acker.command(PRODUCTS_KEY, "SADD", PRODUCTS_KEY, product_id)
+            else:
+                self.redis.sadd(PRODUCTS_KEY, product_id)
 
     def set_stock(
         self,
@@ -58,8 +76,7 @@ class Engine(EngineBase):
                 ends_at_ms=ends_at_ms,
             )
         )
-        with unavailable_as_engine_error():
-            self.redis.sadd(PRODUCTS_KEY, product_id)
+        self._add_product(product_id)
         return change
 
     def reserve(
@@ -157,8 +174,7 @@ class Engine(EngineBase):
                 customers=customers or {},
             )
         )
-        with unavailable_as_engine_error():
-            self.redis.sadd(PRODUCTS_KEY, product_id)
+        self._add_product(product_id)
         return change
 
     def product_ids(self) -> list[int]:
@@ -166,8 +182,14 @@ class Engine(EngineBase):
             return decode_product_ids(self.redis.smembers(PRODUCTS_KEY))
 
     def read_outbox(self, product_id: int, count: int = 1000) -> list[OutboxEvent]:
+        """The oldest ``count`` events; with ``ack``, only once the replicas have them (NotReplicated if not), so
+        that nothing reaches PostgreSQL that a failover could take from Redis."""
+        key = product_keys(product_id).outbox
         with unavailable_as_engine_error():
-            reply = self.redis.xrange(product_keys(product_id).outbox, count=count)
+            if self._acker is not None:
+                reply = self._acker.command(key, "XRANGE", key, "-", "+", "COUNT", count)
+            else:
+                reply = self.redis.xrange(key, count=count)
         return decode_entries(product_id, reply)
 
     def ack_outbox(self, product_id: int, entry_ids: Sequence[str]) -> int:

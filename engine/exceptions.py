@@ -5,6 +5,7 @@ Each engine error carries its data and a stable ``code`` that the API maps to HT
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,6 +24,28 @@ class EngineUnavailable(EngineError):
     """Redis did not answer; raised from the driver's ConnectionError or TimeoutError."""
 
     code = "engine_unavailable"
+
+
+class NotReplicated(EngineUnavailable):
+    """The write reached the primary, but not the replicas it must reach before it is answered (or the primary
+    refused it: too few replicas, ``min-replicas-to-write``). It may or may not survive a failover; a retry with
+    the same ids completes or replays it."""
+
+    code = "not_replicated"
+
+    def __init__(
+        self, wanted: int | None, confirmed: int | None, timeout_ms: int | None, reason: str | None = None
+    ) -> None:
+        if wanted is None:
+            message = f"the primary refused the write: {reason}"
+        else:
+            message = f"{confirmed} of {wanted} replicas confirmed the write within {timeout_ms} ms"
+            if reason:
+                message += f" ({reason})"
+        super().__init__(message)
+        self.wanted = wanted
+        self.confirmed = confirmed
+        self.timeout_ms = timeout_ms
 
 
 class InvalidId(EngineError, ValueError):
@@ -189,10 +212,42 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
 """The driver's errors that mean Redis did not answer: the engine raises EngineUnavailable from them."""
 
 
+_FAILOVER_CODE = re.compile(r"(?:^|-)(NOREPLICAS|READONLY|LOADING|MASTERDOWN)\b")
+"""An error code at the start of a reply, or, from a script on Redis before 7, after the ``-`` that ends the
+``Error running script (...): @user_script:N:`` prefix."""
+
+
+def reply_error(error: redis_errors.ResponseError) -> EngineError | None:
+    """The engine error a Redis error reply means, or None for one that is a bug (a 500).
+
+    ``NOREPLICAS``: the primary refuses writes while too few replicas are connected (``min-replicas-to-write``).
+    ``READONLY``: the server is a replica now (a failover demoted it). The cluster's redirections and
+    ``CLUSTERDOWN``: the slot is moving to another node. ``LOADING``, ``MASTERDOWN``: the server is not ready.
+    """
+    text = str(error)
+    found = _FAILOVER_CODE.search(text)
+    code = found.group(1) if found else None
+    if code == "NOREPLICAS":
+        return NotReplicated(None, None, None, reason=text)
+    if code == "READONLY" or isinstance(
+        error, redis_errors.ReadOnlyError | redis_errors.AskError | redis_errors.ClusterDownError
+    ):
+        return EngineUnavailable(f"Redis is failing over: {text}")
+    if code is not None or isinstance(error, redis_errors.TryAgainError):
+        return EngineUnavailable(f"Redis is not ready: {text}")
+    return None
+
+
 @contextmanager
 def unavailable_as_engine_error() -> Iterator[None]:
-    """Turn driver connection failures into EngineUnavailable at the engine's boundary."""
+    """Turn driver connection failures into EngineUnavailable at the engine's boundary, and the error replies
+    of a failover (a replica now, too few replicas) into the engine errors they mean (``reply_error``)."""
     try:
         yield
     except UNAVAILABLE as error:
         raise EngineUnavailable(f"Redis is unavailable: {error}") from error
+    except redis_errors.ResponseError as error:
+        translated = reply_error(error)
+        if translated is None:
+            raise
+        raise translated from error

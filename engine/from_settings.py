@@ -4,8 +4,24 @@ from __future__ import annotations
 
 from engine.aio import AsyncEngine
 from engine.client import Engine
-from engine.connection import DEFAULT_POOL_TIMEOUT, SOCKET_TIMEOUT, connect, connect_async
+from engine.connection import DEFAULT_POOL_TIMEOUT, SOCKET_TIMEOUT, Sentinels, connect, connect_async
+from engine.replication import Acknowledgement, acknowledgement
 from shared.settings import Settings
+
+
+def engine_sentinels(settings: Settings) -> Sentinels | None:
+    """The sentinels that name the engine's primary (FLASHSALE_REDIS_SENTINELS), or None: the URL is the server."""
+    return Sentinels.of(settings.redis_sentinels, settings.redis_sentinel_service)
+
+
+def queue_sentinels(settings: Settings) -> Sentinels | None:
+    """The same for the queue's Redis (the engine's, unless FLASHSALE_QUEUE_REDIS_URL or its own are set)."""
+    return Sentinels.of(settings.queue_redis_sentinels, settings.queue_redis_sentinel_service)
+
+
+def engine_acknowledgement(settings: Settings) -> Acknowledgement | None:
+    """FLASHSALE_REDIS_ACK_REPLICAS and _TIMEOUT_MS: how many replicas a write waits for, and how long."""
+    return acknowledgement(settings.redis_ack_replicas, settings.redis_ack_timeout_ms)
 
 
 def sync_engine(
@@ -15,15 +31,22 @@ def sync_engine(
     pool_timeout: float = DEFAULT_POOL_TIMEOUT,
     socket_timeout: float | None = SOCKET_TIMEOUT,
 ) -> Engine:
-    """An ``Engine`` on the settings' Redis (or Redis Cluster), with their hold and order TTLs."""
+    """An ``Engine`` on the settings' Redis (a server, a Redis Cluster, or the primary Sentinel names), with their
+    hold and order TTLs and replicated acknowledgement."""
     client = connect(
         settings.redis_url,
         cluster=settings.redis_cluster,
+        sentinels=engine_sentinels(settings),
         max_connections=max_connections,
         pool_timeout=pool_timeout,
         socket_timeout=socket_timeout,
     )
-    return Engine(client, hold_ttl_ms=settings.hold_ttl_ms, order_ttl_ms=settings.order_ttl_ms)
+    return Engine(
+        client,
+        hold_ttl_ms=settings.hold_ttl_ms,
+        order_ttl_ms=settings.order_ttl_ms,
+        ack=engine_acknowledgement(settings),
+    )
 
 
 def async_engine(settings: Settings) -> AsyncEngine:
@@ -34,6 +57,16 @@ def async_engine(settings: Settings) -> AsyncEngine:
     """
     deadline = settings.redis_timeout_seconds
     client = connect_async(
-        settings.redis_url, cluster=settings.redis_cluster, pool_timeout=deadline, socket_timeout=None
+        settings.redis_url,
+        cluster=settings.redis_cluster,
+        sentinels=engine_sentinels(settings),
+        pool_timeout=deadline,
+        socket_timeout=None,
     )
-    return AsyncEngine(client, timeout=deadline, hold_ttl_ms=settings.hold_ttl_ms, order_ttl_ms=settings.order_ttl_ms)
+    return AsyncEngine(
+        client,
+        timeout=deadline,
+        hold_ttl_ms=settings.hold_ttl_ms,
+        order_ttl_ms=settings.order_ttl_ms,
+        ack=engine_acknowledgement(settings),
+    )

@@ -18,7 +18,7 @@ import sqlalchemy.exc
 
 from engine import Engine
 from engine.calls import MAX_PRICE_CENTS as MAX_PRICE_CENTS  # keeps an order amount exact in Lua
-from engine.exceptions import EngineError, ProductNotFound, StockBelowCommitted
+from engine.exceptions import EngineError, NotReplicated, ProductNotFound, StockBelowCommitted
 from engine.ids import MAX_PRODUCT_ID
 from persistence.exceptions import CatalogWriteFailed, ProductPutIncomplete
 from persistence.models import NAME_LENGTH, products
@@ -263,6 +263,10 @@ def _put_locked(
             took = False if isinstance(error, StockBelowCommitted) else _engine_took(engine, spec)
             if took:
                 _commit_after_engine(engine, db, transaction, spec, previous, row, fresh)
+                if isinstance(error, NotReplicated):
+                    # Both stores took it, but the replicas did not confirm it in time: a failover now could
+                    # take it from Redis, so it is not acknowledged. Putting it again completes it.
+                    raise
                 return row
             if took is None and fresh:
                 _finish(transaction, commit=False)

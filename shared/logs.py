@@ -28,6 +28,9 @@ TRANSACTION_CHECK_SKIPPED = "transaction_check_skipped"
 """PostgreSQL did not answer whether it knows a transaction id in time: Redis decided alone."""
 PAYMENT_CONFLICT = "payment_conflict"
 """A payment reached PostgreSQL with a transaction id recorded for another order: stored, reported by reconcile."""
+WORKER_LOST_QUEUE = "worker_lost_queue"
+SCHEDULER_LOST_QUEUE = "scheduler_lost_queue"
+"""The queue's Redis failed under a worker or the scheduler (a failover): it starts again a second later."""
 
 
 _PROCESSORS: list[Any] = []

@@ -17,6 +17,9 @@ from urllib.parse import urlsplit
 LogFormat = Literal["json", "console"]
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_SENTINEL_SERVICE = "flashsale"
+Addresses = tuple[tuple[str, int], ...]
+SENTINEL_URL = "with sentinels, use redis:// or rediss:// (only its database and credentials count)"
 WEBHOOK_SECRET_FILE = "webhook_secret"
 ADMIN_TOKEN_FILE = "admin_token"
 DEFAULT_HOLD_TTL_SECONDS = 120
@@ -51,6 +54,16 @@ class Settings:
     """The API's simulated payment provider (POST /api/demo/payments); ``flashsale up`` turns it on."""
     redis_timeout_seconds: float = 2.0
     """The deadline of a request's engine work: past it, the answer is 503 ``engine_unavailable``."""
+    redis_sentinels: Addresses = ()
+    """Sentinels to ask for the engine's primary; empty: ``redis_url`` is the server (or a cluster node)."""
+    redis_sentinel_service: str = DEFAULT_SENTINEL_SERVICE
+    queue_redis_sentinels: Addresses = ()
+    """The same for the queue's Redis."""
+    queue_redis_sentinel_service: str = DEFAULT_SENTINEL_SERVICE
+    redis_ack_replicas: int = 0
+    """Answer a write only once this many replicas have it (WAIT); 0 answers at once."""
+    redis_ack_timeout_ms: int = 200
+    """How long a write waits for those replicas before the answer is 503 ``not_replicated``."""
 
     @property
     def hold_ttl_ms(self) -> int:
@@ -104,6 +117,32 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ..
     return raw
 
 
+def _sentinels(env: Mapping[str, str], name: str) -> Addresses:
+    """``host:port,host:port`` (an IPv6 host in brackets, ``[::1]:26379``); empty when unset."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return ()
+    addresses = []
+    for item in (part.strip() for part in raw.split(",")):
+        try:
+            parts = urlsplit(f"//{item}")
+            port = parts.port
+        except ValueError:
+            port = None
+            parts = urlsplit("//")
+        if not item or not parts.hostname or port is None or parts.path or "@" in item:
+            raise ConfigError(name, f"expected host:port[,host:port...], got {item!r}")
+        addresses.append((parts.hostname, port))
+    return tuple(addresses)
+
+
+def _service(env: Mapping[str, str], name: str) -> str:
+    raw = env.get(name, "").strip() or DEFAULT_SENTINEL_SERVICE
+    if any(c.isspace() for c in raw):
+        raise ConfigError(name, f"a sentinel service name has no spaces, got {raw!r}")
+    return raw
+
+
 def _secret(env: Mapping[str, str], name: str, var_dir: Path, filename: str) -> str | None:
     raw = env.get(name)
     if raw is not None and raw != "":
@@ -126,16 +165,31 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     var_dir = Path(env.get("FLASHSALE_VAR_DIR") or "var")
     redis_url = _url(env, "FLASHSALE_REDIS_URL", DEFAULT_REDIS_URL, ("redis", "rediss", "unix"))
     cluster = _bool(env, "FLASHSALE_REDIS_CLUSTER")
-    queue_default = "" if cluster else redis_url
-    if cluster and not env.get("FLASHSALE_QUEUE_REDIS_URL"):
+    sentinels = _sentinels(env, "FLASHSALE_REDIS_SENTINELS")
+    service = _service(env, "FLASHSALE_REDIS_SENTINEL_SERVICE")
+    if sentinels and cluster:
+        raise ConfigError("FLASHSALE_REDIS_SENTINELS", "Redis Cluster fails over by itself: leave it unset with it")
+    if sentinels and redis_url.startswith("unix:"):
+        raise ConfigError("FLASHSALE_REDIS_URL", SENTINEL_URL)
+    queue_sentinels = _sentinels(env, "FLASHSALE_QUEUE_REDIS_SENTINELS")
+    queue_service = _service(env, "FLASHSALE_QUEUE_REDIS_SENTINEL_SERVICE")
+    own_queue = bool(env.get("FLASHSALE_QUEUE_REDIS_URL")) or bool(queue_sentinels)
+    if cluster and not own_queue:
         raise ConfigError("FLASHSALE_QUEUE_REDIS_URL", "RQ cannot use Redis Cluster: set a plain Redis for the queue")
+    # The queue lives with the engine unless told otherwise: on the same server, or the same sentinels' primary.
+    queue_default = DEFAULT_REDIS_URL if cluster else redis_url
+    if not own_queue:
+        queue_sentinels, queue_service = sentinels, service
+    queue_url = _url(env, "FLASHSALE_QUEUE_REDIS_URL", queue_default, ("redis", "rediss", "unix"))
+    if queue_sentinels and queue_url.startswith("unix:"):
+        raise ConfigError("FLASHSALE_QUEUE_REDIS_URL", SENTINEL_URL)
     log_format = env.get("FLASHSALE_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
     if log_format not in ("json", "console"):
         raise ConfigError("FLASHSALE_LOG_FORMAT", f"expected json or console, got {log_format!r}")
     return Settings(
         redis_url=redis_url,
         redis_cluster=cluster,
-        queue_redis_url=_url(env, "FLASHSALE_QUEUE_REDIS_URL", queue_default, ("redis", "rediss", "unix")),
+        queue_redis_url=queue_url,
         database_url=_url(
             env,
             "FLASHSALE_DATABASE_URL",
@@ -153,4 +207,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         rate_limit_per_second=_int(env, "FLASHSALE_RATE_LIMIT_PER_SECOND", 0, 0, 1_000_000),
         demo_provider=_bool(env, "FLASHSALE_DEMO_PROVIDER"),
         redis_timeout_seconds=_float(env, "FLASHSALE_REDIS_TIMEOUT_SECONDS", 2.0, 0.05, 300.0),
+        redis_sentinels=sentinels,
+        redis_sentinel_service=service,
+        queue_redis_sentinels=queue_sentinels,
+        queue_redis_sentinel_service=queue_service,
+        redis_ack_replicas=_int(env, "FLASHSALE_REDIS_ACK_REPLICAS", 0, 0, 100),
+        redis_ack_timeout_ms=_int(env, "FLASHSALE_REDIS_ACK_TIMEOUT_MS", 200, 1, 60_000),
     )

@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+import redis
 import sqlalchemy as sa
 
 from engine import Engine
-from engine.exceptions import EngineUnavailable, StockBelowCommitted
+from engine.exceptions import EngineUnavailable, NotReplicated, StockBelowCommitted
+from engine.replication import Acknowledgement
 from persistence import catalog
 from persistence.catalog import ProductSpec, get_product, list_products, put_product
 from persistence.exceptions import CatalogWriteFailed, ProductPutIncomplete
 from tests.support.catalog import CHANGE, NEW, SetStockFault, Stores, catalog_refuses_writes, fail_commit, stores
+from tests.support.replicas import replica_pair
 
 START = datetime(2030, 1, 1, 12, tzinfo=UTC)
 
@@ -231,3 +234,24 @@ def test_a_put_that_another_put_overtakes_writes_its_own_values_to_both(
     assert overtaken == [1]
     assert stores(real_engine, db) == NEW
     assert product.stock == 20
+
+
+def test_a_change_the_replicas_did_not_confirm_is_kept_in_both_and_answered_not_replicated(db: sa.Engine) -> None:
+    with replica_pair() as pair:
+        client = redis.Redis(port=pair.primary.port)
+        engine = Engine(client, ack=Acknowledgement(1, 200))
+        put_product(engine, db, spec(name="Lamp", stock=10))
+        pair.link.hold()  # the replica stops hearing from the primary
+
+        with pytest.raises(NotReplicated) as refused:
+            put_product(engine, db, spec(**CHANGE))
+
+        # The primary took it and the catalog keeps it: the stores agree, but a failover now could take it
+        # from Redis, so the put is not acknowledged. Putting it again, replicated, answers it.
+        assert refused.value.code == "not_replicated"
+        assert stores(engine, db) == NEW
+        pair.link.release()
+        product, created = put_product(engine, db, spec(**CHANGE))
+        assert (product.stock, created) == (20, False)
+        assert stores(engine, db) == NEW
+        client.close()

@@ -9,11 +9,15 @@ import redis
 import sqlalchemy as sa
 
 from engine import Engine
-from engine.from_settings import sync_engine
+from engine.connection import connect
+from engine.from_settings import queue_sentinels, sync_engine
 from persistence.db import make_engine
 from shared import settings as settings_module
 from shared.settings import Settings
 from workers.drain import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCHES
+
+QUEUE_POOL = 8
+"""Connections of a worker's or the scheduler's queue client (RQ takes a few: the blocking pop, heartbeats)."""
 
 
 @dataclass
@@ -36,8 +40,12 @@ class WorkerContext:
 
 
 def queue_connection(settings: Settings) -> Any:
-    """A plain client for RQ: no socket timeout, since a worker blocks on BLPOP for longer than any."""
-    return redis.Redis.from_url(settings.queue_redis_url)
+    """A plain client for RQ: no socket timeout, since a worker blocks on BLPOP for longer than any. With
+    sentinels, the primary they name, found again after a failover (engine.connection)."""
+    sentinels = queue_sentinels(settings)
+    if sentinels is None:
+        return redis.Redis.from_url(settings.queue_redis_url)
+    return connect(settings.queue_redis_url, sentinels=sentinels, max_connections=QUEUE_POOL, socket_timeout=None)
 
 
 _current: WorkerContext | None = None

@@ -1,7 +1,16 @@
-"""The long-running processes: ``flashsale worker`` and ``flashsale scheduler``."""
+"""The long-running processes: ``flashsale worker`` and ``flashsale scheduler``.
+
+Both outlive a failover of the queue's Redis: RQ's worker quits on most errors of its connection, and
+rq-scheduler on any; each is started again on the same connection, which (with sentinels) finds the new
+primary by itself.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import time
+
+import redis.exceptions
 from rq import SimpleWorker
 
 from shared import logs
@@ -14,6 +23,11 @@ from workers.schedule import make_scheduler, register
 
 log = logs.get_logger("flashsale.workers")
 
+RECONNECT_SECONDS = 1.0
+"""The pause before a worker or scheduler that lost its Redis starts again."""
+QUEUE_FAILURES = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ResponseError)
+"""What a failover of the queue's Redis raises: the primary gone, or a replica now (READONLY, UNBLOCKED)."""
+
 
 def run_worker(settings: Settings, burst: bool = False, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
     """Work flashsale's queue; with ``burst``, finish the queued jobs, then drain every outbox, then return.
@@ -23,9 +37,21 @@ def run_worker(settings: Settings, burst: bool = False, *, batch_size: int = DEF
     context = WorkerContext.from_settings(settings, batch_size=batch_size)
     install(context)
     try:
-        worker = SimpleWorker([QUEUE_NAME], connection=context.queue_redis)
-        log.info("worker_started", queue=QUEUE_NAME, burst=burst, batch_size=batch_size, name=worker.name)
-        worker.work(burst=burst, logging_level="WARNING")
+        while True:
+            worker: SimpleWorker | None = None
+            try:
+                worker = SimpleWorker([QUEUE_NAME], connection=context.queue_redis)
+                log.info("worker_started", queue=QUEUE_NAME, burst=burst, batch_size=batch_size, name=worker.name)
+                worker.work(burst=burst, logging_level="WARNING")
+            except QUEUE_FAILURES as error:  # its start, or its teardown after the failure that ended its loop
+                if burst:
+                    raise
+                log.warning(logs.WORKER_LOST_QUEUE, error=str(error))
+            # Outside burst, RQ's loop ends only on a stop request or an error it does not handle.
+            if burst or (worker is not None and worker._stop_requested):  # RQ keeps the stop request there
+                break
+            log.warning("worker_restarting", after_seconds=RECONNECT_SECONDS)
+            time.sleep(RECONNECT_SECONDS)
         if burst:
             result = drain_outbox(context.engine, context.db, batch_size=batch_size, max_batches=2**62)
             log.info("outbox_drained", **result.summary())
@@ -37,14 +63,25 @@ def run_worker(settings: Settings, burst: bool = False, *, batch_size: int = DEF
 
 
 def run_scheduler(settings: Settings) -> None:
-    """Register the periodic jobs (idempotently) and enqueue them on time until stopped."""
+    """Register the periodic jobs (idempotently) and enqueue them on time until stopped.
+
+    A failure of the queue's Redis ends rq-scheduler's loop: the scheduler gives back its lock if it can,
+    then registers the jobs and runs again."""
     connection = queue_connection(settings)
-    scheduler = make_scheduler(connection)
-    ids = register(scheduler, settings)
-    log.info(
-        "scheduler_started",
-        jobs=ids,
-        reaper_interval_seconds=settings.reaper_interval_seconds,
-        drain_interval_seconds=settings.drain_interval_seconds,
-    )
-    scheduler.run()
+    while True:
+        scheduler = make_scheduler(connection)
+        try:
+            ids = register(scheduler, settings)
+            log.info(
+                "scheduler_started",
+                jobs=ids,
+                reaper_interval_seconds=settings.reaper_interval_seconds,
+                drain_interval_seconds=settings.drain_interval_seconds,
+            )
+            scheduler.run()
+            return
+        except QUEUE_FAILURES as error:
+            log.warning(logs.SCHEDULER_LOST_QUEUE, error=str(error), after_seconds=RECONNECT_SECONDS)
+        with contextlib.suppress(redis.exceptions.RedisError):
+            scheduler.remove_lock()  # if the new primary has it, it is this scheduler's: others need not wait it out
+        time.sleep(RECONNECT_SECONDS)

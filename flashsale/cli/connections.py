@@ -17,7 +17,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 
 from engine import Engine
-from engine.exceptions import EngineUnavailable
+from engine.exceptions import EngineUnavailable, NotReplicated
 from engine.from_settings import sync_engine
 from flashsale.cli.output import ERROR, fail
 from persistence.db import make_engine, normalize_url
@@ -54,6 +54,11 @@ def backends(settings: Settings) -> Iterator[tuple[Engine, sa.Engine]]:
     db = make_engine(settings.database_url)
     try:
         yield engine, db
+    except NotReplicated as error:
+        fail(
+            f"not_replicated: {error.message}; the change may not survive a failover: run the same command again",
+            ERROR,
+        )
     except (EngineUnavailable, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
         hint = ""
         if settings.redis_url == _up_redis_url(settings.var_dir):
@@ -69,6 +74,9 @@ def backends(settings: Settings) -> Iterator[tuple[Engine, sa.Engine]]:
 
 def _redis_shown(settings: Settings) -> str:
     """Where Redis is, without any password the URL carries."""
+    if settings.redis_sentinels:
+        where = ",".join(f"{host}:{port}" for host, port in settings.redis_sentinels)
+        return f"the primary of {settings.redis_sentinel_service!r} (sentinels {where})"
     url = urlsplit(settings.redis_url)
     if url.scheme == "unix":
         return url.path
