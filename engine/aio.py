@@ -25,6 +25,7 @@ from engine.types import (
     ClaimMode,
     Hold,
     Order,
+    OrderStatus,
     OutboxEvent,
     OutboxMark,
     PaymentResult,
@@ -241,6 +242,15 @@ class AsyncEngine(EngineBase):
 
     async def order(self, order_id: str) -> Order:
         return await self._run(calls.order_status(order_id))
+
+    async def order_states(self, product_id: int, order_ids: Sequence[str]) -> dict[str, OrderStatus | None]:
+        """The stored status of each order (None: unknown to the engine), in calls of at most 1,000; changes nothing."""
+        states: dict[str, OrderStatus | None] = {}
+        for start in range(0, len(order_ids), calls.MAX_ORDER_STATES):
+            chunk = order_ids[start : start + calls.MAX_ORDER_STATES]
+            found: dict[str, OrderStatus | None] = await self._run(calls.order_states(product_id, chunk))
+            states.update(found)
+        return states
 
     async def reap(self, product_id: int, batch: int = calls.REAP_BATCH) -> ReapResult:
         return await self._run(calls.reap(product_id, batch))

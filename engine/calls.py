@@ -440,6 +440,31 @@ def order_status(order_id: str) -> Call[Order]:
     return Call("order_status", product_keys(order.product_id).all(), [order.ulid], decode)
 
 
+MAX_ORDER_STATES = 1000
+"""Orders one ``order_states`` call reads at most."""
+
+
+def order_states(product_id: int, order_ids: Sequence[str]) -> Call[dict[str, OrderStatus | None]]:
+    """The stored status of each order of ``product_id`` (None: the engine does not know it), changing nothing."""
+    keys = product_keys(product_id)
+    if len(order_ids) > MAX_ORDER_STATES:
+        raise ValueError(f"at most {MAX_ORDER_STATES} orders per call")
+    ulids = []
+    for order_id in order_ids:
+        order = parse_id(order_id, "order")
+        if order.product_id != product_id:
+            raise exc.InvalidId(order_id, "order")
+        ulids.append(order.ulid)
+
+    def decode(reply: Reply) -> dict[str, OrderStatus | None]:
+        return {
+            order_id: cast(OrderStatus, text(status)) if text(status) else None
+            for order_id, status in zip(order_ids, reply, strict=True)
+        }
+
+    return Call("order_states", keys.all(), list(ulids), decode)
+
+
 def reap(product_id: int, batch: int = REAP_BATCH) -> Call[ReapResult]:
     keys = product_keys(product_id)
     _check_count(batch, "batch", 1, MAX_REAP_BATCH)

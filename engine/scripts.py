@@ -21,6 +21,7 @@ PRODUCT_SCRIPTS = (
     "settle",
     "cancel",
     "order_status",
+    "order_states",
     "reap",
     "snapshot",
     "restore",

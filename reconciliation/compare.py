@@ -17,7 +17,7 @@ class Difference:
     field: str
     """stock (engine total vs catalog stock), pending, sold (vs paid units), counters (total is not the sum),
     negative, missing_in_engine, missing_in_catalog, payment_conflicts (the number of open conflicts, as
-    ``durable``)."""
+    ``durable``), lost_writes (the number of writes PostgreSQL has that Redis lost, as ``durable``)."""
     engine: int | None
     durable: int | None
 
@@ -64,6 +64,8 @@ def _compare_units(state: ProductState) -> Finding:
     if engine is None:
         return finding("drifted", "rebuild", [Difference("missing_in_engine", None, durable.stock)])
     faults = _engine_faults(engine)
+    if state.lost:
+        faults.append(Difference("lost_writes", None, len(state.lost)))
     if faults:
         return finding("drifted", "rebuild", faults)
     if state.backlog > 0 or not state.settled:

@@ -16,13 +16,12 @@ from engine.types import RestoredOrder, RestoredPayment, StockChange
 from persistence.models import orders, payments, products
 from persistence.order_reads import order_record
 from persistence.times import opt_to_ms, to_ms
-from reconciliation.collect import catalog_ids, engine_side
+from reconciliation.collect import CLOSED_ORDER_WINDOW, catalog_ids, engine_side
 from reconciliation.exceptions import NotInCatalog, RebuildUnsettled
 from workers.drain import DrainFailed, DrainResult, drain
 
-# Redis answers for closed orders for a day and remembers transactions for a week (engine/lua/_prelude.lua);
-# a rebuild restores the same windows.
-CLOSED_ORDER_WINDOW = timedelta(days=1)
+# Redis answers for closed orders for a day (CLOSED_ORDER_WINDOW) and remembers transactions for a week
+# (engine/lua/_prelude.lua); a rebuild restores the same windows.
 TRANSACTION_WINDOW = timedelta(days=7)
 RESTORE_ATTEMPTS = 5
 """Drain, mark, read, restore: how many times ``rebuild`` tries before it gives up on a product that keeps changing."""

@@ -31,6 +31,8 @@ PAYMENT_CONFLICT = "payment_conflict"
 WORKER_LOST_QUEUE = "worker_lost_queue"
 SCHEDULER_LOST_QUEUE = "scheduler_lost_queue"
 """The queue's Redis failed under a worker or the scheduler (a failover): it starts again a second later."""
+RECONCILE_LOST_WRITES = "reconcile_lost_writes"
+"""reconcile found writes PostgreSQL has and Redis lost (a failover without replicated acknowledgement)."""
 
 
 _PROCESSORS: list[Any] = []

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 from structlog.testing import capture_logs
 
+from engine import Engine
 from engine.keys import product_keys
 from reconciliation.repair import RESTORE_ATTEMPTS, drain_to_end
 from tests.support.cli import Operator
@@ -196,3 +198,64 @@ def test_resolving_a_payment_conflict_ends_the_drift(sold: Operator) -> None:
     assert "marked 1 payment conflict(s) of transaction pay_DUP resolved" in resolved.stdout
     assert "2 product(s): no drift" in resolved.stdout
     assert "transaction pay_NONE has no open payment conflict" in unknown.stdout
+
+
+def lose_what_follows(engine: Engine, product_id: int) -> Callable[[], None]:
+    """Snapshot the product's Redis keys now; calling the result puts them back, as a failover to a replica that
+    stopped replicating at this moment would: Redis loses every later write, PostgreSQL keeps what it drained."""
+    redis = engine.redis
+    keys = [key for key in redis.keys(f"fs:{{{product_id}}}:*")]
+    saved = {key: (redis.dump(key), redis.pttl(key)) for key in keys}
+
+    def lose() -> None:
+        redis.delete(*redis.keys(f"fs:{{{product_id}}}:*"))
+        for key, (value, ttl) in saved.items():
+            redis.restore(key, max(ttl, 0), value, replace=True)
+
+    return lose
+
+
+def test_reconcile_finds_each_write_redis_lost_and_fix_rebuilds_without_overselling(sold: Operator) -> None:
+    # Given PostgreSQL holds writes the engine lost: a new order, a payment and a cancellation
+    engine, db = sold.engine, sold.db
+    pending = [order for order, status in order_statuses(db).items() if status == "pending" and order.startswith("o1")]
+    lose = lose_what_follows(engine, 1)
+    new = engine.convert(engine.reserve(1, 2, customer_id="late").hold_id)
+    engine.settle(pending[0], "t-lost", "success")
+    engine.cancel(pending[1])
+    drain_to_end(engine, db)
+    lose()
+    assert engine.snapshot(1).outbox_backlog == 0
+
+    result = sold.run("reconcile", "--json")
+
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["lost_writes"] == {"total": 3, "order": 1, "payment": 1, "cancellation": 1}
+    product = next(p for p in report["products"] if p["product_id"] == 1)
+    assert (product["verdict"], product["remedy"]) == ("DRIFT", "rebuild")
+    assert {(w["order_id"], w["kind"]) for w in product["lost_writes"]} == {
+        (new.order_id, "order"),
+        (pending[0], "payment"),
+        (pending[1], "cancellation"),
+    }
+    assert verdicts(result.stdout)[2] == "ok"
+
+    # When --fix runs, the product is rebuilt from PostgreSQL: the units of the lost order and payment are not
+    # on sale again
+    fixed = sold.run("reconcile", "--fix", "--json")
+
+    assert fixed.exit_code == 0, fixed.output
+    report = json.loads(fixed.stdout)
+    assert report["lost_writes"]["total"] == 3
+    assert [a["product_id"] for a in report["actions"] if a.get("reason") == "lost_writes"] == [1]
+    snap = engine.snapshot(1)
+    statuses = order_statuses(db)
+    assert statuses[new.order_id] == "pending"
+    assert statuses[pending[0]] == "paid"
+    assert engine.order(new.order_id).status == "pending"
+    assert engine.order(pending[0]).status == "paid"
+    assert engine.order(pending[1]).status == "cancelled"
+    assert snap.consistent
+    assert snap.available == 100 - snap.pending - snap.sold
+    assert verdicts(sold.run("reconcile", "--json").stdout) == {1: "ok", 2: "ok"}

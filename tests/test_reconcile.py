@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciliation.collect import DurableCounts, EngineCounters, ProductState
+from reconciliation.collect import DurableCounts, EngineCounters, LostWrite, ProductState, lost_writes
 from reconciliation.compare import Difference, compare, compare_one
 
 ENGINE = EngineCounters(total=10, available=4, held=1, pending=2, sold=3)
@@ -90,3 +90,32 @@ def test_compare_keeps_one_finding_per_product_in_order() -> None:
     states = [ProductState(p, None, DurableCounts(1, 0, 0), 0) for p in (3, 1, 2)]
 
     assert [f.product_id for f in compare(states)] == [3, 1, 2]
+
+
+def test_what_postgresql_has_and_redis_does_not_is_a_lost_write_of_each_kind() -> None:
+    durable = {"o1_a": "pending", "o1_b": "paid", "o1_c": "paid", "o1_d": "cancelled", "o1_e": "cancelled"}
+    engine = {"o1_a": None, "o1_b": "pending", "o1_c": "cancelled", "o1_d": "pending", "o1_e": "paid"}
+
+    assert lost_writes(durable, engine) == [
+        LostWrite("o1_a", "order", "pending", None),
+        LostWrite("o1_b", "payment", "paid", "pending"),
+        LostWrite("o1_c", "payment", "paid", "cancelled"),
+        LostWrite("o1_d", "cancellation", "cancelled", "pending"),
+        LostWrite("o1_e", "cancellation", "cancelled", "paid"),
+    ]
+
+
+def test_redis_ahead_of_postgresql_is_the_outbox_not_yet_drained_never_a_loss() -> None:
+    durable = {"o1_a": "pending", "o1_b": "pending", "o1_c": "paid"}
+    engine = {"o1_a": "paid", "o1_b": "cancelled", "o1_c": "paid", "o1_z": "pending"}
+
+    assert lost_writes(durable, engine) == []
+
+
+def test_lost_writes_are_drift_to_rebuild_even_while_the_outbox_is_behind() -> None:
+    lost = (LostWrite("o1_a", "order", "pending", None),)
+
+    finding = compare_one(ProductState(1, ENGINE, DURABLE, backlog=3, settled=True, lost=lost))
+
+    assert (finding.status, finding.remedy) == ("drifted", "rebuild")
+    assert finding.differences == (Difference("lost_writes", None, 1),)

@@ -11,14 +11,15 @@ import sqlalchemy as sa
 from rich.table import Table
 
 from engine import Engine
-from engine.exceptions import EngineError
+from engine.exceptions import EngineError, StockBelowCommitted
 from flashsale.cli.connections import backends, operator_settings
 from flashsale.cli.output import ERROR, FAILED, OK, console, fail, json_option, print_json, progress
 from persistence.conflicts import StoredConflict, resolve_conflicts
-from reconciliation.collect import catalog_ids, collect
+from reconciliation.collect import LostWrite, catalog_ids, collect
 from reconciliation.compare import Finding, compare
 from reconciliation.exceptions import ReconciliationError
 from reconciliation.repair import drain_to_end, rebuild
+from shared import logs
 from shared.logs import get_logger
 from workers.drain import DrainFailed
 from workers.reaper import reap
@@ -53,7 +54,28 @@ def finding_json(finding: Finding) -> dict[str, Any]:
         "remedy": finding.remedy,
         "differences": [asdict(d) for d in finding.differences],
         "payment_conflicts": [conflict_json(c) for c in state.conflicts],
+        "lost_writes": [lost_json(lost) for lost in state.lost],
     }
+
+
+def lost_json(lost: LostWrite) -> dict[str, Any]:
+    return {"order_id": lost.order_id, "kind": lost.kind, "database": lost.durable, "redis": lost.engine}
+
+
+def loss_counts(findings: Sequence[Finding]) -> dict[str, int]:
+    """Writes Redis lost that PostgreSQL has, by kind (order, payment, cancellation), and in all."""
+    counts = {"order": 0, "payment": 0, "cancellation": 0}
+    for finding in findings:
+        for lost in finding.state.lost:
+            counts[lost.kind] += 1
+    return {"total": sum(counts.values()), **counts}
+
+
+def loss_line(counts: dict[str, int]) -> str:
+    return (
+        f"{counts['total']} write(s) PostgreSQL has and Redis lost: {counts['order']} order(s) Redis does not know, "
+        f"{counts['payment']} payment(s) and {counts['cancellation']} cancellation(s) it no longer has"
+    )
 
 
 def conflict_json(conflict: StoredConflict) -> dict[str, Any]:
@@ -98,6 +120,8 @@ def _note(finding: Finding) -> str:
             parts.append(f"parts add up to {d.engine}, total is {d.durable}")
         elif d.field == "payment_conflicts":
             parts.append(f"{d.durable} transaction id(s) also used by another order")
+        elif d.field == "lost_writes":
+            parts.append(f"Redis lost {d.durable} write(s) the database has (a failover?)")
         else:
             parts.append(f"{d.field}: Redis {d.engine}, database {d.durable}")
     if finding.status == "behind" and finding.state.backlog == 0:
@@ -136,7 +160,12 @@ def advice(findings: Sequence[Finding]) -> list[str]:
     if behind:
         lines.append(f"behind (outbox not yet in the database) {_ids(behind)}: a worker will catch up, or run --fix")
     for f in findings:
-        if f.remedy == "rebuild":
+        if f.remedy == "rebuild" and f.state.lost:
+            lines.append(
+                f"product {f.product_id}: Redis lost {len(f.state.lost)} write(s) the database has; --fix rebuilds it "
+                "from the database (active holds are dropped)"
+            )
+        elif f.remedy == "rebuild":
             lines.append(f"product {f.product_id}: restore Redis from the database with --rebuild {f.product_id}")
         if f.state.conflicts:
             lines += [conflict_line(c) for c in f.state.conflicts]
@@ -152,12 +181,48 @@ def advice(findings: Sequence[Finding]) -> list[str]:
     return lines
 
 
+def rebuild_lost(engine: Engine, db: sa.Engine, product_ids: Sequence[int], act: Any) -> None:
+    """Rebuild each product whose Redis lost writes: ``available`` becomes stock less what the database holds in
+    pending and paid orders, so that units sold before the loss are not sold again. A product the database
+    holds more units of than its stock (sold twice between the loss and now) is left for the operator."""
+    for product_id in product_ids:
+        try:
+            change = rebuild(engine, db, product_id)
+        except StockBelowCommitted as error:
+            act(
+                "rebuild_refused",
+                f"product {product_id}: the database holds {error.committed} units in pending and paid orders, more "
+                f"than its stock {error.requested}: units were sold twice since Redis lost writes. Cancel (and "
+                f"refund) orders or raise the stock, then run --rebuild {product_id}",
+                product_id=product_id,
+                committed=error.committed,
+                stock=error.requested,
+            )
+            continue
+        act(
+            "rebuild",
+            f"rebuilt product {product_id} from the database after Redis lost writes: available {change.available}, "
+            f"pending {change.pending}, sold {change.sold}",
+            product_id=product_id,
+            reason="lost_writes",
+            total=change.total,
+            available=change.available,
+            pending=change.pending,
+            sold=change.sold,
+        )
+
+
 def _ids(ids: Sequence[int]) -> str:
     return ", ".join(map(str, ids[:10])) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
 
 
 @click.command()
-@click.option("--fix", is_flag=True, help="Repair what is behind: reap overdue holds and orders, drain every outbox.")
+@click.option(
+    "--fix",
+    is_flag=True,
+    help="Repair what is behind (reap overdue holds and orders, drain every outbox), and rebuild from the "
+    "database each product whose Redis lost writes the database has (after a failover).",
+)
 @click.option(
     "--rebuild",
     "rebuild_id",
@@ -184,7 +249,9 @@ def reconcile(fix: bool, rebuild_id: int | None, rebuild_all: bool, resolved: tu
     With no flag this is a dry run: it changes nothing. The verdict per product is ok, behind
     (the outbox has events the database has not applied yet; a worker catches up) or DRIFT. A payment
     whose transaction id was already recorded for another order (a payment conflict) is DRIFT until
-    --resolve-conflict marks it dealt with.
+    --resolve-conflict marks it dealt with. So is a product whose Redis lost writes the database has (an
+    order it does not know, a payment or cancellation it no longer has: a failover to a replica that
+    lacked them); the run counts them, and --fix rebuilds the product from the database.
     Exit status: 0 when nothing has drifted, 1 when drift remains, 2 when it could not check
     (a service is down, a repair failed).
     """
@@ -230,6 +297,13 @@ def reconcile(fix: bool, rebuild_id: int | None, rebuild_all: bool, resolved: tu
                     f"{drained.payments_written} payment row(s) written",
                     **drained.summary(),
                 )
+            losses = loss_counts(before)
+            if losses["total"]:
+                log.warning(logs.RECONCILE_LOST_WRITES, **losses)
+                if not as_json:
+                    click.echo(loss_line(losses))
+            if fix:
+                rebuild_lost(engine, db, [f.product_id for f in before if f.state.lost], act)
             targets = [rebuild_id] if rebuild_id is not None else []
             if rebuild_all:
                 targets = [f.product_id for f in before if f.remedy == "rebuild"]
@@ -266,6 +340,7 @@ def reconcile(fix: bool, rebuild_id: int | None, rebuild_all: bool, resolved: tu
             {
                 "dry_run": not changing,
                 "consistent": not drifted,
+                "lost_writes": losses,
                 "products": [finding_json(f) for f in after],
                 "before": [finding_json(f) for f in before] if changing else None,
                 "actions": actions,
