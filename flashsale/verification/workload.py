@@ -83,7 +83,8 @@ class Tally:
     transport_errors: Counter[str] = field(default_factory=Counter)
     """Requests without an answer, by exception name (the server was down or the connection broke)."""
     steps: Counter[str] = field(default_factory=Counter)
-    """Acknowledged steps: held, released, abandoned, ordered, paid, payment_failed, cancelled, duplicates."""
+    """Acknowledged steps: held, released, abandoned, ordered, paid, payment_failed, cancelled, duplicates; and
+    hold_lost, an acknowledged hold the API later answered it does not know."""
     violations: list[str] = field(default_factory=list)
     """Answers that break the API's contract (a 500, a wrong shape, a payment applied twice)."""
     error_latencies: list[tuple[float, float, str]] = field(default_factory=list)
@@ -224,15 +225,17 @@ class _Buyer:
         hold_id = body["hold_id"]
         roll = self.rng.random()
         if roll < self.mix.release:
-            status, _ = await self.call("DELETE", f"/api/holds/{hold_id}")
+            status, body = await self.call("DELETE", f"/api/holds/{hold_id}")
             if status == 204:
                 self.tally.steps["released"] += 1
+            self.check_hold(status, body)
             return
         if roll < self.mix.release + self.mix.abandon:
             self.tally.steps["abandoned"] += 1
             return
         status, body = await self.call("POST", "/api/orders", json={"hold_id": hold_id})
         if status != 201:
+            self.check_hold(status, body)
             return
         if body.get("status") != "pending" or body.get("quantity") != quantity:
             self.violation(f"order for {hold_id} answered {body}")
@@ -240,6 +243,11 @@ class _Buyer:
         self.ledger.orders[order.order_id] = order
         self.tally.steps["ordered"] += 1
         await self.settle(order)
+
+    def check_hold(self, status: int, body: Any) -> None:
+        """A hold the API acknowledged that it no longer knows was lost (an expired one answers 410, not 404)."""
+        if status == 404 and isinstance(body, dict) and body.get("code") == "hold_not_found":
+            self.tally.steps["hold_lost"] += 1
 
     async def settle(self, order: AckedOrder) -> None:
         roll = self.rng.random()
