@@ -86,6 +86,14 @@ TARGETS = (
         lambda r: _ratio(point(r, "holds-hot", 50), point(r, "pg-row-lock", 50), "rps"),
     ),
     Target(
+        "holds_replicated_vs_hot",
+        "POST /api/holds rps with a replica and FLASHSALE_REDIS_ACK_REPLICAS=1 ÷ without, 50 connections",
+        0.8,
+        True,
+        "",
+        lambda r: _ratio(point(r, "holds-hot-replicated", 50), point(r, "holds-hot", 50), "rps"),
+    ),
+    Target(
         "engine_vs_redis_benchmark",
         "engine reserves/s from Python ÷ redis-benchmark EVALSHA rps at -c 50",
         0.5,

@@ -90,9 +90,9 @@ class Bench:
             put_product(self.engine, self.db, ProductSpec(product_id, f"bench {product_id}", 100, stock))
 
     @contextmanager
-    def flashsale(self, label: str) -> Iterator[str]:
+    def flashsale(self, label: str, **env: str) -> Iterator[str]:
         command = servers.flashsale_command(self.server)
-        with servers.serving("flashsale", command, self.env, self.workdir / f"{label}.log") as served:
+        with servers.serving("flashsale", command, {**self.env, **env}, self.workdir / f"{label}.log") as served:
             yield served.url
 
     def drive(
@@ -129,17 +129,42 @@ def livez(bench: Bench, connections: int) -> Point:
     return Point(run, StockCheck())
 
 
-def holds(bench: Bench, product_ids: range, connections: int, label: str) -> Point:
+def holds(bench: Bench, product_ids: range, connections: int, label: str, **env: str) -> Point:
     bench.reset()
     bench.put(product_ids, LOTS)
     traffic = Traffic("holds", (str(product_ids[0]), str(product_ids[-1])))
-    with bench.flashsale(f"{label}-{connections}") as url:
+    with bench.flashsale(f"{label}-{connections}", **env) as url:
         run, counts = bench.drive(url, traffic, connections)
-    return Point(run, check_stock(bench.engine, product_ids, client_holds=counts.get("201", 0)))
+    client_holds = counts.get("201", 0)
+    return Point(run, check_stock(bench.engine, product_ids, client_holds=client_holds), {"client_holds": client_holds})
 
 
 def holds_hot(bench: Bench, connections: int) -> Point:
     return holds(bench, range(HOT_PRODUCT, HOT_PRODUCT + 1), connections, "holds-hot")
+
+
+def holds_hot_replicated(bench: Bench, connections: int) -> Point:
+    """holds-hot with a replica of the engine's Redis and FLASHSALE_REDIS_ACK_REPLICAS=1: each coalesced batch
+    (or pipelined round trip) is answered once WAIT says the replica has it."""
+    with servers.private_replica(bench.workdir / f"replica-{connections}", bench.redis_url) as replica_url:
+        product = range(HOT_PRODUCT, HOT_PRODUCT + 1)
+        waits_before = _waits(bench.redis)
+        point = holds(bench, product, connections, "holds-hot-replicated", FLASHSALE_REDIS_ACK_REPLICAS="1")
+        waits = _waits(bench.redis) - waits_before
+        replica = redis.Redis.from_url(replica_url)
+        try:
+            on_replica = int(replica.hget(f"fs:{{{HOT_PRODUCT}}}:product", "n_holds") or 0)
+        finally:
+            replica.close()
+    if on_replica < point.extra["client_holds"]:
+        point.check.problems.append(f"{point.extra['client_holds']} holds answered, {on_replica} on the replica")
+    point.extra.update({"ack_replicas": 1, "replica_holds": on_replica, "waits": waits})
+    return point
+
+
+def _waits(client: redis.Redis) -> int:
+    """WAIT commands the server has run: one per coalesced batch or pipelined round trip of writes."""
+    return int(client.info("commandstats").get("cmdstat_wait", {}).get("calls", 0))
 
 
 def holds_spread(bench: Bench, connections: int) -> Point:
@@ -273,12 +298,13 @@ def drain(bench: Bench) -> dict[str, Any]:
 HTTP_SCENARIOS: dict[str, Callable[[Bench, int], Point]] = {
     "livez": livez,
     "holds-hot": holds_hot,
+    "holds-hot-replicated": holds_hot_replicated,
     "pg-row-lock": pg_row_lock_holds,
     "holds-spread": holds_spread,
     "holds-paced": holds_paced,
     "purchases": purchases,
 }
-LADDERS = ("livez", "holds-hot", "pg-row-lock")
+LADDERS = ("livez", "holds-hot", "holds-hot-replicated", "pg-row-lock")
 """Run at every connection count given; the others at their FIXED_CONNECTIONS."""
 FIXED_CONNECTIONS = {"holds-spread": 50, "holds-paced": 500, "purchases": 50}
 OTHER_SCENARIOS: dict[str, Callable[[Bench], dict[str, Any]]] = {

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import redis
 
@@ -78,6 +79,38 @@ def private_redis(directory: Path) -> Iterator[str]:
         client.close()
         if outcome != "ready":
             raise ServerError(f"redis-server did not start:\n{server.tail()}")
+        yield url
+    finally:
+        server.stop()
+
+
+@contextmanager
+def private_replica(directory: Path, primary_url: str) -> Iterator[str]:
+    """A redis-server of the harness's own replicating ``primary_url`` (no persistence), synced when yielded."""
+    primary = urlsplit(primary_url)
+    if primary.scheme not in ("redis", "rediss") or not primary.hostname:
+        raise ServerError(f"a replica needs a redis:// primary, not {primary_url!r}")
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    args = [redis_executable(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    args += ["--replicaof", primary.hostname, str(primary.port or 6379), "--dir", str(directory)]
+    if primary.password:
+        args += ["--masterauth", unquote(primary.password)]
+    server = spawn("redis-replica", args, directory / "replica.log")
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+
+        def synced() -> bool:
+            try:
+                return bool(client.info("replication").get("master_link_status") == "up")
+            except redis.ConnectionError:
+                return False
+
+        outcome = wait_until(synced, within=START_TIMEOUT, poll=0.05, exited=lambda: server.process.poll() is not None)
+        client.close()
+        if outcome != "ready":
+            raise ServerError(f"the replica did not sync with {primary.hostname}:{primary.port}:\n{server.tail()}")
         yield url
     finally:
         server.stop()

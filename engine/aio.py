@@ -41,6 +41,9 @@ from engine.types import (
 
 T = TypeVar("T")
 
+ACKED_IN_FLIGHT = 2
+"""Batches of one product, and pipelined round trips, in flight at once when writes wait for the replicas."""
+
 DEADLINE: ContextVar[float | None] = ContextVar("flashsale_engine_deadline", default=None)
 """The event-loop time (``loop.time()``) by which engine calls made in this context must end, or None.
 
@@ -89,11 +92,16 @@ class AsyncEngine(EngineBase):
         self.timeout = timeout
         self._encode = redis.get_encoder().encode
         self._acker = AsyncAcknowledger(redis, self.ack) if self.ack is not None else None
+        # Waiting for the replicas takes a round trip of the primary's to them: a second batch (or round trip)
+        # goes meanwhile, so that the wait overlaps the next scripts instead of adding to them.
+        in_flight = ACKED_IN_FLIGHT if self._acker is not None else 1
         self._coalescer: Coalescer[calls.PreparedReserve, Hold] | None = (
-            Coalescer(self._reserve_batch, max_batch=coalesce, check=self._packable) if coalesce > 1 else None
+            Coalescer(self._reserve_batch, max_batch=coalesce, max_in_flight=in_flight, check=self._packable)
+            if coalesce > 1
+            else None
         )
         self._pipeliner = (
-            Pipeliner(redis, max_calls=pipeline, timeout=timeout, acker=self._acker)
+            Pipeliner(redis, max_calls=pipeline, timeout=timeout, acker=self._acker, max_trips=in_flight)
             if pipeline > 1 and not isinstance(redis, AsyncRedisCluster)
             else None
         )

@@ -44,6 +44,7 @@ class Pipeliner:
         max_calls: int = MAX_CALLS,
         timeout: float | None = None,
         acker: AsyncAcknowledger | None = None,
+        max_trips: int = 1,
     ) -> None:
         self._redis = redis
         self._acker = acker
@@ -51,20 +52,22 @@ class Pipeliner:
         self.max_calls = max_calls
         self.timeout = timeout
         """How long a trip may take before every call still in it fails with TimeoutError."""
+        self.max_trips = max_trips
+        """Trips in flight at once: more than one lets a trip's WAIT overlap the next trip's scripts."""
         self._queue: list[Pending] = []
-        self._busy = False
+        self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def call(self, script: Any, keys: Sequence[Any], args: Sequence[Any], *, acked: bool = False) -> Any:
         """The script's reply; ``acked``: a write, answered once the acknowledger's WAIT confirms its trip."""
         acked = acked and self._acker is not None
-        if self._busy:
+        if self._in_flight >= self.max_trips:
             # Packed here, where an error reaches this caller alone, not later with the whole trip.
             packed_keys, packed_args = [self._encode(k) for k in keys], [self._encode(a) for a in args]
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             self._queue.append((script, packed_keys, packed_args, future, acked))
             return await future
-        self._busy = True
+        self._in_flight += 1
         try:
             if acked:
                 assert self._acker is not None
@@ -77,9 +80,9 @@ class Pipeliner:
             self._release()
 
     def _release(self) -> None:
-        """The trip in flight is back: hand the queue to a sender task, or go idle."""
+        """A lone call's trip is back: hand its slot and the queue to a sender task, or free the slot."""
         if not self._queue:
-            self._busy = False
+            self._in_flight -= 1
             return
         # The sender serves every queued caller and belongs to none: not the context (a request's deadline)
         # of the caller whose call happened to be in flight.
@@ -95,7 +98,7 @@ class Pipeliner:
                 if trip:
                     await self._send(trip)
         finally:
-            self._busy = False
+            self._in_flight -= 1
 
     async def _send(self, trip: list[Pending]) -> None:
         await answer([pending[3] for pending in trip], self._replies(trip))

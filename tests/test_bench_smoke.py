@@ -26,7 +26,7 @@ from tests.conftest import unavailable
 from tests.support.bare_machine import shadow_path
 
 PROJECT = Path(__file__).resolve().parents[1]
-SMOKE_SCENARIOS = {"holds-hot", "purchases", "redis-benchmark", "engine", "memory", "drain"}
+SMOKE_SCENARIOS = {"holds-hot", "holds-hot-replicated", "purchases", "redis-benchmark", "engine", "memory", "drain"}
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +72,15 @@ def test_smoke_holds_are_counted_by_client_and_engine_alike(smoke: dict[str, Any
 
 
 @pytest.mark.slow
+def test_smoke_replicated_holds_were_on_the_replica_when_answered(smoke: dict[str, Any]) -> None:
+    [replicated] = smoke["scenarios"]["holds-hot-replicated"]
+    assert replicated["ack_replicas"] == 1
+    assert replicated["client_holds"] > 0
+    assert replicated["replica_holds"] >= replicated["client_holds"]
+    assert 0 < replicated["waits"] <= replicated["client_holds"] + 10  # one per batch (and per admin write)
+    assert replicated["check"]["ok"], replicated["check"]
+
+
 def test_smoke_purchases_are_paid_and_reach_the_database(smoke: dict[str, Any]) -> None:
     [purchases] = smoke["scenarios"]["purchases"]
     assert purchases["counts"].get("paid", 0) > 0
