@@ -11,18 +11,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.times import SALE_BOUND_PATTERN
-from api.validation import (
-    MAX_BODY_BYTES,
+from api.validation import MAX_BODY_BYTES
+from engine.calls import MAX_CUSTOMER_ID, MAX_IDEMPOTENCY_KEY, MAX_TRANSACTION_ID
+from engine.ids import MAX_PRODUCT_ID
+from engine.product_rules import (
     MAX_NAME,
     MAX_PER_CUSTOMER,
     MAX_PRICE_CENTS,
+    MAX_QUANTITY,
     MAX_STOCK,
     NOT_BLANK_PATTERN,
-    TEXT_PATTERN,
+    SALE_BOUND_PATTERN,
 )
-from engine.calls import MAX_CUSTOMER_ID, MAX_IDEMPOTENCY_KEY, MAX_QUANTITY, MAX_TRANSACTION_ID
-from engine.ids import MAX_PRODUCT_ID
+from engine.text import TEXT_PATTERN
 from shared import signing
 
 Schema = dict[str, Any]

@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
+from engine.product_rules import SALE_BOUND_PATTERN
 from persistence.times import to_ms
 
 _RFC3339 = re.compile(
@@ -14,12 +15,6 @@ _RFC3339 = re.compile(
     re.ASCII,
 )
 
-SALE_BOUND_PATTERN = (
-    "^2[0-9]{3}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-5][0-9](\\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
-)
-"""A sale bound's form: RFC 3339 in the years 2000-2999 (so the engine's epoch milliseconds stay positive and no
-offset carries it past year 9999), no leap second, at most nanoseconds. The OpenAPI document states the same
-pattern beside ``format: date-time``, so the two agree on every string."""
 _SALE_BOUND = re.compile(SALE_BOUND_PATTERN, re.ASCII)
 
 
@@ -69,7 +64,7 @@ def _offset(zone: str) -> timedelta:
 
 
 def parse_sale_bound(text: str) -> datetime:
-    """A sale window's bound: ``SALE_BOUND_PATTERN`` and a real calendar moment, or ValueError."""
+    """A sale window's bound: ``engine.product_rules.SALE_BOUND_PATTERN`` and a real calendar moment, or ValueError."""
     if _SALE_BOUND.fullmatch(text) is None:  # fullmatch: Python's `$` would also match before a final newline
         raise ValueError(
             "expected an RFC 3339 date-time in the years 2000 to 2999, whole seconds 00-59, "

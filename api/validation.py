@@ -18,27 +18,15 @@ from starlette.requests import ClientDisconnect, Request
 
 from api.errors import ApiError, InvalidJson, ValidationFailed
 from api.times import parse_sale_bound
-from engine.calls import MAX_PRICE_CENTS as MAX_PRICE_CENTS  # the engine's bound, for admin and OpenAPI
-from engine.calls import encodable
 from engine.ids import MAX_PRODUCT_ID, Kind, parse_id
+from engine.product_rules import NOT_BLANK_PATTERN
+from engine.text import CONTROL_CHARACTERS, encodable
 
 C = TypeVar("C", bound=str)
 
 MAX_BODY_BYTES = 16 * 1024
-MAX_NAME = 200
-MAX_STOCK = 10**12
-MAX_PER_CUSTOMER = 10**9
 
 _PRODUCT_ID = re.compile(r"[1-9][0-9]{0,14}", re.ASCII)
-# Control characters have no place in ids or names, and PostgreSQL refuses NUL in text outright:
-# one accepted into the engine would stop the outbox drain.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-TEXT_PATTERN = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
-"""The same rule as a JSON Schema pattern, for the OpenAPI document."""
-NOT_BLANK_PATTERN = "[^\\u0009-\\u000D\\u0020\\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
-"""A name is not blank: it has a character outside Unicode's White_Space, spelled out rather than ``\\S``, whose
-set differs between Python, ECMA-262 and Rust regular expressions. The same set ``str.strip`` removes, less the
-control characters a name cannot hold anyway."""
 _NOT_BLANK = re.compile(NOT_BLANK_PATTERN)
 UNENCODABLE = "must be text that UTF-8 can encode (no lone surrogates such as \\ud800)"
 
@@ -185,7 +173,7 @@ class Fields:
         value = self._get(name, required)
         if value is None:
             return None
-        if not isinstance(value, str) or not value or len(value) > max_length or _CONTROL.search(value):
+        if not isinstance(value, str) or not value or len(value) > max_length or CONTROL_CHARACTERS.search(value):
             self.fault(
                 name, f"must be a non-empty string of at most {max_length} characters, without control characters"
             )
@@ -250,7 +238,7 @@ class Fields:
     def header(self, name: str, value: str | None, max_length: int) -> str | None:
         if value is None:
             return None
-        if not value or len(value) > max_length or _CONTROL.search(value):
+        if not value or len(value) > max_length or CONTROL_CHARACTERS.search(value):
             self.fault(name, f"must be 1 to {max_length} characters, without control characters")
             return None
         if not encodable(value):  # read as latin-1 a header always encodes; a value from elsewhere may not

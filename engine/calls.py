@@ -14,6 +14,8 @@ from typing import Any, Generic, TypeVar, cast
 from engine import exceptions as exc
 from engine.ids import ParsedId, format_id, new_id, new_ulid, parse_id
 from engine.keys import product_keys, transaction_key
+from engine.product_rules import MAX_PER_CUSTOMER, MAX_PRICE_CENTS, MAX_QUANTITY, MAX_STOCK
+from engine.text import encodable
 from engine.types import (
     Cancellation,
     CancelReason,
@@ -39,9 +41,6 @@ Reply = list[Any]
 
 REAP_BATCH = 200
 MAX_REAP_BATCH = 10_000
-MAX_QUANTITY = 10_000
-# Lua writes numbers into records with 14 significant digits: an order's amount must stay below 10^14.
-MAX_PRICE_CENTS = 10**14 // MAX_QUANTITY - 1
 MAX_CUSTOMER_ID = 128
 MAX_TRANSACTION_ID = 128
 MAX_IDEMPOTENCY_KEY = 128
@@ -72,18 +71,6 @@ def _int(value: Any) -> int:
 def _opt_ms(value: Any) -> int | None:
     ms = _int(value)
     return ms or None
-
-
-def encodable(value: str) -> bool:
-    """Whether UTF-8 can write ``value``: every string can, except one holding a lone surrogate (``"\\ud800"``),
-    which Python's own JSON parser accepts and redis-py cannot send."""
-    if value.isascii():
-        return True
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _check_encodable(value: str, name: str) -> str:
@@ -163,9 +150,9 @@ def set_stock(
     ends_at_ms: int | None = None,
 ) -> Call[StockChange]:
     keys = product_keys(product_id)
-    _check_count(total, "total", 0, 10**12)
+    _check_count(total, "total", 0, MAX_STOCK)
     _check_count(price_cents, "price_cents", 0, MAX_PRICE_CENTS)
-    _check_count(max_per_customer, "max_per_customer", 0, 10**9)
+    _check_count(max_per_customer, "max_per_customer", 0, MAX_PER_CUSTOMER)
 
     def decode(reply: Reply) -> StockChange:
         status = text(reply[0])

@@ -20,6 +20,16 @@ class EngineError(Exception):
         self.message = message
 
 
+class ProductRuleError(ValueError):
+    """A product's field breaks one of ``engine.product_rules``: ``field`` names it, ``reason`` says how. A bad
+    argument, as ValueError says, not an engine error: the admin API answers it field by field, in its 422."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
 class EngineUnavailable(EngineError):
     """Redis did not answer; raised from the driver's ConnectionError or TimeoutError."""
 

@@ -6,7 +6,6 @@ both stores change, or neither does.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,19 +16,16 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 
 from engine import Engine
-from engine.calls import MAX_PRICE_CENTS as MAX_PRICE_CENTS  # keeps an order amount exact in Lua
 from engine.exceptions import EngineError, NotReplicated, ProductNotFound, StockBelowCommitted
 from engine.ids import MAX_PRODUCT_ID
+from engine.product_rules import MAX_PER_CUSTOMER, MAX_PRICE_CENTS, MAX_STOCK, check_name, check_sale_window
 from persistence.exceptions import CatalogWriteFailed, ProductPutIncomplete
-from persistence.models import NAME_LENGTH, products
+from persistence.models import products
 from persistence.times import opt_to_ms
 from persistence.upsert import insert
 
-MAX_STOCK = 10**12
-MAX_PER_CUSTOMER = 10**9
 PUT_ATTEMPTS = 3
 """Times ``put_product`` reads the row again when another put changed it in between."""
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -65,37 +61,16 @@ def _integer(spec: ProductSpec, field: str, low: int, high: int) -> int:
     return value
 
 
-def _moment(spec: ProductSpec, field: str) -> datetime | None:
-    value = getattr(spec, field)
-    if value is None:
-        return None
-    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{field}: must be a timezone-aware datetime (UTC), got {value!r}")
-    return value.astimezone(UTC)
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def validate(spec: ProductSpec) -> ProductSpec:
-    """The spec with its name stripped and its window in UTC; ValueError names the first bad field."""
+    """The spec with its name stripped and its window in UTC; ValueError names the first bad field
+    (``engine.product_rules`` holds the rules)."""
     _integer(spec, "id", 1, MAX_PRODUCT_ID)
-    if not isinstance(spec.name, str) or not spec.name.strip() or len(spec.name.strip()) > NAME_LENGTH:
-        raise ValueError(f"name: must be a non-empty string of at most {NAME_LENGTH} characters")
-    if _CONTROL.search(spec.name) or not _encodable(spec.name):
-        raise ValueError("name: must be UTF-8 text without control characters")
+    name = check_name(spec.name)
     _integer(spec, "price_cents", 0, MAX_PRICE_CENTS)
     _integer(spec, "stock", 0, MAX_STOCK)
     _integer(spec, "max_per_customer", 0, MAX_PER_CUSTOMER)
-    starts, ends = _moment(spec, "sale_starts_at"), _moment(spec, "sale_ends_at")
-    if starts is not None and ends is not None and ends <= starts:
-        raise ValueError("sale_ends_at: must be after sale_starts_at")
-    return ProductSpec(spec.id, spec.name.strip(), spec.price_cents, spec.stock, spec.max_per_customer, starts, ends)
+    starts, ends = check_sale_window(spec.sale_starts_at, spec.sale_ends_at)
+    return ProductSpec(spec.id, name, spec.price_cents, spec.stock, spec.max_per_customer, starts, ends)
 
 
 def _product(m: sa.RowMapping) -> Product:

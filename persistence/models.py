@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from engine.product_rules import MAX_NAME
+
 ORDER_STATUSES = ("pending", "paid", "cancelled")
 CANCEL_REASONS = ("payment_failed", "expired", "cancelled")
 PAYMENT_STATUSES = ("success", "failed")
@@ -20,7 +22,6 @@ PAYMENT_STATUSES = ("success", "failed")
 ID_LENGTH = 48
 CUSTOMER_ID_LENGTH = 128
 TRANSACTION_ID_LENGTH = 128
-NAME_LENGTH = 200
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -75,7 +76,7 @@ class ProductRow(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-    name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH))
+    name: Mapped[str] = mapped_column(sa.String(MAX_NAME))
     price_cents: Mapped[int]
     stock: Mapped[int]
     """The total put on sale."""

@@ -11,7 +11,7 @@ from types import ModuleType
 import pytest
 
 from api.errors import ERROR_STATUS, EXCEPTION_HANDLERS, status_of
-from engine.exceptions import EngineError
+from engine.exceptions import EngineError, ProductRuleError
 from persistence.exceptions import PersistenceError
 from reconciliation.exceptions import ReconciliationError
 from shared.settings import ConfigError
@@ -29,6 +29,7 @@ NEVER_IN_A_REQUEST: dict[type[BaseException], str] = {
     ConfigError: "the settings are read once, when a process starts; a bad variable stops it before it serves",
     AlreadyRunning: "the run lock of `flashsale up`",
     DrainFailed: "the drain's, which the API never loads (import-linter's api-reads-only contract)",
+    ProductRuleError: "the admin route checks every product rule into its 422 before it puts the product",
 }
 
 

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from api.openapi import SCHEMAS
 from api.times import parse_sale_bound
-from api.validation import MAX_NAME, Fields
+from api.validation import Fields
+from engine.product_rules import MAX_NAME
 from tests.support.api import conformance, server_sent_events
 
 

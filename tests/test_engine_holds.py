@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from engine import Engine, new_id, parse_id, product_keys
-from engine.calls import MAX_PRICE_CENTS, MAX_QUANTITY
 from engine.exceptions import (
     HoldAlreadyUsed,
     HoldExpired,
@@ -18,6 +17,7 @@ from engine.exceptions import (
     LimitExceeded,
     OrderNotFound,
 )
+from engine.product_rules import MAX_PRICE_CENTS, MAX_QUANTITY
 from engine.types import RestoredOrder
 from tests.support.clock import FakeClock, clocked_engine
 

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from engine import Engine, new_id, parse_id
-from engine.calls import MAX_QUANTITY
 from engine.exceptions import (
     InvalidId,
     LimitExceeded,
@@ -20,6 +19,7 @@ from engine.exceptions import (
     StockBelowCommitted,
 )
 from engine.keys import product_keys
+from engine.product_rules import MAX_QUANTITY
 from engine.types import StockChange
 
 MakeEngine = Callable[..., Engine]

@@ -12,8 +12,9 @@ from api import threadpool
 from api.auth import require_admin
 from api.responses import json, product_body
 from api.services import Services
-from api.validation import MAX_NAME, MAX_PER_CUSTOMER, MAX_PRICE_CENTS, MAX_STOCK, Fields, path_product_id, read_json
-from engine.exceptions import EngineError
+from api.validation import Fields, path_product_id, read_json
+from engine.exceptions import EngineError, ProductRuleError
+from engine.product_rules import MAX_NAME, MAX_PER_CUSTOMER, MAX_PRICE_CENTS, MAX_STOCK, check_sale_window
 from persistence.catalog import ProductSpec, put_product
 from persistence.exceptions import PersistenceError
 from shared.logs import PRODUCT_PUT_FAILED, get_logger
@@ -22,11 +23,13 @@ log = get_logger("api.admin")
 
 
 def _window(fields: Fields) -> tuple[datetime | None, datetime | None]:
-    # Each bound's form is in the OpenAPI document; this rule between the two is in its description only.
+    # Each bound's form is in the OpenAPI document; the rule between the two is in its description only.
     starts, ends = fields.sale_bound("sale_starts_at"), fields.sale_bound("sale_ends_at")
-    if starts is not None and ends is not None and ends <= starts:
-        fields.fault("sale_ends_at", "must be after sale_starts_at")
-    return starts, ends
+    try:
+        return check_sale_window(starts, ends)
+    except ProductRuleError as error:
+        fields.fault(error.field, error.reason)
+        return starts, ends
 
 
 def routes(services: Services) -> list[Route]:

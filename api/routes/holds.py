@@ -12,8 +12,9 @@ from api.routing import lean_route
 from api.services import Services
 from api.validation import Fields, header, path_id, read_json
 from engine import exceptions as engine_errors
-from engine.calls import MAX_CUSTOMER_ID, MAX_IDEMPOTENCY_KEY, MAX_QUANTITY
+from engine.calls import MAX_CUSTOMER_ID, MAX_IDEMPOTENCY_KEY
 from engine.ids import MAX_PRODUCT_ID
+from engine.product_rules import MAX_QUANTITY
 from engine.types import Hold
 from shared import logs
 

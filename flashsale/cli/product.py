@@ -11,18 +11,13 @@ from rich.table import Table
 from api.times import iso_datetime, parse_sale_bound
 from engine import Engine
 from engine.exceptions import ProductNotFound, StockBelowCommitted
+from engine.ids import MAX_PRODUCT_ID
+from engine.product_rules import MAX_PER_CUSTOMER, MAX_PRICE_CENTS, MAX_STOCK
 from flashsale import demo_sale
 from flashsale.cli.connections import backends, operator_settings
 from flashsale.cli.output import ERROR, FAILED, OK, console, fail, json_option, print_json, progress
 from flashsale.products import save
-from persistence.catalog import (
-    MAX_PER_CUSTOMER,
-    MAX_PRICE_CENTS,
-    MAX_STOCK,
-    Product,
-    ProductSpec,
-    list_products,
-)
+from persistence.catalog import Product, ProductSpec, list_products
 from persistence.exceptions import PersistenceError
 
 
@@ -51,7 +46,7 @@ def product() -> None:
 
 
 @product.command("set")
-@click.argument("product_id", metavar="ID", type=click.IntRange(1, 10**15 - 1))
+@click.argument("product_id", metavar="ID", type=click.IntRange(1, MAX_PRODUCT_ID))
 @click.option("--name", required=True, help="Display name.")
 @click.option("--price-cents", type=click.IntRange(0, MAX_PRICE_CENTS), required=True, help="Unit price in cents.")
 @click.option("--stock", type=click.IntRange(0, MAX_STOCK), required=True, help="Total units put on sale.")
