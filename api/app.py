@@ -21,6 +21,19 @@ log = logs.get_logger("api")
 
 _logs_configured = False
 
+ROUTES = [
+    *holds.routes,
+    *orders.routes,
+    *payments.routes,
+    *products.routes,
+    *admin.routes,
+    *health.routes,
+    *dashboard.routes,
+    *demo_provider.routes,
+    *pages.routes,
+]
+"""Every route; each handler is a module-level function that finds what it uses in ``request.app.state``."""
+
 
 def _configure_logs(settings: Settings) -> None:
     """Once per process: loggers already in use keep the configuration they first saw."""
@@ -54,24 +67,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await feed.close()
             await services.close()
 
-    routes = [
-        *holds.routes(services),
-        *orders.routes(services),
-        *payments.routes(services),
-        *products.routes(services),
-        *admin.routes(services),
-        *health.routes(services),
-        *dashboard.routes(services, feed),
-        *demo_provider.routes(services),
-        *pages.routes(),
-    ]
     app = Starlette(
-        routes=routes,
+        routes=ROUTES,
         middleware=[Middleware(Observe, engine_deadline=settings.redis_timeout_seconds)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.feed = feed
     return app
 
 

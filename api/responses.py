@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from api.times import iso, iso_datetime
+from api.times import iso, ms, opt_ms
 from engine.types import Hold, Order, Snapshot
 from persistence.order_reads import OrderRecord
 
@@ -57,19 +57,19 @@ def product_body(name: str, snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
-def order_record_body(record: OrderRecord) -> dict[str, Any]:
-    """An order as PostgreSQL keeps it, in the same shape as ``order_body``."""
-    return {
-        "order_id": record.id,
-        "hold_id": record.hold_id,
-        "product_id": record.product_id,
-        "customer_id": record.customer_id,
-        "quantity": record.quantity,
-        "amount_cents": record.amount_cents,
-        "status": record.status,
-        "created_at": iso_datetime(record.created_at),
-        "expires_at": iso_datetime(record.expires_at),
-        "closed_at": iso_datetime(record.paid_at or record.cancelled_at),
-        "transaction_id": record.transaction_id,
-        "cancel_reason": record.cancel_reason,
-    }
+def durable_order(record: OrderRecord) -> Order:
+    """An order as PostgreSQL keeps it, as the engine's ``Order``: the API renders either with ``order_body``."""
+    return Order(
+        order_id=record.id,
+        hold_id=record.hold_id,
+        product_id=record.product_id,
+        customer_id=record.customer_id,
+        quantity=record.quantity,
+        amount_cents=record.amount_cents,
+        status=record.status,
+        created_at_ms=ms(record.created_at),
+        expires_at_ms=ms(record.expires_at),
+        closed_at_ms=opt_ms(record.paid_at or record.cancelled_at),
+        transaction_id=record.transaction_id,
+        cancel_reason=record.cancel_reason,
+    )

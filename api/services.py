@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from redis.exceptions import RedisError
+from starlette.requests import Request
 
 from api.catalog_cache import CatalogCache
 from api.drain_requests import DrainRequests
@@ -95,3 +96,10 @@ class Services:
             if getattr(client, "connection_pool", None) is not None:
                 client.connection_pool.disconnect()
         self.db.dispose()
+
+
+def of(request: Request) -> Services:
+    """The services of the application serving ``request``: route handlers are module-level functions (Starlette's
+    style), and ``api.app.create_app`` keeps its services in the application's state."""
+    services: Services = request.app.state.services
+    return services

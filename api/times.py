@@ -28,12 +28,17 @@ def iso(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
+def ms(value: datetime) -> int:
+    """Epoch milliseconds of a datetime the database read (a naive one is UTC, as SQLite hands them back)."""
+    return to_ms(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
+
+
+def opt_ms(value: datetime | None) -> int | None:
+    return None if value is None else ms(value)
+
+
 def iso_datetime(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return iso(to_ms(value))
+    return None if value is None else iso(ms(value))
 
 
 def parse_rfc3339(text: str) -> datetime:

@@ -11,7 +11,7 @@ from starlette.routing import Route
 from api import threadpool
 from api.auth import require_admin
 from api.responses import json, product_body
-from api.services import Services
+from api.services import of
 from api.validation import Fields, path_product_id, read_json
 from engine.exceptions import EngineError, ProductRuleError
 from engine.product_rules import MAX_NAME, MAX_PER_CUSTOMER, MAX_PRICE_CENTS, MAX_STOCK, check_sale_window
@@ -32,35 +32,34 @@ def _window(fields: Fields) -> tuple[datetime | None, datetime | None]:
         return starts, ends
 
 
-def routes(services: Services) -> list[Route]:
-    token = services.settings.admin_token
+async def put(request: Request) -> Response:
+    services = of(request)
+    require_admin(request, services.settings.admin_token)
+    product_id = path_product_id(request)
+    body, _ = await read_json(request)
+    fields = Fields(body)
+    name = fields.name("name", MAX_NAME)
+    price_cents = fields.integer("price_cents", 0, MAX_PRICE_CENTS)
+    stock = fields.integer("stock", 0, MAX_STOCK)
+    max_per_customer = fields.integer("max_per_customer", 0, MAX_PER_CUSTOMER, required=False)
+    starts, ends = _window(fields)
+    fields.check()
+    spec = ProductSpec(product_id, name or "", price_cents, stock, max_per_customer, starts, ends)
+    try:
+        product, created = await threadpool.call(put_product, services.admin_engine, services.db, spec)
+    except (EngineError, PersistenceError) as error:
+        log.warning(PRODUCT_PUT_FAILED, product_id=product_id, code=error.code, error=str(error))
+        raise
+    finally:
+        services.catalog.invalidate()  # a failed put changes nothing, unless it says it could not undo
+    log.info(
+        "product_saved",
+        product_id=product.id,
+        created=created,
+        stock=product.stock,
+        price_cents=product.price_cents,
+    )
+    return json(product_body(product.name, await services.engine.snapshot(product_id)), 201 if created else 200)
 
-    async def put(request: Request) -> Response:
-        require_admin(request, token)
-        product_id = path_product_id(request)
-        body, _ = await read_json(request)
-        fields = Fields(body)
-        name = fields.name("name", MAX_NAME)
-        price_cents = fields.integer("price_cents", 0, MAX_PRICE_CENTS)
-        stock = fields.integer("stock", 0, MAX_STOCK)
-        max_per_customer = fields.integer("max_per_customer", 0, MAX_PER_CUSTOMER, required=False)
-        starts, ends = _window(fields)
-        fields.check()
-        spec = ProductSpec(product_id, name or "", price_cents, stock, max_per_customer, starts, ends)
-        try:
-            product, created = await threadpool.call(put_product, services.admin_engine, services.db, spec)
-        except (EngineError, PersistenceError) as error:
-            log.warning(PRODUCT_PUT_FAILED, product_id=product_id, code=error.code, error=str(error))
-            raise
-        finally:
-            services.catalog.invalidate()  # a failed put changes nothing, unless it says it could not undo
-        log.info(
-            "product_saved",
-            product_id=product.id,
-            created=created,
-            stock=product.stock,
-            price_cents=product.price_cents,
-        )
-        return json(product_body(product.name, await services.engine.snapshot(product_id)), 201 if created else 200)
 
-    return [Route("/api/admin/products/{id}", put, methods=["PUT"])]
+routes = [Route("/api/admin/products/{id}", put, methods=["PUT"])]

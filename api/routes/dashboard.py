@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from api.auth import require_admin
 from api.feed import Feed
-from api.services import Services
+from api.services import of
 from engine.exceptions import EngineUnavailable
 
 STREAM_SECONDS = 5.0
@@ -36,39 +36,44 @@ def event(name: str, data: bytes, event_id: int | None = None) -> bytes:
     return head.encode() + b"data: " + data + b"\n\n"
 
 
-def routes(services: Services, feed: Feed) -> list[Route]:
-    token = services.settings.admin_token
+def _feed(request: Request) -> Feed:
+    feed: Feed = request.app.state.feed
+    return feed
 
-    async def stats(request: Request) -> Response:
-        require_admin(request, token)
-        update = await feed.next()
-        return Response(update.body, media_type="application/json", headers=NO_STORE)
 
-    async def events() -> AsyncIterator[bytes]:
-        yield f"retry: {RETRY_MS}\n\n".encode()
-        seen = -1
-        deadline = time.monotonic() + STREAM_SECONDS
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                update = await asyncio.wait_for(feed.next(seen), left)
-            except TimeoutError:
-                break
-            except EngineUnavailable:
-                problem = {"code": "engine_unavailable", "detail": "the stock engine's Redis did not answer"}
-                yield event("problem", orjson.dumps(problem))
-                await asyncio.sleep(UNAVAILABLE_PAUSE_SECONDS)
-                continue
-            seen = update.version
-            yield event("stats", update.body, update.version)
-        yield event("reconnect", b"{}")
+async def stats(request: Request) -> Response:
+    require_admin(request, of(request).settings.admin_token)
+    update = await _feed(request).next()
+    return Response(update.body, media_type="application/json", headers=NO_STORE)
 
-    async def stream(request: Request) -> Response:
-        require_admin(request, token)
-        # X-Accel-Buffering: a proxy such as nginx would otherwise hold the events back.
-        headers = {**NO_STORE, "X-Accel-Buffering": "no"}
-        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
-    return [
-        Route("/api/admin/stats", stats, methods=["GET"]),
-        Route("/api/admin/stream", stream, methods=["GET"]),
-    ]
+async def events(feed: Feed) -> AsyncIterator[bytes]:
+    yield f"retry: {RETRY_MS}\n\n".encode()
+    seen = -1
+    deadline = time.monotonic() + STREAM_SECONDS
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            update = await asyncio.wait_for(feed.next(seen), left)
+        except TimeoutError:
+            break
+        except EngineUnavailable:
+            problem = {"code": "engine_unavailable", "detail": "the stock engine's Redis did not answer"}
+            yield event("problem", orjson.dumps(problem))
+            await asyncio.sleep(UNAVAILABLE_PAUSE_SECONDS)
+            continue
+        seen = update.version
+        yield event("stats", update.body, update.version)
+    yield event("reconnect", b"{}")
+
+
+async def stream(request: Request) -> Response:
+    require_admin(request, of(request).settings.admin_token)
+    # X-Accel-Buffering: a proxy such as nginx would otherwise hold the events back.
+    headers = {**NO_STORE, "X-Accel-Buffering": "no"}
+    return StreamingResponse(events(_feed(request)), media_type="text/event-stream", headers=headers)
+
+
+routes = [
+    Route("/api/admin/stats", stats, methods=["GET"]),
+    Route("/api/admin/stream", stream, methods=["GET"]),
+]

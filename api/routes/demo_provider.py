@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from api.errors import ApiError, WebhookDisabled
 from api.responses import json
-from api.services import Services
+from api.services import of
 from api.validation import Fields, read_json
 from engine import exceptions as engine_errors
 from engine.types import PaymentResult
@@ -67,33 +67,31 @@ async def send_webhook(url: str, secret: str, order_id: str, transaction_id: str
     log.warning("demo_webhook_failed", error=outcome, attempts=ATTEMPTS, **where)
 
 
-def routes(services: Services) -> list[Route]:
-    settings, engine = services.settings, services.engine
-
-    async def checkout(request: Request) -> Response:
-        if not settings.demo_provider:
-            raise ApiError(
-                403,
-                "demo_provider_disabled",
-                "the simulated payment provider is off on this server (FLASHSALE_DEMO_PROVIDER=1 turns it on)",
-            )
-        secret = settings.webhook_secret
-        if secret is None:
-            raise WebhookDisabled()
-        body, _ = await read_json(request)
-        fields = Fields(body)
-        order_id = fields.identifier("order_id", "order")
-        result = fields.choice("status", RESULTS)
-        fields.check()
-        order = await engine.order(order_id)
-        if order.status != "pending":
-            raise engine_errors.OrderNotPending(order_id, order.status)
-        transaction_id = new_transaction_id()
-        log.info("demo_payment_started", order_id=order_id, transaction_id=transaction_id, result=result)
-        response = json({"order_id": order_id, "transaction_id": transaction_id, "status": result}, 202)
-        response.background = BackgroundTask(
-            send_webhook, webhook_url(request), secret, order_id, transaction_id, result
+async def checkout(request: Request) -> Response:
+    services = of(request)
+    settings = services.settings
+    if not settings.demo_provider:
+        raise ApiError(
+            403,
+            "demo_provider_disabled",
+            "the simulated payment provider is off on this server (FLASHSALE_DEMO_PROVIDER=1 turns it on)",
         )
-        return response
+    secret = settings.webhook_secret
+    if secret is None:
+        raise WebhookDisabled()
+    body, _ = await read_json(request)
+    fields = Fields(body)
+    order_id = fields.identifier("order_id", "order")
+    result = fields.choice("status", RESULTS)
+    fields.check()
+    order = await services.engine.order(order_id)
+    if order.status != "pending":
+        raise engine_errors.OrderNotPending(order_id, order.status)
+    transaction_id = new_transaction_id()
+    log.info("demo_payment_started", order_id=order_id, transaction_id=transaction_id, result=result)
+    response = json({"order_id": order_id, "transaction_id": transaction_id, "status": result}, 202)
+    response.background = BackgroundTask(send_webhook, webhook_url(request), secret, order_id, transaction_id, result)
+    return response
 
-    return [Route("/api/demo/payments", checkout, methods=["POST"])]
+
+routes = [Route("/api/demo/payments", checkout, methods=["POST"])]

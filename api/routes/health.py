@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from functools import cache
 
 import orjson
 from starlette.requests import Request
@@ -13,7 +14,7 @@ from starlette.routing import Route
 from api import metrics, openapi, threadpool
 from api.errors import problem
 from api.responses import json
-from api.services import Services
+from api.services import of
 from persistence.db import ping
 
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -28,33 +29,40 @@ async def _up(probe: Awaitable[object], seconds: float = CHECK_TIMEOUT_SECONDS) 
     return True
 
 
-def routes(services: Services) -> list[Route]:
-    document = orjson.dumps(openapi.document())
+async def livez(request: Request) -> Response:
+    return json({"status": "ok"})
 
-    async def livez(request: Request) -> Response:
-        return json({"status": "ok"})
 
-    async def readyz(request: Request) -> Response:
-        engine, queue, db = await asyncio.gather(
-            _up(services.engine.redis.ping(), services.settings.redis_timeout_seconds),
-            _up(services.queue.ping()),
-            _up(threadpool.call(ping, services.db)),
-        )
-        checks = {name: "ok" if up else "down" for name, up in (("engine", engine), ("queue", queue), ("database", db))}
-        down = [name for name, state in checks.items() if state == "down"]
-        if down:
-            return problem(503, "not_ready", f"down: {', '.join(down)}", headers={"Retry-After": "1"}, checks=checks)
-        return json({"status": "ok", "checks": checks})
+async def readyz(request: Request) -> Response:
+    services = of(request)
+    engine, queue, db = await asyncio.gather(
+        _up(services.engine.redis.ping(), services.settings.redis_timeout_seconds),
+        _up(services.queue.ping()),
+        _up(threadpool.call(ping, services.db)),
+    )
+    checks = {name: "ok" if up else "down" for name, up in (("engine", engine), ("queue", queue), ("database", db))}
+    down = [name for name, state in checks.items() if state == "down"]
+    if down:
+        return problem(503, "not_ready", f"down: {', '.join(down)}", headers={"Retry-After": "1"}, checks=checks)
+    return json({"status": "ok", "checks": checks})
 
-    async def metrics_text(request: Request) -> Response:
-        return Response(await metrics.render(services.engine), media_type=metrics.CONTENT_TYPE)
 
-    async def openapi_json(request: Request) -> Response:
-        return Response(document, media_type="application/json")
+async def metrics_text(request: Request) -> Response:
+    return Response(await metrics.render(of(request).engine), media_type=metrics.CONTENT_TYPE)
 
-    return [
-        Route("/livez", livez, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics_text, methods=["GET"]),
-        Route("/openapi.json", openapi_json, methods=["GET"]),
-    ]
+
+@cache
+def _document() -> bytes:
+    return orjson.dumps(openapi.document())
+
+
+async def openapi_json(request: Request) -> Response:
+    return Response(_document(), media_type="application/json")
+
+
+routes = [
+    Route("/livez", livez, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics_text, methods=["GET"]),
+    Route("/openapi.json", openapi_json, methods=["GET"]),
+]

@@ -9,8 +9,9 @@ from starlette.routing import Route
 from api.errors import ApiError
 from api.responses import hold_body, json
 from api.routing import lean_route
-from api.services import Services
+from api.services import of
 from api.validation import Fields, header, path_id, read_json
+from engine import AsyncEngine
 from engine import exceptions as engine_errors
 from engine.calls import MAX_CUSTOMER_ID, MAX_IDEMPOTENCY_KEY
 from engine.ids import MAX_PRODUCT_ID
@@ -35,56 +36,59 @@ def raise_unless_active(hold: Hold) -> None:
         raise engine_errors.HoldReleased(hold.hold_id)
 
 
-def routes(services: Services) -> list[Route]:
-    engine, limiter = services.engine, services.limiter
+async def create_hold(request: Request) -> Response:
+    services = of(request)
+    if services.limiter is not None:
+        await services.limiter.check(request.client.host if request.client else "unknown")
+    body, _ = await read_json(request)
+    fields = Fields(body)
+    product_id = fields.integer("product_id", 1, MAX_PRODUCT_ID)
+    quantity = fields.integer("quantity", 1, MAX_QUANTITY)
+    customer_id = fields.text("customer_id", MAX_CUSTOMER_ID, required=False)
+    key = fields.header("Idempotency-Key", header(request, b"idempotency-key"), MAX_IDEMPOTENCY_KEY)
+    fields.check()
+    try:
+        hold = await services.engine.reserve(product_id, quantity, customer_id=customer_id, idempotency_key=key)
+    except engine_errors.OutOfStock as error:
+        log.info(logs.OUT_OF_STOCK, product_id=product_id, requested=quantity, available=error.available)
+        raise
+    # The engine replays a key only for the caller who used it (the same customer_id, or none for both),
+    # so the hold named here is this caller's own: another caller's key finds nothing and makes a new hold.
+    if key is not None and (hold.quantity, hold.customer_id) != (quantity, customer_id):
+        raise ApiError(
+            409,
+            "idempotency_key_reused",
+            "you first used this Idempotency-Key with a different quantity",
+            hold_id=hold.hold_id,
+        )
+    return json(hold_body(hold), 201)
 
-    async def create_hold(request: Request) -> Response:
-        if limiter is not None:
-            await limiter.check(request.client.host if request.client else "unknown")
-        body, _ = await read_json(request)
-        fields = Fields(body)
-        product_id = fields.integer("product_id", 1, MAX_PRODUCT_ID)
-        quantity = fields.integer("quantity", 1, MAX_QUANTITY)
-        customer_id = fields.text("customer_id", MAX_CUSTOMER_ID, required=False)
-        key = fields.header("Idempotency-Key", header(request, b"idempotency-key"), MAX_IDEMPOTENCY_KEY)
-        fields.check()
-        try:
-            hold = await engine.reserve(product_id, quantity, customer_id=customer_id, idempotency_key=key)
-        except engine_errors.OutOfStock as error:
-            log.info(logs.OUT_OF_STOCK, product_id=product_id, requested=quantity, available=error.available)
-            raise
-        # The engine replays a key only for the caller who used it (the same customer_id, or none for both),
-        # so the hold named here is this caller's own: another caller's key finds nothing and makes a new hold.
-        if key is not None and (hold.quantity, hold.customer_id) != (quantity, customer_id):
-            raise ApiError(
-                409,
-                "idempotency_key_reused",
-                "you first used this Idempotency-Key with a different quantity",
-                hold_id=hold.hold_id,
-            )
-        return json(hold_body(hold), 201)
 
-    async def get_hold(hold_id: str) -> Response:
-        hold = await engine.hold(hold_id)
-        raise_unless_active(hold)
-        return json({**hold_body(hold), "status": hold.status})
+async def get_hold(engine: AsyncEngine, hold_id: str) -> Response:
+    hold = await engine.hold(hold_id)
+    raise_unless_active(hold)
+    return json({**hold_body(hold), "status": hold.status})
 
-    async def release_hold(hold_id: str) -> Response:
-        try:
-            hold = await engine.release(hold_id)
-        except engine_errors.HoldExpired as error:
-            raise expired(error) from None
-        log.info(logs.HOLD_RELEASED, hold_id=hold.hold_id, product_id=hold.product_id, quantity=hold.quantity)
-        return Response(status_code=204)
 
-    async def hold_resource(request: Request) -> Response:
-        hold_id = path_id(request, "hold_id", "hold")
-        if request.method == "DELETE":
-            return await release_hold(hold_id)
-        return await get_hold(hold_id)
+async def release_hold(engine: AsyncEngine, hold_id: str) -> Response:
+    try:
+        hold = await engine.release(hold_id)
+    except engine_errors.HoldExpired as error:
+        raise expired(error) from None
+    log.info(logs.HOLD_RELEASED, hold_id=hold.hold_id, product_id=hold.product_id, quantity=hold.quantity)
+    return Response(status_code=204)
 
-    return [
-        lean_route("/api/holds", create_hold, methods=["POST"]),
-        # One route for both methods, so a third method gets a 405 whose Allow header names both.
-        Route("/api/holds/{hold_id}", hold_resource, methods=["GET", "DELETE"]),
-    ]
+
+async def hold_resource(request: Request) -> Response:
+    hold_id = path_id(request, "hold_id", "hold")
+    engine = of(request).engine
+    if request.method == "DELETE":
+        return await release_hold(engine, hold_id)
+    return await get_hold(engine, hold_id)
+
+
+routes = [
+    lean_route("/api/holds", create_hold, methods=["POST"]),
+    # One route for both methods, so a third method gets a 405 whose Allow header names both.
+    Route("/api/holds/{hold_id}", hold_resource, methods=["GET", "DELETE"]),
+]

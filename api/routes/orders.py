@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
+import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from api import threadpool
 from api.errors import OrderStateUnknown
-from api.responses import json, order_body, order_record_body
+from api.responses import durable_order, json, order_body
 from api.routes.holds import expired
-from api.services import Services
+from api.services import of
 from api.validation import Fields, path_id, read_json
 from engine import exceptions as engine_errors
 from engine.calls import MAX_IDEMPOTENCY_KEY
 from engine.ids import format_id, parse_id
-from persistence.order_reads import OrderRecord, get_order
+from engine.types import Order
+from persistence.order_reads import get_order
 from shared import logs
 
 log = logs.get_logger("api.orders")
@@ -39,75 +40,80 @@ def idempotent_order_id(hold_id: str, key: str) -> str:
     return format_id("order", hold.product_id, hold.ulid[:10] + random)
 
 
-def routes(services: Services) -> list[Route]:
-    engine, db, drain_requests = services.engine, services.db, services.drain_requests
+async def _durable(db: sa.Engine, order_id: str) -> Order:
+    record = await threadpool.call(get_order, db, order_id)
+    if record is None:
+        raise engine_errors.OrderNotFound(order_id)
+    return durable_order(record)
 
-    async def _durable(order_id: str) -> OrderRecord:
-        record = await threadpool.call(get_order, db, order_id)
-        if record is None:
-            raise engine_errors.OrderNotFound(order_id)
-        return record
 
-    async def create_order(request: Request) -> Response:
-        body, _ = await read_json(request)
-        fields = Fields(body)
-        hold_id = fields.identifier("hold_id", "hold")
-        key = fields.header("Idempotency-Key", request.headers.get("idempotency-key"), MAX_IDEMPOTENCY_KEY)
-        fields.check()
-        order_id = idempotent_order_id(hold_id, key) if key is not None else None
-        try:
-            order = await engine.convert(hold_id, order_id=order_id)
-        except engine_errors.HoldExpired as error:
-            raise expired(error) from None
+async def create_order(request: Request) -> Response:
+    services = of(request)
+    body, _ = await read_json(request)
+    fields = Fields(body)
+    hold_id = fields.identifier("hold_id", "hold")
+    key = fields.header("Idempotency-Key", request.headers.get("idempotency-key"), MAX_IDEMPOTENCY_KEY)
+    fields.check()
+    order_id = idempotent_order_id(hold_id, key) if key is not None else None
+    try:
+        order = await services.engine.convert(hold_id, order_id=order_id)
+    except engine_errors.HoldExpired as error:
+        raise expired(error) from None
+    log.info(
+        logs.ORDER_CREATED,
+        order_id=order.order_id,
+        hold_id=order.hold_id,
+        product_id=order.product_id,
+        customer_id=order.customer_id,
+        quantity=order.quantity,
+        amount_cents=order.amount_cents,
+    )
+    services.drain_requests.send()
+    return json(order_body(order), 201)
+
+
+async def read_order(request: Request) -> Response:
+    order_id = path_id(request, "order_id", "order")
+    services = of(request)
+    try:
+        order = await services.engine.order(order_id)
+    except engine_errors.OrderNotFound:
+        order = await _durable(services.db, order_id)
+    return json(order_body(order))
+
+
+async def cancel_order(request: Request) -> Response:
+    order_id = path_id(request, "order_id", "order")
+    services = of(request)
+    try:
+        cancellation = await services.engine.cancel(order_id)
+    except engine_errors.OrderNotFound:
+        return json(order_body(_closed(await _durable(services.db, order_id))))
+    order = cancellation.order
+    if cancellation.changed:
         log.info(
-            logs.ORDER_CREATED,
+            logs.ORDER_CANCELLED,
             order_id=order.order_id,
-            hold_id=order.hold_id,
             product_id=order.product_id,
-            customer_id=order.customer_id,
             quantity=order.quantity,
-            amount_cents=order.amount_cents,
+            reason=order.cancel_reason,
         )
-        drain_requests.send()
-        return json(order_body(order), 201)
-
-    async def get_order_(request: Request) -> Response:
-        order_id = path_id(request, "order_id", "order")
-        try:
-            return json(order_body(await engine.order(order_id)))
-        except engine_errors.OrderNotFound:
-            return json(order_record_body(await _durable(order_id)))
-
-    async def cancel_order(request: Request) -> Response:
-        order_id = path_id(request, "order_id", "order")
-        try:
-            cancellation = await engine.cancel(order_id)
-        except engine_errors.OrderNotFound:
-            return json(_closed(await _durable(order_id)))
-        order = cancellation.order
-        if cancellation.changed:
-            log.info(
-                logs.ORDER_CANCELLED,
-                order_id=order.order_id,
-                product_id=order.product_id,
-                quantity=order.quantity,
-                reason=order.cancel_reason,
-            )
-            drain_requests.send()
-        return json(order_body(order))
-
-    return [
-        Route("/api/orders", create_order, methods=["POST"]),
-        Route("/api/orders/{order_id}", get_order_, methods=["GET"]),
-        Route("/api/orders/{order_id}/cancel", cancel_order, methods=["POST"]),
-    ]
+        services.drain_requests.send()
+    return json(order_body(order))
 
 
-def _closed(record: OrderRecord) -> dict[str, Any]:
+def _closed(order: Order) -> Order:
     """Cancelling an order the engine has forgotten: answer from the durable record if it is closed."""
-    if record.status == "paid":
-        raise engine_errors.OrderNotPending(record.id, "paid")
-    if record.status == "pending":
+    if order.status == "paid":
+        raise engine_errors.OrderNotPending(order.order_id, "paid")
+    if order.status == "pending":
         # Pending in PostgreSQL yet unknown to the engine: Redis lost it; `flashsale reconcile` restores it.
-        raise OrderStateUnknown(record.id)
-    return order_record_body(record)
+        raise OrderStateUnknown(order.order_id)
+    return order
+
+
+routes = [
+    Route("/api/orders", create_order, methods=["POST"]),
+    Route("/api/orders/{order_id}", read_order, methods=["GET"]),
+    Route("/api/orders/{order_id}/cancel", cancel_order, methods=["POST"]),
+]

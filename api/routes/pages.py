@@ -31,15 +31,16 @@ def _page(name: str) -> Response:
     return FileResponse(STATIC / name, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
 
-def routes() -> list[BaseRoute]:
-    async def storefront(request: Request) -> Response:
-        return _page("index.html")
+async def storefront(request: Request) -> Response:
+    return _page("index.html")
 
-    async def dashboard(request: Request) -> Response:
-        return _page("dashboard.html")
 
-    return [
-        Route("/", storefront, methods=["GET"]),
-        Route("/dashboard", dashboard, methods=["GET"]),
-        Mount("/static", StaticFiles(directory=STATIC), name="static"),
-    ]
+async def dashboard(request: Request) -> Response:
+    return _page("dashboard.html")
+
+
+routes: list[BaseRoute] = [
+    Route("/", storefront, methods=["GET"]),
+    Route("/dashboard", dashboard, methods=["GET"]),
+    Mount("/static", StaticFiles(directory=STATIC), name="static"),
+]

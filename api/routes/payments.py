@@ -9,7 +9,7 @@ from starlette.routing import Route
 from api.errors import ApiError, InvalidJson, WebhookDisabled
 from api.metrics import SIGNATURES_REJECTED
 from api.responses import json
-from api.services import Services
+from api.services import of
 from api.settlement import Outcome
 from api.validation import Fields, is_json, parse_object, read_body
 from engine.calls import MAX_TRANSACTION_ID
@@ -34,40 +34,37 @@ def _answer(transaction_id: str, outcome: Outcome) -> Response:
     )
 
 
-def routes(services: Services) -> list[Route]:
-    drain_requests, secret = services.drain_requests, services.settings.webhook_secret
-    settler = services.settler
+async def webhook(request: Request) -> Response:
+    services = of(request)
+    secret = services.settings.webhook_secret
+    raw = await read_body(request)
+    if secret is None:
+        raise WebhookDisabled()
+    headers = request.headers
+    if not signing.verify(secret, headers.get(signing.TIMESTAMP_HEADER), headers.get(signing.SIGNATURE_HEADER), raw):
+        SIGNATURES_REJECTED.inc()
+        log.warning("webhook_signature_rejected", client=request.client.host if request.client else None)
+        raise ApiError(
+            401,
+            "invalid_signature",
+            f"{signing.SIGNATURE_HEADER} must sign '<{signing.TIMESTAMP_HEADER}>.<body>' with the webhook secret, "
+            f"and the timestamp must be within {signing.TOLERANCE_SECONDS} s of now",
+        )
+    if not is_json(headers.get("content-type")):
+        raise InvalidJson("the body must be JSON, sent with Content-Type: application/json")
+    fields = Fields(parse_object(raw))
+    order_id = fields.identifier("order_id", "order")
+    transaction_id = fields.text("transaction_id", MAX_TRANSACTION_ID) or ""
+    if "|" in transaction_id:
+        # The engine keeps the paying transaction inside a '|'-separated order record (engine/lua/_prelude.lua).
+        fields.fault("transaction_id", "must not contain '|'")
+    result = fields.choice("status", RESULTS)
+    fields.check(closed=False)  # providers add fields of their own; the raw payload keeps them
+    payload = raw.decode("utf-8")
+    outcome = await services.settler.pay(order_id, transaction_id, result, payload)
+    if not outcome.duplicate:
+        services.drain_requests.send()
+    return _answer(transaction_id, outcome)
 
-    async def webhook(request: Request) -> Response:
-        raw = await read_body(request)
-        if secret is None:
-            raise WebhookDisabled()
-        headers = request.headers
-        if not signing.verify(
-            secret, headers.get(signing.TIMESTAMP_HEADER), headers.get(signing.SIGNATURE_HEADER), raw
-        ):
-            SIGNATURES_REJECTED.inc()
-            log.warning("webhook_signature_rejected", client=request.client.host if request.client else None)
-            raise ApiError(
-                401,
-                "invalid_signature",
-                f"{signing.SIGNATURE_HEADER} must sign '<{signing.TIMESTAMP_HEADER}>.<body>' with the webhook secret, "
-                f"and the timestamp must be within {signing.TOLERANCE_SECONDS} s of now",
-            )
-        if not is_json(headers.get("content-type")):
-            raise InvalidJson("the body must be JSON, sent with Content-Type: application/json")
-        fields = Fields(parse_object(raw))
-        order_id = fields.identifier("order_id", "order")
-        transaction_id = fields.text("transaction_id", MAX_TRANSACTION_ID) or ""
-        if "|" in transaction_id:
-            # The engine keeps the paying transaction inside a '|'-separated order record (engine/lua/_prelude.lua).
-            fields.fault("transaction_id", "must not contain '|'")
-        result = fields.choice("status", RESULTS)
-        fields.check(closed=False)  # providers add fields of their own; the raw payload keeps them
-        payload = raw.decode("utf-8")
-        outcome = await settler.pay(order_id, transaction_id, result, payload)
-        if not outcome.duplicate:
-            drain_requests.send()
-        return _answer(transaction_id, outcome)
 
-    return [Route("/api/payments/webhook", webhook, methods=["POST"])]
+routes = [Route("/api/payments/webhook", webhook, methods=["POST"])]
