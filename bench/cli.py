@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -16,13 +14,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import load, report, scenarios, servers
+from bench import load, machine, report, scenarios, servers
 from bench.drain_throughput import ensure_database
 from engine.connection import DEFAULT_MAX_CONNECTIONS
 from persistence.migrate import upgrade
 from shared import logs
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+"""The tracked results (BENCHMARKS.md's figures): written only with --publish."""
+SCRATCH_DIR = Path(__file__).resolve().parents[1] / "var" / "bench"
+"""Where a run writes by default: untracked, so that a casual run changes no tracked file."""
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/flashsale_bench"
 DEFAULT_CONNECTIONS = "10,50,100,250,500"
 SMOKE_CONNECTIONS = "50"
@@ -62,7 +63,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"pg-row-lock's database connections: flashsale's Redis pool size (default {DEFAULT_MAX_CONNECTIONS})",
     )
     parser.add_argument("--name", default="latest", help="results go to OUT/NAME.json and OUT/NAME.png")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory (default bench/results)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=SCRATCH_DIR, help="results directory (default var/bench)")
+    where.add_argument(
+        "--publish",
+        action="store_true",
+        help="write the tracked results, bench/results/NAME.json and .png, that BENCHMARKS.md cites",
+    )
     parser.add_argument("--memory-holds", type=int, default=100_000, help="holds for the memory figure")
     parser.add_argument("--drain-events", type=int, default=10_000, help="outbox events per drain round")
     parser.add_argument(
@@ -85,24 +92,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--connections takes comma-separated integers, such as 10,50,500")
     if not args.connections or min(args.connections) < 1:
         parser.error("--connections needs at least one count above 0")
+    if args.publish:
+        args.out = RESULTS_DIR
     return args
-
-
-def machine() -> dict[str, Any]:
-    def version(command: list[str]) -> str:
-        try:
-            return subprocess.run(command, capture_output=True, text=True, timeout=5, check=False).stdout.strip()
-        except OSError:
-            return ""
-
-    return {
-        "cpus": os.cpu_count(),
-        "load_average_before": [round(x, 2) for x in os.getloadavg()],
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "wrk": version(["wrk", "-v"]).splitlines()[0] if load.wrk_path() else None,
-        "redis_server": version(["redis-server", "--version"]),
-    }
 
 
 @contextmanager
@@ -139,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "name": args.name,
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "flashsale bench " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": machine(),
+        "machine": machine.describe(),
         "settings": {
             "tool": tool,
             "server": args.server,
@@ -157,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp, redis_for(args.redis_url, Path(tmp)) as url:
+        results["machine"].update(machine.server_versions(url, args.database_url))
         bench = scenarios.Bench(
             tool=tool,
             server=args.server,

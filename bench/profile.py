@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench import load, scenarios, servers
-from bench.cli import DEFAULT_DATABASE_URL, RESULTS_DIR
+from bench.cli import DEFAULT_DATABASE_URL, SCRATCH_DIR
 from bench.traffic import Traffic
 from shared import logs
 
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--out", type=Path, default=SCRATCH_DIR, help="default var/bench; bench/results is tracked")
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))

@@ -68,14 +68,62 @@ class Target:
         return f"{'≥' if self.at_least else '≤'} {self.goal:,g}{self.unit}"
 
 
+def _purchases_vs_hot(results: Results) -> float | None:
+    """Full purchases (hold, order, paid webhook: three requests) per second ÷ hot holds per second."""
+    bought, hot = point(results, "purchases", 50), point(results, "holds-hot", 50)
+    if bought is None or hot is None or not hot.get("rps") or bought.get("purchases_per_second") is None:
+        return None
+    return float(bought["purchases_per_second"]) / float(hot["rps"])
+
+
 TARGETS = (
     Target(
         "holds_vs_livez",
         "POST /api/holds rps ÷ GET /livez rps, 50 connections",
-        0.6,
+        0.7,
         True,
         "",
         lambda r: _ratio(point(r, "holds-hot", 50), point(r, "livez", 50), "rps"),
+    ),
+    Target(
+        "spread_vs_hot",
+        "holds over 1,000 products ÷ holds of one hot product, 50 connections",
+        0.8,
+        True,
+        "",
+        lambda r: _ratio(point(r, "holds-spread", 50), point(r, "holds-hot", 50), "rps"),
+    ),
+    Target(
+        "purchases_vs_hot",
+        "purchases/s (hold, order, webhook) ÷ POST /api/holds rps, 50 connections",
+        0.33,
+        True,
+        "",
+        _purchases_vs_hot,
+    ),
+    Target(
+        "jwt_vs_hot",
+        "POST /api/holds rps with buyer tokens ÷ without, 50 connections",
+        0.9,
+        True,
+        "",
+        lambda r: _ratio(point(r, "holds-hot-jwt", 50), point(r, "holds-hot", 50), "rps"),
+    ),
+    Target(
+        "queue_join_vs_hot",
+        "waiting-room joins rps ÷ POST /api/holds rps, 50 connections",
+        0.8,
+        True,
+        "",
+        lambda r: _ratio(point(r, "queue-join", 50), point(r, "holds-hot", 50), "rps"),
+    ),
+    Target(
+        "queue_poll_vs_livez",
+        "waiting-room polls rps ÷ GET /livez rps, 50 connections",
+        0.9,
+        True,
+        "",
+        lambda r: _ratio(point(r, "queue-poll", 50), point(r, "livez", 50), "rps"),
     ),
     Target(
         "holds_vs_pg_row_lock",
@@ -112,6 +160,14 @@ TARGETS = (
         False,
         " ms",
         lambda r: (point(r, "holds-hot", 500) or {}).get("p99_ms"),
+    ),
+    Target(
+        "holds_p99_500_two_workers",
+        "p99 latency of POST /api/holds at 500 connections, serve --workers 2",
+        50,
+        False,
+        " ms",
+        lambda r: (point(r, "holds-hot-2-workers", 500) or {}).get("p99_ms"),
     ),
     Target(
         "holds_p99_500_paced",
@@ -173,7 +229,7 @@ def table(results: Results) -> str:
     """Every run, one line each, then the figures against the targets."""
     header = f"{'scenario':<16}{'conns':>6}  {'tool':<7}{'per second':>12}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
     header += f"{'errors':>8}{'oversold':>9}"
-    lines = [header, "-" * len(header)]
+    lines = [machine_line(results), "", header, "-" * len(header)]
     for name, found in results["scenarios"].items():
         runs = found if isinstance(found, list) else [found]
         for run in runs:
@@ -243,10 +299,21 @@ def plot(results: Results, path: Path) -> bool:
     return True
 
 
+def machine_line(results: Results) -> str:
+    """The machine a result file was measured on, in one line."""
+    m = results.get("machine", {})
+    load = ", ".join(str(x) for x in m.get("load_average_before", [])) or "?"
+    return (
+        f"Machine: {m.get('cpu_model') or '?'}, {m.get('cpus', '?')} cores, load average before the run {load}; "
+        f"Redis {m.get('redis_version') or '?'}, {m.get('database_version') or '?'}; Python {m.get('python', '?')}; "
+        f"{m.get('wrk') or 'no wrk'}."
+    )
+
+
 def markdown(results: Results) -> str:
     """The figures and every run as Markdown tables, for BENCHMARKS.md."""
     met = {True: "met", False: "**not met**", None: "-"}
-    lines = ["| figure | target | measured | |", "|---|---|---|---|"]
+    lines = [machine_line(results), "", "| figure | target | measured | |", "|---|---|---|---|"]
     for figure in results["figures"]:
         measured = _fmt(figure["measured"], 2)
         lines.append(f"| {figure['figure'].strip()} | {figure['target']} | {measured} | {met[figure['met']]} |")
