@@ -108,6 +108,16 @@ class DatabaseUnavailable(ApiError):
         super().__init__(503, "database_unavailable", detail, headers={"Retry-After": "1"})
 
 
+class RefundNotFound(ApiError):
+    def __init__(self, transaction_id: str) -> None:
+        super().__init__(
+            404,
+            "refund_not_found",
+            f"no refund was requested of transaction {transaction_id} for this order",
+            transaction_id=transaction_id,
+        )
+
+
 class WebhookDisabled(ApiError):
     def __init__(self) -> None:
         super().__init__(

@@ -27,6 +27,8 @@ from api.times import iso
 from engine import AsyncEngine, Engine
 from engine.aio import deadline
 from engine.exceptions import EngineUnavailable
+from persistence.deliveries import counts as delivery_counts
+from persistence.refunds import open_count
 from reconciliation.collect import collect
 from reconciliation.compare import Finding, compare
 from shared.logs import get_logger
@@ -147,6 +149,11 @@ def product_body(figures: ProductFigures, name: str | None) -> dict[str, Any]:
     }
 
 
+def merchant_figures(db: sa.Engine) -> dict[str, Any]:
+    """What waits on the merchant's side: refunds not yet confirmed, events by delivery status."""
+    return {"refunds_open": open_count(db), "deliveries": delivery_counts(db)}
+
+
 class Feed:
     def __init__(self, engine: AsyncEngine, admin_engine: Engine, db: sa.Engine, catalog: CatalogCache) -> None:
         self.engine = engine
@@ -160,6 +167,7 @@ class Feed:
         self._verdict: dict[str, Any] = unknown_verdict("not checked yet")
         self._verdict_at = float("-inf")
         self._reconciling: asyncio.Task[None] | None = None
+        self._merchant: dict[str, Any] = {"refunds_open": None, "deliveries": None}
 
     async def next(self, after: int = -1) -> Update:
         """The first update newer than version ``after`` and sampled within the last tick."""
@@ -204,6 +212,7 @@ class Feed:
                 "points": rates(self._history),
             },
             "reconcile": self._verdict,
+            "merchant": self._merchant,
         }
         if previous is not None and sampled == self._sampled:
             # Nothing moved: watchers are sent nothing new (an idle sale still gains a rate point now and then).
@@ -230,8 +239,10 @@ class Feed:
             # The same collect and compare as `flashsale reconcile`: engine, then PostgreSQL, then engine again.
             states = await threadpool.call(collect, self.admin_engine, self.db)
             self._verdict = verdict_body(compare(states), int(time.time() * 1000))
+            self._merchant = await threadpool.call(merchant_figures, self.db)
         except DatabaseUnavailable:
             self._verdict = unknown_verdict("the database did not answer")
+            self._merchant = {"refunds_open": None, "deliveries": None}
         except EngineUnavailable:
             self._verdict = unknown_verdict("the engine's Redis did not answer")
         except Exception as error:  # the dashboard must keep showing the numbers; the log says what broke

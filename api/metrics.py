@@ -8,17 +8,23 @@ prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) adds them u
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from api import threadpool
+from api.errors import DatabaseUnavailable
 from engine import AsyncEngine
 from engine.exceptions import EngineUnavailable, ProductNotFound
 from engine.types import Snapshot
+from persistence.deliveries import counts as delivery_counts
+from persistence.refunds import open_count
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 SCRAPE_CONCURRENCY = 32
@@ -161,6 +167,27 @@ def _process_registry() -> CollectorRegistry:
     return registry
 
 
-async def render(engine: AsyncEngine) -> bytes:
+def merchant_families(db: sa.Engine) -> list[Metric]:
+    """What waits on the merchant's side, from the database: events by delivery status, open refunds."""
+    events = GaugeMetricFamily(
+        "flashsale_merchant_events",
+        "The merchant's events by delivery status (failed: dead-lettered, see `flashsale deliveries --failed`).",
+        labels=["status"],
+    )
+    for status, n in delivery_counts(db).items():
+        events.add_metric([status], n)
+    refunds = GaugeMetricFamily(
+        "flashsale_refund_requests_open", "Refund requests not yet confirmed by the provider (`flashsale refunds`)."
+    )
+    refunds.add_metric([], open_count(db))
+    return [events, refunds]
+
+
+async def render(engine: AsyncEngine, db: sa.Engine | None = None) -> bytes:
     figures = await engine_figures(engine)
-    return generate_latest(_Scrape(_process_registry(), engine_families(figures)))
+    families: list[Metric] = list(engine_families(figures))
+    if db is not None:
+        # With the database down (/readyz says so), the engine's figures still count.
+        with contextlib.suppress(DatabaseUnavailable):
+            families += await threadpool.call(merchant_families, db)
+    return generate_latest(_Scrape(_process_registry(), families))

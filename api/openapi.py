@@ -231,7 +231,13 @@ SCHEMAS: dict[str, Schema] = {
             "order_id": ORDER_ID,
             # No '|': the engine keeps the paying transaction inside a '|'-separated record.
             "transaction_id": _text(MAX_TRANSACTION_ID, pattern="^[^|\\u0000-\\u001F\\u007F-\\u009F]+$"),
-            "status": {"type": "string", "enum": ["success", "failed"]},
+            "status": {
+                "type": "string",
+                "enum": ["success", "failed", "refunded"],
+                "description": "`success` pays the order (or, after it expired unpaid, revives it when the units "
+                "are still available, else asks for a refund); `failed` cancels it; `refunded`, with the "
+                "original transaction id, confirms that the provider gave back a charge flashsale asked to refund.",
+            },
         },
         description="Other fields are allowed and kept with the payment record.",
     ),
@@ -251,7 +257,13 @@ SCHEMAS: dict[str, Schema] = {
                 "description": "A success the order did not take (already cancelled, or already paid by another "
                 "transaction): the customer must be refunded. `flashsale refunds` lists them.",
             },
-        }
+            "refund_status": {
+                "type": "string",
+                "enum": ["requested", "sent", "confirmed"],
+                "description": "Only for `refunded`: the refund request's status now.",
+            },
+        },
+        required=["order_id", "transaction_id", "status", "applied", "duplicate", "refund_required"],
     ),
     "Ready": _object(
         {
@@ -330,7 +342,22 @@ SCHEMAS: dict[str, Schema] = {
                 }
             ),
             "reconcile": _ref("ReconcileVerdict"),
+            "merchant": _ref("MerchantFigures"),
         }
+    ),
+    "MerchantFigures": _object(
+        {
+            "refunds_open": _nullable(
+                {"type": "integer", "minimum": 0, "description": "Refund requests not yet confirmed."}
+            ),
+            "deliveries": _nullable(
+                _object(
+                    {name: {"type": "integer", "minimum": 0} for name in ("pending", "delivered", "failed")},
+                    description="The merchant's events by delivery status; `failed` is dead-lettered.",
+                )
+            ),
+        },
+        description="Read from the database with the reconcile verdict; null when it did not answer.",
     ),
     "StreamProblem": _object(
         {
@@ -597,7 +624,12 @@ def _paths() -> dict[str, Any]:
                     "200": _ok("What the payment did", _ref("WebhookResult")),
                     "400": INVALID_JSON,
                     "401": _problem("Missing, malformed, wrong or stale signature", "invalid_signature"),
-                    "404": _problem("Neither the engine nor the database knows the order", "order_not_found"),
+                    "404": _problem(
+                        "Neither the engine nor the database knows the order; for `refunded`, no refund was "
+                        "requested of that transaction for that order",
+                        "order_not_found",
+                        "refund_not_found",
+                    ),
                     "409": _problem("The transaction id already belongs to another order", "transaction_id_reused"),
                     "413": TOO_LARGE,
                     "422": INVALID,

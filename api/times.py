@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 
 from engine.product_rules import SALE_BOUND_PATTERN
+from persistence.times import iso as iso  # the one formatter; the merchant events use it too
 from persistence.times import to_ms
 
 _RFC3339 = re.compile(
@@ -16,16 +15,6 @@ _RFC3339 = re.compile(
 )
 
 _SALE_BOUND = re.compile(SALE_BOUND_PATTERN, re.ASCII)
-
-
-@lru_cache(maxsize=1024)
-def iso(ms: int) -> str:
-    """``2026-11-28T01:19:44.123Z`` for epoch milliseconds.
-
-    Cached: the holds of one coalesced reserve share their expiry, and strftime is a hot path's biggest cost.
-    """
-    seconds, millis = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
 def ms(value: datetime) -> int:

@@ -18,6 +18,9 @@ from engine.product_rules import MAX_NAME
 ORDER_STATUSES = ("pending", "paid", "cancelled")
 CANCEL_REASONS = ("payment_failed", "expired", "cancelled")
 PAYMENT_STATUSES = ("success", "failed")
+REFUND_STATUSES = ("requested", "sent", "confirmed")
+REFUND_REASONS = ("already_paid", "expired", "payment_failed", "cancelled")
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 ID_LENGTH = 48
 CUSTOMER_ID_LENGTH = 128
@@ -117,6 +120,9 @@ class OrderRow(Base):
     cancel_reason: Mapped[str | None] = mapped_column(sa.String(32))
     transaction_id: Mapped[str | None] = mapped_column(sa.String(TRANSACTION_ID_LENGTH))
     """The transaction that paid the order."""
+    revived: Mapped[bool] = mapped_column(server_default=sa.false())
+    """Paid by a success that arrived after the order had expired unpaid, its units taken again (the one
+    move out of ``cancelled``)."""
 
 
 class PaymentRow(Base):
@@ -167,7 +173,76 @@ class PaymentConflictRow(Base):
     """Set by ``flashsale reconcile --resolve-conflict`` once an operator has dealt with it."""
 
 
+class RefundRequestRow(Base):
+    """A charge no order took, to give back: ``requested`` (recorded by the drain with the payment), ``sent``
+    (the operator asked the provider), ``confirmed`` (the provider's ``refunded`` webhook)."""
+
+    __tablename__ = "refund_requests"
+    __table_args__ = (
+        sa.CheckConstraint(_in("status", REFUND_STATUSES), name="status"),
+        sa.CheckConstraint(_in("reason", REFUND_REASONS), name="reason"),
+        sa.Index(None, "status", "requested_at"),
+    )
+
+    transaction_id: Mapped[str] = mapped_column(
+        sa.String(TRANSACTION_ID_LENGTH), sa.ForeignKey("payments.transaction_id"), primary_key=True
+    )
+    """The charge to refund (one refund per charge)."""
+    order_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), sa.ForeignKey("orders.id"), index=True)
+    product_id: Mapped[int]
+    customer_id: Mapped[str | None] = mapped_column(sa.String(CUSTOMER_ID_LENGTH))
+    amount_cents: Mapped[int]
+    reason: Mapped[str] = mapped_column(sa.String(32))
+    paid_by: Mapped[str | None] = mapped_column(sa.String(TRANSACTION_ID_LENGTH))
+    """For ``already_paid``: the transaction that did pay the order."""
+    status: Mapped[str] = mapped_column(sa.String(16))
+    requested_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    confirmed_at: Mapped[datetime | None]
+    confirmation: Mapped[Any] = mapped_column(JSONPayload, nullable=True)
+    """The ``refunded`` webhook's body, as received."""
+
+
+SERIAL = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+"""An auto-incrementing key on both databases (SQLite numbers only an INTEGER PRIMARY KEY)."""
+
+
+class MerchantEventRow(Base):
+    """The merchant-event outbox: written by the drain in the transaction of the rows it describes, delivered
+    by ``workers/deliveries.py`` at least once, in ``seq`` order within a ``stream`` (an order, a product)."""
+
+    __tablename__ = "merchant_events"
+    __table_args__ = (
+        sa.CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
+        sa.Index(None, "status", "next_attempt_at"),
+        sa.Index(None, "stream", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(SERIAL, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(sa.String(40), unique=True)
+    """The event's id, as the merchant sees it (``evt_<ULID>``): a receiver dedups on it."""
+    type: Mapped[str] = mapped_column(sa.String(32))
+    stream: Mapped[str] = mapped_column(sa.String(64))
+    """What the event is about, in whose order events are delivered: ``order:<id>`` or ``product:<id>``."""
+    dedup_key: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    """One event per transition, so a drain that replays its batch makes none twice."""
+    body: Mapped[str] = mapped_column(sa.Text)
+    """The JSON sent, byte for byte (it is signed as sent)."""
+    created_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(sa.String(16), server_default="pending")
+    attempts: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    next_attempt_at: Mapped[datetime]
+    deadline_at: Mapped[datetime]
+    """Past it, an event not yet delivered is dead-lettered (``failed``)."""
+    leased_until: Mapped[datetime | None]
+    """A delivery in flight: nobody else sends it before then (a worker killed mid-delivery lets it lapse)."""
+    delivered_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(sa.String(500))
+
+
 products = cast(sa.Table, ProductRow.__table__)
 orders = cast(sa.Table, OrderRow.__table__)
 payments = cast(sa.Table, PaymentRow.__table__)
 payment_conflicts = cast(sa.Table, PaymentConflictRow.__table__)
+refund_requests = cast(sa.Table, RefundRequestRow.__table__)
+merchant_events = cast(sa.Table, MerchantEventRow.__table__)

@@ -5,7 +5,12 @@ Every order event carries the whole order, so events may arrive twice or out of 
 - a payment row is inserted once per transaction id, after its order row (the payment's own
   snapshot creates the order if ``order_created`` has not been applied yet);
 - a payment whose transaction id is already recorded for another order is a conflict: it is kept in
-  ``payment_conflicts`` (once per transaction and order), never dropped, and returned to the caller to log.
+  ``payment_conflicts`` (once per transaction and order), never dropped, and returned to the caller to log;
+- a pending order may move its expiry later (a payment in progress, ``processing``), and a cancelled order may
+  become paid when the engine revived it (``revived``), the one move out of a final status;
+- a success no order took records a refund request (``persistence.refunds``), once per charge;
+- with ``merchant_events``, each transition adds its merchant event (``persistence.merchant_events``) in the
+  same transaction, once.
 Works the same on PostgreSQL and SQLite (``INSERT ... ON CONFLICT``).
 """
 
@@ -13,15 +18,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 
 from engine.types import OutboxEvent
+from persistence import merchant_events as merchant
 from persistence.exceptions import MalformedEvent
 from persistence.models import CANCEL_REASONS, ORDER_STATUSES, PAYMENT_STATUSES, orders, payment_conflicts, payments
+from persistence.payloads import payload_json
+from persistence.refunds import record_requests, request_row
 from persistence.times import from_ms
 from persistence.upsert import insert
 
@@ -32,7 +39,18 @@ _COUNT_ROWS = {"preserve_rowcount": True}
 """SQLAlchemy keeps an INSERT's rowcount only when asked."""
 
 # What a later event may change on an order that is still pending.
-_ORDER_UPDATES = ("status", "updated_at", "paid_at", "cancelled_at", "cancel_reason", "transaction_id")
+_ORDER_UPDATES = (
+    "status",
+    "updated_at",
+    "expires_at",
+    "paid_at",
+    "cancelled_at",
+    "cancel_reason",
+    "transaction_id",
+    "revived",
+)
+MERCHANT_DEADLINE = timedelta(hours=24)
+"""How long the merchant's events are tried before they are dead-lettered (workers.deliveries may say otherwise)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +74,8 @@ class AppliedBatch:
     hold_expired: int
     conflicts: tuple[PaymentConflict, ...] = field(default=())
     """Conflicts this batch stored for the first time (a replayed batch finds them stored already)."""
+    merchant_events: int = 0
+    """Merchant events this batch added (a replayed batch adds none)."""
 
 
 def _field(event: OutboxEvent, name: str) -> str:
@@ -100,19 +120,8 @@ def order_row(event: OutboxEvent) -> dict[str, Any]:
         "cancelled_at": closed if status == "cancelled" else None,
         "cancel_reason": note if status == "cancelled" else None,
         "transaction_id": note if status == "paid" else None,
+        "revived": event.fields.get("revived", "0") == "1",
     }
-
-
-def _payload(raw: str) -> Any:
-    """The webhook body as JSON. PostgreSQL's jsonb and text refuse NUL, so it becomes U+FFFD rather
-    than jam this product's drain; anything else is kept as it came."""
-    if not raw:
-        return None
-    raw = raw.replace("\x00", "\ufffd").replace("\\u0000", "\\ufffd")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw
 
 
 def _flag(event: OutboxEvent, name: str, default: str | None = None) -> bool:
@@ -133,7 +142,7 @@ def payment_row(event: OutboxEvent) -> dict[str, Any]:
         "status": status,
         "applied": applied,
         "received_at": from_ms(_int(event, "at")),
-        "payload": _payload(event.fields.get("payload", "")),
+        "payload": payload_json(event.fields.get("payload", "")),
         "refund_required": refund,
     }
 
@@ -154,6 +163,10 @@ class BatchRows:
     products: dict[str, int]
     """The product of each order a payment names."""
     hold_expired: int
+    refunds: list[dict[str, Any]] = field(default_factory=list)
+    """A refund request for each success no order took, with the order as that payment found it."""
+    merchant: list[merchant.MerchantEvent] = field(default_factory=list)
+    """The merchant events of the batch, in the outbox's order."""
 
 
 def batch_rows(events: Sequence[OutboxEvent]) -> BatchRows:
@@ -162,6 +175,8 @@ def batch_rows(events: Sequence[OutboxEvent]) -> BatchRows:
     payment_rows: dict[str, dict[str, Any]] = {}
     products: dict[str, int] = {}
     reused: dict[tuple[str, str], dict[str, Any]] = {}
+    refunds: dict[str, dict[str, Any]] = {}
+    events_out: list[merchant.MerchantEvent] = []
     expired = 0
     for event in events:
         if event.event == HOLD_EXPIRED:
@@ -173,13 +188,28 @@ def batch_rows(events: Sequence[OutboxEvent]) -> BatchRows:
         seen = order_rows.get(row["id"])
         if seen is None or _later(row, seen):
             order_rows[row["id"]] = row
+        announced = merchant.for_order(event.event, row)
+        if announced is not None:
+            events_out.append(announced)
         if event.event == "payment":
             payment = payment_row(event)
             products[payment["order_id"]] = row["product_id"]
             first = payment_rows.setdefault(payment["transaction_id"], payment)
             if first["order_id"] != payment["order_id"]:
                 reused.setdefault((payment["transaction_id"], payment["order_id"]), payment)
-    return BatchRows(list(order_rows.values()), list(payment_rows.values()), list(reused.values()), products, expired)
+            elif payment["refund_required"] and payment["transaction_id"] not in refunds:
+                refund = request_row(payment, row)
+                refunds[payment["transaction_id"]] = refund
+                events_out.append(merchant.for_refund(refund))
+    return BatchRows(
+        list(order_rows.values()),
+        list(payment_rows.values()),
+        list(reused.values()),
+        products,
+        expired,
+        list(refunds.values()),
+        events_out,
+    )
 
 
 def _conflicts(connection: sa.Connection, rows: BatchRows, written: int) -> list[PaymentConflict]:
@@ -216,7 +246,13 @@ def _conflicts(connection: sa.Connection, rows: BatchRows, written: int) -> list
     return stored
 
 
-def write_events(connection: sa.Connection, events: Sequence[OutboxEvent]) -> AppliedBatch:
+def write_events(
+    connection: sa.Connection,
+    events: Sequence[OutboxEvent],
+    *,
+    merchant_events: bool = False,
+    merchant_deadline: timedelta = MERCHANT_DEADLINE,
+) -> AppliedBatch:
     """Write a batch in the caller's transaction: one executemany per table.
 
     The statement is compiled once and cached; psycopg 3 sends an executemany as one pipeline (a single
@@ -229,10 +265,18 @@ def write_events(connection: sa.Connection, events: Sequence[OutboxEvent]) -> Ap
     conflicts: list[PaymentConflict] = []
     if order_rows:
         upsert = insert(connection, orders)
+        new = upsert.excluded
         upsert = upsert.on_conflict_do_update(
             index_elements=[orders.c.id],
-            set_={name: upsert.excluded[name] for name in _ORDER_UPDATES},
-            where=sa.and_(orders.c.status == "pending", upsert.excluded.status != "pending"),
+            set_={name: new[name] for name in _ORDER_UPDATES},
+            where=sa.or_(
+                # pending → paid or cancelled, or a later expiry while pending (a payment in progress)
+                sa.and_(
+                    orders.c.status == "pending", sa.or_(new.status != "pending", new.expires_at > orders.c.expires_at)
+                ),
+                # cancelled → paid: the engine revived a late payment
+                sa.and_(orders.c.status == "cancelled", new.status == "paid", new.revived),
+            ),
         )
         orders_written = connection.execute(upsert, order_rows, execution_options=_COUNT_ROWS).rowcount
     if payment_rows:
@@ -240,10 +284,24 @@ def write_events(connection: sa.Connection, events: Sequence[OutboxEvent]) -> Ap
         payments_written = connection.execute(new, payment_rows, execution_options=_COUNT_ROWS).rowcount
         if rows.reused or payments_written < len(payment_rows):
             conflicts = _conflicts(connection, rows, payments_written)
-    return AppliedBatch(len(events), orders_written, payments_written, rows.hold_expired, tuple(conflicts))
+    # A payment stored as a conflict belongs to another order's charge: reconcile reports it, no refund here.
+    conflicted = {c.transaction_id for c in conflicts}
+    record_requests(connection, [r for r in rows.refunds if r["transaction_id"] not in conflicted])
+    announced = 0
+    if merchant_events:
+        now = datetime.now(UTC)
+        kept = [e for e in rows.merchant if e.type != "refund.requested" or e.data["transaction_id"] not in conflicted]
+        announced = merchant.write(connection, kept, now=now, deadline=merchant_deadline)
+    return AppliedBatch(len(events), orders_written, payments_written, rows.hold_expired, tuple(conflicts), announced)
 
 
-def apply_events(db: sa.Engine, events: Sequence[OutboxEvent]) -> AppliedBatch:
+def apply_events(
+    db: sa.Engine,
+    events: Sequence[OutboxEvent],
+    *,
+    merchant_events: bool = False,
+    merchant_deadline: timedelta = MERCHANT_DEADLINE,
+) -> AppliedBatch:
     """Write a batch in one transaction; it has committed when this returns."""
     with db.begin() as connection:
-        return write_events(connection, events)
+        return write_events(connection, events, merchant_events=merchant_events, merchant_deadline=merchant_deadline)

@@ -26,6 +26,8 @@ DEFAULT_HOLD_TTL_SECONDS = 120
 """How long a hold keeps its units (FLASHSALE_HOLD_TTL_SECONDS); also the engine's default."""
 DEFAULT_ORDER_TTL_SECONDS = 900
 """How long an order may wait for its payment (FLASHSALE_ORDER_TTL_SECONDS); also the engine's default."""
+DEFAULT_PAYMENT_GRACE_SECONDS = 600
+"""How long a ``processing`` payment keeps its order, from that webhook (FLASHSALE_PAYMENT_GRACE_SECONDS)."""
 
 
 class ConfigError(ValueError):
@@ -64,6 +66,29 @@ class Settings:
     """Answer a write only once this many replicas have it (WAIT); 0 answers at once."""
     redis_ack_timeout_ms: int = 200
     """How long a write waits for those replicas before the answer is 503 ``not_replicated``."""
+    payment_grace_seconds: int = DEFAULT_PAYMENT_GRACE_SECONDS
+    """A pending order's expiry, moved once to this long after its first ``processing`` webhook."""
+    merchant_webhook_url: str | None = None
+    """Where the merchant's signed events go; None sends none (and records none)."""
+    merchant_webhook_secret: str | None = None
+    """The key their signatures use (required with the URL)."""
+    merchant_timeout_seconds: float = 5.0
+    """How long one delivery waits for the merchant's answer."""
+    merchant_retry_base_seconds: float = 1.0
+    """The first retry's delay; each next one doubles (with jitter), up to ``merchant_retry_max_seconds``."""
+    merchant_retry_max_seconds: float = 3600.0
+    merchant_give_up_seconds: int = 86_400
+    """How long an event is tried before it is dead-lettered (``flashsale deliveries --failed``)."""
+    delivery_interval_seconds: int = 2
+    """How often the scheduler asks for a delivery round (the drain also asks after writing events)."""
+
+    @property
+    def merchant_events(self) -> bool:
+        return self.merchant_webhook_url is not None
+
+    @property
+    def payment_grace_ms(self) -> int:
+        return self.payment_grace_seconds * 1000
 
     @property
     def hold_ttl_ms(self) -> int:
@@ -156,6 +181,19 @@ def _secret(env: Mapping[str, str], name: str, var_dir: Path, filename: str) -> 
     return None
 
 
+def _merchant(env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    url = env.get("FLASHSALE_MERCHANT_WEBHOOK_URL") or None
+    secret = env.get("FLASHSALE_MERCHANT_WEBHOOK_SECRET") or None
+    if url is None:
+        return None, None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("FLASHSALE_MERCHANT_WEBHOOK_URL", f"expected an http:// or https:// URL, got {url!r}")
+    if secret is None or len(secret) < 16:
+        raise ConfigError("FLASHSALE_MERCHANT_WEBHOOK_SECRET", "must be set, at least 16 characters, with the URL")
+    return url, secret
+
+
 def default_database_url(var_dir: Path) -> str:
     return f"sqlite:///{(var_dir / 'flashsale.db').as_posix()}"
 
@@ -183,6 +221,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     queue_url = _url(env, "FLASHSALE_QUEUE_REDIS_URL", queue_default, ("redis", "rediss", "unix"))
     if queue_sentinels and queue_url.startswith("unix:"):
         raise ConfigError("FLASHSALE_QUEUE_REDIS_URL", SENTINEL_URL)
+    merchant_url, merchant_secret = _merchant(env)
     log_format = env.get("FLASHSALE_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
     if log_format not in ("json", "console"):
         raise ConfigError("FLASHSALE_LOG_FORMAT", f"expected json or console, got {log_format!r}")
@@ -213,4 +252,14 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         queue_redis_sentinel_service=queue_service,
         redis_ack_replicas=_int(env, "FLASHSALE_REDIS_ACK_REPLICAS", 0, 0, 100),
         redis_ack_timeout_ms=_int(env, "FLASHSALE_REDIS_ACK_TIMEOUT_MS", 200, 1, 60_000),
+        payment_grace_seconds=_int(
+            env, "FLASHSALE_PAYMENT_GRACE_SECONDS", DEFAULT_PAYMENT_GRACE_SECONDS, 1, 7 * 86_400
+        ),
+        merchant_webhook_url=merchant_url,
+        merchant_webhook_secret=merchant_secret,
+        merchant_timeout_seconds=_float(env, "FLASHSALE_MERCHANT_TIMEOUT_SECONDS", 5.0, 0.05, 60.0),
+        merchant_retry_base_seconds=_float(env, "FLASHSALE_MERCHANT_RETRY_BASE_SECONDS", 1.0, 0.01, 3600.0),
+        merchant_retry_max_seconds=_float(env, "FLASHSALE_MERCHANT_RETRY_MAX_SECONDS", 3600.0, 0.01, 86_400.0),
+        merchant_give_up_seconds=_int(env, "FLASHSALE_MERCHANT_GIVE_UP_SECONDS", 86_400, 1, 30 * 86_400),
+        delivery_interval_seconds=_int(env, "FLASHSALE_DELIVERY_INTERVAL_SECONDS", 2, 1, 3600),
     )

@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -292,3 +293,27 @@ def test_the_stream_says_when_the_engine_does_not_answer(database_url: str, tmp_
         name, data = next(_events(response))
     assert name == "problem"
     assert orjson.loads(data)["code"] == "engine_unavailable"
+
+
+async def test_stats_and_metrics_show_dead_letters_and_open_refunds(
+    client: httpx.AsyncClient, engine_sync: Engine, db: sa.Engine
+) -> None:
+    from datetime import timedelta
+
+    from persistence.deliveries import dead_letter_overdue
+    from workers.drain import MerchantOutbox, drain
+
+    await _put(client, 1, 10)
+    created = await order(client, 1)
+    for txn in ("pay-1", "pay-2"):  # the second charge: a refund request
+        raw, headers = signed({"order_id": created["order_id"], "transaction_id": txn, "status": "success"})
+        await client.post("/api/payments/webhook", content=raw, headers=headers)
+    drain(engine_sync, db, merchant=MerchantOutbox(timedelta(0)))
+    dead_letter_overdue(db, datetime.now(UTC))  # every event past its deadline: dead-lettered
+
+    merchant = (await _stats(client))["merchant"]
+    metrics = (await client.get("/metrics")).text
+
+    assert merchant == {"refunds_open": 1, "deliveries": {"pending": 0, "delivered": 0, "failed": 3}}
+    assert 'flashsale_merchant_events{status="failed"} 3.0' in metrics
+    assert "flashsale_refund_requests_open 1.0" in metrics

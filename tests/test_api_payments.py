@@ -275,7 +275,7 @@ async def test_a_webhook_for_an_order_nobody_knows_is_404(client: httpx.AsyncCli
     [
         ({"transaction_id": "t", "status": "success"}, ["order_id"]),
         ({"order_id": "o1_01JD0Z3N5W8YQ2T4V6X8Z0A1B2", "status": "success"}, ["transaction_id"]),
-        ({"order_id": "o1_01JD0Z3N5W8YQ2T4V6X8Z0A1B2", "transaction_id": "t", "status": "refunded"}, ["status"]),
+        ({"order_id": "o1_01JD0Z3N5W8YQ2T4V6X8Z0A1B2", "transaction_id": "t", "status": "chargeback"}, ["status"]),
         ({"order_id": "nope", "transaction_id": "t" * 129, "status": 1}, ["order_id", "transaction_id", "status"]),
     ],
 )

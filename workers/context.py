@@ -14,6 +14,7 @@ from engine.from_settings import queue_sentinels, sync_engine
 from persistence.db import make_engine
 from shared import settings as settings_module
 from shared.settings import Settings
+from workers.deliveries import Policy
 from workers.drain import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCHES
 
 QUEUE_POOL = 8
@@ -27,11 +28,15 @@ class WorkerContext:
     queue_redis: Any
     batch_size: int = DEFAULT_BATCH_SIZE
     max_batches: int = DEFAULT_MAX_BATCHES
+    merchant: Policy | None = None
+    """Where the merchant's events go; None: the drain records none and nothing is sent."""
 
     @classmethod
     def from_settings(cls, settings: Settings, *, batch_size: int = DEFAULT_BATCH_SIZE) -> WorkerContext:
         engine = sync_engine(settings, max_connections=8)
-        return cls(engine, make_engine(settings.database_url), queue_connection(settings), batch_size)
+        db = make_engine(settings.database_url)
+        merchant = Policy.from_settings(settings)
+        return cls(engine, db, queue_connection(settings), batch_size, merchant=merchant)
 
     def close(self) -> None:
         self.engine.redis.close()

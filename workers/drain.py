@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import sqlalchemy as sa
 import sqlalchemy.exc
@@ -43,6 +44,8 @@ class DrainResult:
     payments_written: int = 0
     conflicts: int = 0
     """Payments stored in payment_conflicts: their transaction id was already recorded for another order."""
+    merchant_events: int = 0
+    """Merchant events added to their outbox (to deliver)."""
     more: bool = False
     """The budget ran out before every outbox was empty."""
     failures: dict[int, str] = field(default_factory=dict)
@@ -53,6 +56,7 @@ class DrainResult:
         self.orders_written += applied.orders_written
         self.payments_written += applied.payments_written
         self.conflicts += len(applied.conflicts)
+        self.merchant_events += applied.merchant_events
 
     def summary(self) -> dict[str, int]:
         return {
@@ -61,9 +65,32 @@ class DrainResult:
             "orders_written": self.orders_written,
             "payments_written": self.payments_written,
             "payment_conflicts": self.conflicts,
+            "merchant_events": self.merchant_events,
             "more": int(self.more),
             "failed_products": len(self.failures),
         }
+
+
+@dataclass(frozen=True)
+class MerchantOutbox:
+    """The drain records the merchant's events (persistence.merchant_events), each tried for this long."""
+
+    give_up_after: timedelta
+
+
+def log_refunds(events: Sequence[OutboxEvent]) -> None:
+    """A refund request is recorded with its payment: log it once the batch committed."""
+    for event in events:
+        f = event.fields
+        if event.event == "payment" and f.get("refund_required") == "1":
+            log.warning(
+                logs.REFUND_REQUESTED,
+                product_id=event.product_id,
+                order_id=f.get("order_id"),
+                transaction_id=f.get("transaction_id"),
+                amount_cents=int(f.get("amount_cents", "0")),
+                customer_id=f.get("customer_id") or None,
+            )
 
 
 def log_releases(events: Sequence[OutboxEvent]) -> None:
@@ -89,12 +116,23 @@ def log_releases(events: Sequence[OutboxEvent]) -> None:
             )
 
 
-def drain_batch(engine: Engine, db: sa.Engine, product_id: int, batch_size: int = DEFAULT_BATCH_SIZE) -> AppliedBatch:
+def drain_batch(
+    engine: Engine,
+    db: sa.Engine,
+    product_id: int,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    *,
+    merchant: MerchantOutbox | None = None,
+) -> AppliedBatch:
     events = engine.read_outbox(product_id, count=batch_size)
     if not events:
         return AppliedBatch(0, 0, 0, 0)
-    applied = apply_events(db, events)
+    if merchant is None:
+        applied = apply_events(db, events)
+    else:
+        applied = apply_events(db, events, merchant_events=True, merchant_deadline=merchant.give_up_after)
     log_releases(events)
+    log_refunds(events)
     log_conflicts(applied.conflicts)
     engine.ack_outbox(product_id, [event.id for event in events])
     return applied
@@ -107,6 +145,7 @@ def drain(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_batches: int = DEFAULT_MAX_BATCHES,
+    merchant: MerchantOutbox | None = None,
 ) -> DrainResult:
     """Drain every product's outbox (or the given products'), one batch per product in turn.
 
@@ -122,7 +161,7 @@ def drain(
                 result.more = True
                 return result
             try:
-                applied = drain_batch(engine, db, product_id, batch_size)
+                applied = drain_batch(engine, db, product_id, batch_size, merchant=merchant)
             except (MalformedEvent, sqlalchemy.exc.SQLAlchemyError) as error:
                 log.error("outbox_drain_failed", product_id=product_id, error=str(error), code=_code(error))
                 result.failures[product_id] = str(error)

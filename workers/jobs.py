@@ -4,18 +4,24 @@ from __future__ import annotations
 
 from shared import logs
 from workers.context import WorkerContext, current
-from workers.drain import DrainFailed
+from workers.deliveries import deliver_round
+from workers.drain import DrainFailed, MerchantOutbox
 from workers.drain import drain as drain_outbox
 from workers.reaper import reap as reap_products
-from workers.trigger import DrainTrigger, clear_request
+from workers.trigger import DrainTrigger, clear_delivery_request, clear_request, request_delivery
 
 log = logs.get_logger("flashsale.workers")
 
 
 def _drain(context: WorkerContext) -> dict[str, int]:
-    result = drain_outbox(context.engine, context.db, batch_size=context.batch_size, max_batches=context.max_batches)
+    merchant = None if context.merchant is None else MerchantOutbox(context.merchant.give_up_after)
+    result = drain_outbox(
+        context.engine, context.db, batch_size=context.batch_size, max_batches=context.max_batches, merchant=merchant
+    )
     if result.events:
         log.info("outbox_drained", **result.summary())
+    if result.merchant_events:
+        request_delivery(context.queue_redis)
     if result.more:
         DrainTrigger(context.queue_redis).enqueue()
     if result.failures:
@@ -42,3 +48,15 @@ def reap() -> dict[str, int]:
         )
     drained = _drain(context)
     return {"holds_expired": totals.holds_expired, "orders_expired": totals.orders_expired, **drained}
+
+
+def deliver() -> dict[str, int]:
+    """One round of the merchant's events (workers.deliveries); another is asked for if some remain due."""
+    context = current()
+    clear_delivery_request(context.queue_redis)
+    if context.merchant is None:
+        return {}
+    result = deliver_round(context.db, context.merchant)
+    if result.more:
+        request_delivery(context.queue_redis)
+    return {"delivered": result.delivered, "retried": result.retried, "dead_lettered": result.dead_lettered}

@@ -16,9 +16,10 @@ from rq import SimpleWorker
 from shared import logs
 from shared.settings import Settings
 from workers.context import WorkerContext, install, queue_connection
-from workers.drain import DEFAULT_BATCH_SIZE, DrainFailed
+from workers.deliveries import deliver_round
+from workers.drain import DEFAULT_BATCH_SIZE, DrainFailed, MerchantOutbox
 from workers.drain import drain as drain_outbox
-from workers.queues import QUEUE_NAME
+from workers.queues import DELIVERY_QUEUE_NAME, QUEUE_NAME
 from workers.schedule import make_scheduler, register
 
 log = logs.get_logger("flashsale.workers")
@@ -29,19 +30,24 @@ QUEUE_FAILURES = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutErro
 """What a failover of the queue's Redis raises: the primary gone, or a replica now (READONLY, UNBLOCKED)."""
 
 
-def run_worker(settings: Settings, burst: bool = False, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+def run_worker(
+    settings: Settings, burst: bool = False, *, batch_size: int = DEFAULT_BATCH_SIZE, deliveries: bool = False
+) -> None:
     """Work flashsale's queue; with ``burst``, finish the queued jobs, then drain every outbox, then return.
+    With ``deliveries``, work the merchant events' queue instead (its own process: a slow merchant never holds
+    up a drain); with ``burst`` too, send what is due once more before returning.
 
     Jobs run in this process (no fork per job): the Redis and database pools live as long as the worker.
     """
+    queue_name = DELIVERY_QUEUE_NAME if deliveries else QUEUE_NAME
     context = WorkerContext.from_settings(settings, batch_size=batch_size)
     install(context)
     try:
         while True:
             worker: SimpleWorker | None = None
             try:
-                worker = SimpleWorker([QUEUE_NAME], connection=context.queue_redis)
-                log.info("worker_started", queue=QUEUE_NAME, burst=burst, batch_size=batch_size, name=worker.name)
+                worker = SimpleWorker([queue_name], connection=context.queue_redis)
+                log.info("worker_started", queue=queue_name, burst=burst, batch_size=batch_size, name=worker.name)
                 worker.work(burst=burst, logging_level="WARNING")
             except QUEUE_FAILURES as error:  # its start, or its teardown after the failure that ended its loop
                 if burst:
@@ -52,8 +58,14 @@ def run_worker(settings: Settings, burst: bool = False, *, batch_size: int = DEF
                 break
             log.warning("worker_restarting", after_seconds=RECONNECT_SECONDS)
             time.sleep(RECONNECT_SECONDS)
-        if burst:
-            result = drain_outbox(context.engine, context.db, batch_size=batch_size, max_batches=2**62)
+        if burst and deliveries:
+            if context.merchant is not None:
+                deliver_round(context.db, context.merchant)
+        elif burst:
+            merchant = None if context.merchant is None else MerchantOutbox(context.merchant.give_up_after)
+            result = drain_outbox(
+                context.engine, context.db, batch_size=batch_size, max_batches=2**62, merchant=merchant
+            )
             log.info("outbox_drained", **result.summary())
             if result.failures:
                 raise DrainFailed(result.failures)

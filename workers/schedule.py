@@ -14,7 +14,7 @@ from rq.job import Job, JobStatus
 from rq_scheduler import Scheduler as RQScheduler  # type: ignore[import-untyped]
 
 from shared.settings import Settings
-from workers.queues import DRAIN_JOB, JOB_TIMEOUT_SECONDS, QUEUE_NAME, REAP_JOB
+from workers.queues import DELIVER_JOB, DELIVERY_QUEUE_NAME, DRAIN_JOB, JOB_TIMEOUT_SECONDS, QUEUE_NAME, REAP_JOB
 
 PERIODIC_PREFIX = "flashsale-periodic-"
 POLL_SECONDS = 1
@@ -26,9 +26,23 @@ class PeriodicJob:
     func: str
     interval: int
     description: str
+    queue: str = QUEUE_NAME
 
 
 def periodic_jobs(settings: Settings) -> tuple[PeriodicJob, ...]:
+    deliveries = (
+        PeriodicJob(
+            PERIODIC_PREFIX + "deliver",
+            DELIVER_JOB,
+            settings.delivery_interval_seconds,
+            "deliver the merchant's events that are due (retries)",
+            DELIVERY_QUEUE_NAME,
+        ),
+    )
+    return (*(deliveries if settings.merchant_events else ()), *_core_jobs(settings))
+
+
+def _core_jobs(settings: Settings) -> tuple[PeriodicJob, ...]:
     return (
         PeriodicJob(
             PERIODIC_PREFIX + "reap",
@@ -78,7 +92,7 @@ def register(scheduler: RQScheduler, settings: Settings) -> list[str]:
             spec.func,
             interval=spec.interval,
             id=spec.id,
-            queue_name=QUEUE_NAME,
+            queue_name=spec.queue,
             timeout=JOB_TIMEOUT_SECONDS,
             description=spec.description,
         )

@@ -15,7 +15,15 @@ import time
 from typing import Any
 
 from shared.logs import get_logger
-from workers.queues import DRAIN_JOB, DRAIN_REQUESTED_KEY, JOB_TIMEOUT_SECONDS, queue
+from workers.queues import (
+    DELIVER_JOB,
+    DELIVERY_REQUESTED_KEY,
+    DRAIN_JOB,
+    DRAIN_REQUESTED_KEY,
+    JOB_TIMEOUT_SECONDS,
+    delivery_queue,
+    queue,
+)
 
 DEFAULT_DEBOUNCE_SECONDS = 0.1
 FLAG_TTL_MS = 30_000
@@ -85,3 +93,25 @@ class DrainTrigger:
 def clear_request(queue_redis: Any) -> None:
     """Called by a starting drain: from here on, a write needs a new drain to be seen."""
     queue_redis.delete(DRAIN_REQUESTED_KEY)
+
+
+def request_delivery(queue_redis: Any) -> bool:
+    """Enqueue a delivery round of the merchant's events unless one is already waiting; True if enqueued."""
+    if not queue_redis.set(DELIVERY_REQUESTED_KEY, 1, nx=True, px=FLAG_TTL_MS):
+        return False
+    try:
+        delivery_queue(queue_redis).enqueue(
+            DELIVER_JOB,
+            job_timeout=JOB_TIMEOUT_SECONDS,
+            result_ttl=300,
+            failure_ttl=86_400,
+            description="deliver the merchant's events (requested)",
+        )
+    except BaseException:
+        queue_redis.delete(DELIVERY_REQUESTED_KEY)
+        raise
+    return True
+
+
+def clear_delivery_request(queue_redis: Any) -> None:
+    queue_redis.delete(DELIVERY_REQUESTED_KEY)

@@ -48,7 +48,7 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics_text(request: Request) -> Response:
-    return Response(await metrics.render(of(request).engine), media_type=metrics.CONTENT_TYPE)
+    return Response(await metrics.render(of(request).engine, of(request).db), media_type=metrics.CONTENT_TYPE)
 
 
 @cache

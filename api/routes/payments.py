@@ -6,7 +6,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.errors import ApiError, InvalidJson, WebhookDisabled
+from api import threadpool
+from api.errors import ApiError, InvalidJson, RefundNotFound, WebhookDisabled
 from api.metrics import SIGNATURES_REJECTED
 from api.responses import json
 from api.services import of
@@ -14,11 +15,15 @@ from api.settlement import Outcome
 from api.validation import Fields, is_json, parse_object, read_body
 from engine.calls import MAX_TRANSACTION_ID
 from engine.types import PaymentResult
+from persistence.refunds import confirm
 from shared import logs, signing
 
 log = logs.get_logger("api.payments")
 
 RESULTS: tuple[PaymentResult, ...] = ("success", "failed")
+REFUNDED = "refunded"
+"""The provider gave back the charge the transaction id names: confirms flashsale's refund request."""
+STATUSES = (*RESULTS, REFUNDED)
 
 
 def _answer(transaction_id: str, outcome: Outcome) -> Response:
@@ -58,13 +63,45 @@ async def webhook(request: Request) -> Response:
     if "|" in transaction_id:
         # The engine keeps the paying transaction inside a '|'-separated order record (engine/lua/_prelude.lua).
         fields.fault("transaction_id", "must not contain '|'")
-    result = fields.choice("status", RESULTS)
+    status = fields.choice("status", STATUSES)
     fields.check(closed=False)  # providers add fields of their own; the raw payload keeps them
     payload = raw.decode("utf-8")
+    if status == REFUNDED:
+        return await refunded(request, order_id, transaction_id, payload)
+    result: PaymentResult = "success" if status == "success" else "failed"
     outcome = await services.settler.pay(order_id, transaction_id, result, payload)
     if not outcome.duplicate:
         services.drain_requests.send()
     return _answer(transaction_id, outcome)
+
+
+async def refunded(request: Request, order_id: str, transaction_id: str, payload: str) -> Response:
+    """``status: refunded``: the provider gave back the charge ``transaction_id``; confirm flashsale's request."""
+    confirmed = await threadpool.call(confirm, of(request).db, transaction_id, payload)
+    if confirmed is None or confirmed.refund.order_id != order_id:
+        raise RefundNotFound(transaction_id)
+    refund = confirmed.refund
+    if confirmed.changed:
+        log.info(
+            logs.REFUND_CONFIRMED,
+            order_id=order_id,
+            transaction_id=transaction_id,
+            product_id=refund.product_id,
+            amount_cents=refund.amount_cents,
+        )
+    else:
+        log.info(logs.DUPLICATE_WEBHOOK_IGNORED, order_id=order_id, transaction_id=transaction_id, result=REFUNDED)
+    return json(
+        {
+            "order_id": order_id,
+            "transaction_id": transaction_id,
+            "status": "paid" if refund.reason == "already_paid" else "cancelled",
+            "applied": confirmed.changed,
+            "duplicate": not confirmed.changed,
+            "refund_required": True,
+            "refund_status": refund.status,
+        }
+    )
 
 
 routes = [Route("/api/payments/webhook", webhook, methods=["POST"])]

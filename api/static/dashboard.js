@@ -173,6 +173,21 @@ function showTotals(products) {
     : 'no customer was charged for nothing';
 }
 
+function showMerchant(merchant) {
+  const d = merchant.deliveries;
+  if (!d) {
+    $('deliveries').textContent = '–';
+    $('deliveries').dataset.status = 'unknown';
+    $('deliveries-detail').textContent = 'the database did not answer';
+    return;
+  }
+  $('deliveries').textContent = `${d.failed} dead-lettered`;
+  $('deliveries').dataset.status = d.failed > 0 ? 'drifted' : 'consistent';
+  $('deliveries-detail').textContent =
+    `${d.pending} waiting, ${d.delivered} delivered; ${merchant.refunds_open} refund(s) open` +
+    (d.failed > 0 ? ': run `flashsale deliveries --failed`, then `flashsale deliveries retry`' : '');
+}
+
 function drawRates(stats) {
   const points = stats.rates.points;
   const series = ['holds', 'orders'].map((name) => ({
@@ -198,6 +213,7 @@ function show(stats) {
   $('backlog').textContent = stats.outbox_backlog;
   showVerdict(stats.reconcile, stats.outbox_backlog);
   showTotals(stats.products);
+  showMerchant(stats.merchant);
   showRows(stats.products);
   drawRates(stats);
   $('updated').textContent = `Updated ${new Date(stats.at).toLocaleTimeString()} (version ${stats.version}).`;

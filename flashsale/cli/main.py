@@ -6,6 +6,7 @@ import click
 
 from flashsale.cli.bench import bench
 from flashsale.cli.db import migrate
+from flashsale.cli.deliveries import deliveries
 from flashsale.cli.pay import pay
 from flashsale.cli.product import product, seed
 from flashsale.cli.race import race
@@ -31,6 +32,7 @@ cli.add_command(product)
 cli.add_command(seed)
 cli.add_command(reconcile)
 cli.add_command(refunds)
+cli.add_command(deliveries)
 cli.add_command(race)
 cli.add_command(pay)
 cli.add_command(bench)

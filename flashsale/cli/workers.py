@@ -33,12 +33,17 @@ def _run(command: str, run: Callable[[], None]) -> None:
     show_default=True,
     help="Outbox events applied per transaction.",
 )
-def worker(burst: bool, batch_size: int) -> None:
-    """Run an RQ worker on flashsale's queue (outbox drains and the reaper)."""
+@click.option(
+    "--deliveries",
+    is_flag=True,
+    help="Work the merchant events' queue instead (sends them; run one or more besides the drain's workers).",
+)
+def worker(burst: bool, batch_size: int, deliveries: bool) -> None:
+    """Run an RQ worker on flashsale's queue (outbox drains and the reaper), or on the merchant events' queue."""
     from workers.run import run_worker
 
     settings = settings_or_exit()
-    _run("worker", lambda: run_worker(settings, burst, batch_size=batch_size))
+    _run("worker", lambda: run_worker(settings, burst, batch_size=batch_size, deliveries=deliveries))
 
 
 @click.command()

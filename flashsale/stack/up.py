@@ -41,7 +41,7 @@ from shared.settings import (
     load,
 )
 
-CHILDREN = ("api", "worker", "scheduler")
+CHILDREN = ("api", "worker", "scheduler", "deliveries")
 READY_TIMEOUT = 90.0
 READY_POLL = 0.2
 
@@ -191,11 +191,14 @@ def load_demo_if_empty(stack: Stack, say: Printer) -> bool:
 def children(stack: Stack, api_workers: int) -> list[ChildSpec]:
     python = [sys.executable, "-m", "flashsale"]
     serve = [*python, "serve", "--host", stack.host, "--port", str(stack.port), "--workers", str(api_workers)]
-    return [
+    specs = [
         ChildSpec("api", serve, stack.env),
         ChildSpec("worker", [*python, "worker"], stack.env),
         ChildSpec("scheduler", [*python, "scheduler"], stack.env),
     ]
+    if stack.settings.merchant_events:  # the merchant's events go out from a process of their own
+        specs.append(ChildSpec("deliveries", [*python, "worker", "--deliveries"], stack.env))
+    return specs
 
 
 def banner(stack: Stack) -> list[str]:

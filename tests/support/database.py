@@ -7,7 +7,7 @@ from sqlalchemy.engine import make_url
 
 from persistence.db import normalize_url
 
-TABLES = ("payment_conflicts", "payments", "orders", "products")
+TABLES = ("merchant_events", "refund_requests", "payment_conflicts", "payments", "orders", "products")
 
 
 def _maintenance(url: str) -> sa.Engine:
