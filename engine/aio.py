@@ -219,14 +219,15 @@ class AsyncEngine(EngineBase):
         """Several reserves of one product in one script call: each a Hold, or the error it met, in order."""
         return await self._reserve_batch(product_id, calls.prepare(product_id, requests))
 
-    async def release(self, hold_id: str) -> Hold:
-        return await self._run(calls.release(hold_id))
+    async def release(self, hold_id: str, *, owner: str | None = None) -> Hold:
+        """``owner``: the verified buyer asking; another's hold is HoldNotFound and stays as it is."""
+        return await self._run(calls.release(hold_id, owner))
 
-    async def hold(self, hold_id: str) -> Hold:
-        return await self._run(calls.hold_status(hold_id))
+    async def hold(self, hold_id: str, *, owner: str | None = None) -> Hold:
+        return await self._run(calls.hold_status(hold_id, owner))
 
-    async def convert(self, hold_id: str, *, order_id: str | None = None) -> Order:
-        return await self._run(calls.convert(hold_id, self.order_ttl_ms, order_id))
+    async def convert(self, hold_id: str, *, order_id: str | None = None, owner: str | None = None) -> Order:
+        return await self._run(calls.convert(hold_id, self.order_ttl_ms, order_id, owner))
 
     async def settle(self, order_id: str, transaction_id: str, result: PaymentResult, payload: str = "") -> Settlement:
         return await self._run(calls.settle(order_id, transaction_id, result, payload))
@@ -245,11 +246,14 @@ class AsyncEngine(EngineBase):
         """Count a refund found outside the scripts (a payment for an order Redis no longer keeps)."""
         await self._bounded(self.redis.hincrby(product_keys(product_id).product, "n_refund_required", 1))
 
-    async def cancel(self, order_id: str, reason: CancelReason = "cancelled") -> Cancellation:
-        return await self._run(calls.cancel(order_id, reason))
+    async def cancel(
+        self, order_id: str, reason: CancelReason = "cancelled", *, owner: str | None = None
+    ) -> Cancellation:
+        """``owner``: the verified buyer asking; another's order is OrderNotFound and stays as it is."""
+        return await self._run(calls.cancel(order_id, reason, owner))
 
-    async def order(self, order_id: str) -> Order:
-        return await self._run(calls.order_status(order_id))
+    async def order(self, order_id: str, *, owner: str | None = None) -> Order:
+        return await self._run(calls.order_status(order_id, owner))
 
     async def order_states(self, product_id: int, order_ids: Sequence[str]) -> dict[str, OrderStatus | None]:
         """The stored status of each order (None: unknown to the engine), in calls of at most 1,000; changes nothing."""

@@ -299,8 +299,15 @@ def reserve_batch(
     return Call("reserve_batch", product_keys(product_id).all(), args, decode)
 
 
-def release(hold_id: str) -> Call[Hold]:
+def _owner(owner: str | None) -> str:
+    """The ``owner`` argument of a script: the verified buyer who asks, or '' for anyone (buyer auth off)."""
+    return _check_text(owner, "owner", MAX_CUSTOMER_ID)
+
+
+def release(hold_id: str, owner: str | None = None) -> Call[Hold]:
+    """Release the hold; one that is not ``owner``'s (when given) is HoldNotFound and stays as it is."""
     hold = parse_id(hold_id, "hold")
+    who = _owner(owner)
 
     def decode(reply: Reply) -> Hold:
         status = text(reply[0])
@@ -309,22 +316,24 @@ def release(hold_id: str) -> Call[Hold]:
         _raise_hold_error(hold, status, reply)
         raise exc.EngineError(f"release: unexpected reply {status!r}")
 
-    return Call("release", product_keys(hold.product_id).all(), [hold.ulid], decode)
+    return Call("release", product_keys(hold.product_id).all(), [hold.ulid, who], decode)
 
 
-def hold_status(hold_id: str) -> Call[Hold]:
+def hold_status(hold_id: str, owner: str | None = None) -> Call[Hold]:
     hold = parse_id(hold_id, "hold")
+    who = _owner(owner)
 
     def decode(reply: Reply) -> Hold:
         if text(reply[0]) == "hold_not_found":
             raise exc.HoldNotFound(hold_id)
         return _hold(hold.product_id, reply)
 
-    return Call("hold_status", product_keys(hold.product_id).all(), [hold.ulid], decode)
+    return Call("hold_status", product_keys(hold.product_id).all(), [hold.ulid, who], decode)
 
 
-def convert(hold_id: str, ttl_ms: int, order_id: str | None = None) -> Call[Order]:
+def convert(hold_id: str, ttl_ms: int, order_id: str | None = None, owner: str | None = None) -> Call[Order]:
     hold = parse_id(hold_id, "hold")
+    who = _owner(owner)
     order = parse_id(new_id("order", hold.product_id) if order_id is None else order_id, "order")
     if order.product_id != hold.product_id:
         raise exc.InvalidId(str(order), "order")
@@ -338,7 +347,7 @@ def convert(hold_id: str, ttl_ms: int, order_id: str | None = None) -> Call[Orde
         _raise_hold_error(hold, status, reply)
         raise exc.EngineError(f"convert: unexpected reply {status!r}")
 
-    return Call("convert", product_keys(hold.product_id).all(), [hold.ulid, order.ulid, ttl_ms], decode)
+    return Call("convert", product_keys(hold.product_id).all(), [hold.ulid, order.ulid, ttl_ms, who], decode)
 
 
 def check_transaction_id(transaction_id: str) -> str:
@@ -402,8 +411,9 @@ def settle(order_id: str, transaction_id: str, result: PaymentResult, payload: s
     return Call("settle", product_keys(order.product_id).all(), [order.ulid, txn, result, payload], decode)
 
 
-def cancel(order_id: str, reason: CancelReason = "cancelled") -> Call[Cancellation]:
+def cancel(order_id: str, reason: CancelReason = "cancelled", owner: str | None = None) -> Call[Cancellation]:
     order = parse_id(order_id, "order")
+    who = _owner(owner)
 
     def decode(reply: Reply) -> Cancellation:
         status = text(reply[0])
@@ -413,18 +423,19 @@ def cancel(order_id: str, reason: CancelReason = "cancelled") -> Call[Cancellati
             raise exc.OrderNotPending(order_id, text(reply[1]))
         return Cancellation(_order(order.product_id, reply), changed=status == "ok")
 
-    return Call("cancel", product_keys(order.product_id).all(), [order.ulid, reason], decode)
+    return Call("cancel", product_keys(order.product_id).all(), [order.ulid, reason, who], decode)
 
 
-def order_status(order_id: str) -> Call[Order]:
+def order_status(order_id: str, owner: str | None = None) -> Call[Order]:
     order = parse_id(order_id, "order")
+    who = _owner(owner)
 
     def decode(reply: Reply) -> Order:
         if text(reply[0]) == "order_not_found":
             raise exc.OrderNotFound(order_id)
         return _order(order.product_id, reply)
 
-    return Call("order_status", product_keys(order.product_id).all(), [order.ulid], decode)
+    return Call("order_status", product_keys(order.product_id).all(), [order.ulid, who], decode)
 
 
 MAX_ORDER_STATES = 1000

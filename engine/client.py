@@ -104,14 +104,15 @@ class Engine(EngineBase):
         """Several reserves of one product in one script call: each a Hold, or the error it met, in order."""
         return self._run(calls.reserve_batch(product_id, calls.prepare(product_id, requests), self.hold_ttl_ms))
 
-    def release(self, hold_id: str) -> Hold:
-        return self._run(calls.release(hold_id))
+    def release(self, hold_id: str, *, owner: str | None = None) -> Hold:
+        """``owner``: the verified buyer asking; another's hold is HoldNotFound and stays as it is."""
+        return self._run(calls.release(hold_id, owner))
 
-    def hold(self, hold_id: str) -> Hold:
-        return self._run(calls.hold_status(hold_id))
+    def hold(self, hold_id: str, *, owner: str | None = None) -> Hold:
+        return self._run(calls.hold_status(hold_id, owner))
 
-    def convert(self, hold_id: str, *, order_id: str | None = None) -> Order:
-        return self._run(calls.convert(hold_id, self.order_ttl_ms, order_id))
+    def convert(self, hold_id: str, *, order_id: str | None = None, owner: str | None = None) -> Order:
+        return self._run(calls.convert(hold_id, self.order_ttl_ms, order_id, owner))
 
     def settle(self, order_id: str, transaction_id: str, result: PaymentResult, payload: str = "") -> Settlement:
         return self._run(calls.settle(order_id, transaction_id, result, payload))
@@ -129,11 +130,12 @@ class Engine(EngineBase):
         with unavailable_as_engine_error():
             self.redis.hincrby(product_keys(product_id).product, "n_refund_required", 1)
 
-    def cancel(self, order_id: str, reason: CancelReason = "cancelled") -> Cancellation:
-        return self._run(calls.cancel(order_id, reason))
+    def cancel(self, order_id: str, reason: CancelReason = "cancelled", *, owner: str | None = None) -> Cancellation:
+        """``owner``: the verified buyer asking; another's order is OrderNotFound and stays as it is."""
+        return self._run(calls.cancel(order_id, reason, owner))
 
-    def order(self, order_id: str) -> Order:
-        return self._run(calls.order_status(order_id))
+    def order(self, order_id: str, *, owner: str | None = None) -> Order:
+        return self._run(calls.order_status(order_id, owner))
 
     def order_states(self, product_id: int, order_ids: Sequence[str]) -> dict[str, OrderStatus | None]:
         """The stored status of each order (None: unknown to the engine), in calls of at most 1,000; changes nothing."""

@@ -80,6 +80,12 @@ local function order_reply(status, ulid, o)
            o.closed, o.note, o.customer }
 end
 
+-- Whether a caller who is `owner` may see or change a hold or order: '' (buyer auth off) may touch any. To
+-- anyone else a record answers as if it did not exist, checked in the same atomic call as the change.
+local function owned(record, owner)
+  return owner == '' or record.customer == owner
+end
+
 local function hold_reply(status, ulid, h)
   return { status, ulid, h.qty, h.expires, h.state, h.order, h.customer }
 end

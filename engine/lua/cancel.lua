@@ -1,12 +1,14 @@
 -- cancel: cancel a pending order and give its units back. Cancelling twice has one effect.
 -- KEYS: the product's eleven keys (see _prelude.lua).
--- ARGV[1] order ulid   ARGV[2] reason ('cancelled')
--- returns {'ok' | 'unchanged', <order reply>...} | {'order_not_found'} | {'order_not_pending', status}
+-- ARGV[1] order ulid   ARGV[2] reason ('cancelled')   ARGV[3] owner: the verified buyer asking ('' for anyone)
+-- returns {'ok' | 'unchanged', <order reply>...} | {'order_not_found'} (also: not the owner's)
+--       | {'order_not_pending', status}
 local ulid = ARGV[1]
 local reason = ARGV[2]
+local owner = ARGV[3] or ''
 
 local o = read_order(ulid)
-if not o then return { 'order_not_found' } end
+if not o or not owned(o, owner) then return { 'order_not_found' } end
 if o.state == 'd' then return { 'order_not_pending', 'paid' } end
 if o.state == 'c' then return order_reply('unchanged', ulid, o) end
 local now = now_ms()

@@ -1,16 +1,17 @@
 -- convert: turn an active, unexpired hold into a pending order, exactly once.
 -- KEYS: the product's eleven keys (see _prelude.lua).
--- ARGV[1] hold ulid   ARGV[2] order ulid   ARGV[3] order ttl ms
+-- ARGV[1] hold ulid   ARGV[2] order ulid   ARGV[3] order ttl ms   ARGV[4] owner: the verified buyer ('' for anyone)
 -- returns {'ok', order ulid, hold ulid, qty, amount, status, created, expires, closed, note, customer}
 --         (the same order ulid again replays the first result, with the order's current status)
---       | {'hold_not_found'} | {'hold_expired', expires_ms} | {'hold_released'}
+--       | {'hold_not_found'} (also: not the owner's) | {'hold_expired', expires_ms} | {'hold_released'}
 --       | {'hold_already_used', order ulid} | {'order_exists'} (the order ulid names another hold's order)
 local hold_ulid = ARGV[1]
 local order_ulid = ARGV[2]
 local ttl = tonumber(ARGV[3])
+local owner = ARGV[4] or ''
 
 local h = read_hold(hold_ulid)
-if not h then return { 'hold_not_found' } end
+if not h or not owned(h, owner) then return { 'hold_not_found' } end
 if h.state == 'c' then
   local first = h.order == order_ulid and read_order(order_ulid)
   if first then

@@ -1,12 +1,13 @@
 -- release: give an active hold back before it expires. Releasing twice has one effect.
 -- KEYS: the product's eleven keys (see _prelude.lua).
--- ARGV[1] hold ulid
+-- ARGV[1] hold ulid   ARGV[2] owner: the verified buyer asking ('' for anyone)
 -- returns {'ok', ulid, qty, expires_ms, state, order, customer}
---       | {'hold_not_found'} | {'hold_expired', expires_ms} | {'hold_already_used', order ulid}
+--       | {'hold_not_found'} (also: not the owner's) | {'hold_expired', expires_ms} | {'hold_already_used', order ulid}
 local ulid = ARGV[1]
+local owner = ARGV[2] or ''
 
 local h = read_hold(ulid)
-if not h then return { 'hold_not_found' } end
+if not h or not owned(h, owner) then return { 'hold_not_found' } end
 if h.state == 'c' then return { 'hold_already_used', h.order } end
 if h.state == 'x' then return { 'hold_expired', h.expires } end
 if h.state == 'a' then
