@@ -59,6 +59,12 @@ RATE_LIMITED = Counter(
     "Hold requests refused by the per-client rate limit.",
     registry=REGISTRY,
 )
+BUYER_TOKENS_REFUSED = Counter(
+    "flashsale_buyer_tokens_refused",
+    "Buyer requests refused for a missing or invalid buyer token (FLASHSALE_BUYER_AUTH=jwt), by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
 
 # Engine running counts (engine.stats): metric name, help, label name, {stat: label value}.
 _ENGINE_COUNTERS: tuple[tuple[str, str, str | None, dict[str, str]], ...] = (

@@ -451,6 +451,13 @@ INVALID_JSON = _problem("The body is not a JSON object, or is not sent as applic
 TOO_LARGE = _problem(f"The body is larger than {MAX_BODY_BYTES} bytes", "payload_too_large")
 INVALID = _problem("Fields at fault, listed in `errors`", "validation_error")
 INVALID_PATH = _problem("The path parameter is not a valid id, listed in `errors`", "validation_error")
+BUYER_TOKEN = _problem(
+    "With FLASHSALE_BUYER_AUTH=jwt: the buyer token is missing, malformed, expired, not yet valid, for another "
+    'audience or issuer, or not signed by the configured key (`WWW-Authenticate: Bearer error="invalid_token"`)',
+    "invalid_buyer_token",
+)
+BUYER_SECURITY: list[dict[str, list[str]]] = [{"buyerToken": []}]
+"""Every buyer operation: with FLASHSALE_BUYER_AUTH=jwt a hold or order is its buyer's alone; with off, no token."""
 
 
 def _paths() -> dict[str, Any]:
@@ -488,11 +495,13 @@ def _paths() -> dict[str, Any]:
                 "summary": "Hold units of a product for a few minutes",
                 "operationId": "createHold",
                 "tags": ["buying"],
+                "security": BUYER_SECURITY,
                 "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": _body("HoldRequest"),
                 "responses": {
                     "201": _ok("The hold", _ref("Hold")),
                     "400": INVALID_JSON,
+                    "401": BUYER_TOKEN,
                     "404": _problem("No such product", "product_not_found"),
                     "409": _problem(
                         "The units cannot be held, or the Idempotency-Key was first used for another request",
@@ -502,8 +511,12 @@ def _paths() -> dict[str, Any]:
                         "idempotency_key_reused",
                     ),
                     "413": TOO_LARGE,
-                    "422": INVALID,
-                    "429": _problem("Too many hold requests from this address this second", "rate_limited"),
+                    "422": _problem(
+                        "Fields at fault, listed in `errors`; or (buyer tokens) a customer_id other than the token's",
+                        "validation_error",
+                        "customer_mismatch",
+                    ),
+                    "429": _problem("Too many hold requests from this address, or buyer, this second", "rate_limited"),
                     "503": WRITE_UNAVAILABLE,
                 },
             }
@@ -513,10 +526,12 @@ def _paths() -> dict[str, Any]:
                 "summary": "An active hold",
                 "operationId": "getHold",
                 "tags": ["buying"],
+                "security": BUYER_SECURITY,
                 "parameters": [hold],
                 "responses": {
                     "200": _ok("The hold, still active", _ref("ActiveHold")),
-                    "404": _problem("No such hold", "hold_not_found"),
+                    "401": BUYER_TOKEN,
+                    "404": _problem("No such hold (or another buyer's)", "hold_not_found"),
                     "409": _problem("The hold became an order", "hold_already_used"),
                     "410": _problem("The hold expired or was released", "hold_expired", "hold_released"),
                     "422": INVALID_PATH,
@@ -527,10 +542,12 @@ def _paths() -> dict[str, Any]:
                 "summary": "Release a hold: its units are available again at once",
                 "operationId": "releaseHold",
                 "tags": ["buying"],
+                "security": BUYER_SECURITY,
                 "parameters": [hold],
                 "responses": {
                     "204": {"description": "Released (releasing twice has one effect)"},
-                    "404": _problem("No such hold", "hold_not_found"),
+                    "401": BUYER_TOKEN,
+                    "404": _problem("No such hold (or another buyer's)", "hold_not_found"),
                     "409": _problem("The hold became an order", "hold_already_used"),
                     "410": _problem("The hold expired", "hold_expired"),
                     "422": INVALID_PATH,
@@ -543,12 +560,14 @@ def _paths() -> dict[str, Any]:
                 "summary": "Turn a hold into an order awaiting payment",
                 "operationId": "createOrder",
                 "tags": ["buying"],
+                "security": BUYER_SECURITY,
                 "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": _body("OrderRequest"),
                 "responses": {
                     "201": _ok("The order, pending payment", _ref("Order")),
                     "400": INVALID_JSON,
-                    "404": _problem("No such hold", "hold_not_found"),
+                    "401": BUYER_TOKEN,
+                    "404": _problem("No such hold (or another buyer's)", "hold_not_found"),
                     "409": _problem("The hold already became an order", "hold_already_used"),
                     "410": _problem("The hold expired or was released", "hold_expired", "hold_released"),
                     "413": TOO_LARGE,
@@ -562,10 +581,12 @@ def _paths() -> dict[str, Any]:
                 "summary": "An order and its current status",
                 "operationId": "getOrder",
                 "tags": ["buying"],
+                "security": BUYER_SECURITY,
                 "parameters": [order],
                 "responses": {
                     "200": _ok("The order", _ref("Order")),
-                    "404": _problem("No such order", "order_not_found"),
+                    "401": BUYER_TOKEN,
+                    "404": _problem("No such order (or another buyer's)", "order_not_found"),
                     "422": INVALID_PATH,
                     "503": UNAVAILABLE_OR_DB,
                 },
@@ -576,10 +597,12 @@ def _paths() -> dict[str, Any]:
                 "summary": "Cancel an unpaid order: its units are available again",
                 "operationId": "cancelOrder",
                 "tags": ["buying"],
+                "security": BUYER_SECURITY,
                 "parameters": [order],
                 "responses": {
                     "200": _ok("The order, cancelled (cancelling twice returns it unchanged)", _ref("Order")),
-                    "404": _problem("No such order", "order_not_found"),
+                    "401": BUYER_TOKEN,
+                    "404": _problem("No such order (or another buyer's)", "order_not_found"),
                     "409": _problem("The order is paid", "order_not_pending"),
                     "422": INVALID_PATH,
                     "503": _problem(
@@ -811,7 +834,17 @@ def document() -> dict[str, Any]:
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {
-                "adminToken": {"type": "http", "scheme": "bearer", "description": "FLASHSALE_ADMIN_TOKEN"}
+                "adminToken": {"type": "http", "scheme": "bearer", "description": "FLASHSALE_ADMIN_TOKEN"},
+                "buyerToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": (
+                        "A buyer token, required with FLASHSALE_BUYER_AUTH=jwt (ignored with off): a JWT whose `sub` "
+                        "is the buyer and customer id, with `exp`, signed HS256, RS256 or ES256 by the key the server "
+                        "is configured with (`flashsale token SUB` prints one for the HS256 secret)."
+                    ),
+                },
             },
         },
     }

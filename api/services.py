@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from redis.exceptions import RedisError
 from starlette.requests import Request
 
+from api.buyer_auth import BuyerAuth
 from api.catalog_cache import CatalogCache
 from api.drain_requests import DrainRequests
 from api.ratelimit import RateLimiter
@@ -43,6 +44,10 @@ class Services:
     limiter: RateLimiter | None
     settler: Settler
     """Payments, sale-wide (api.settlement)."""
+    buyer_auth: BuyerAuth
+    """Who the buyer of a request is (FLASHSALE_BUYER_AUTH): ``await buyer_auth.authenticate(request)``."""
+    buyer_limiter: RateLimiter | None
+    """Holds per second of one verified buyer (FLASHSALE_RATE_LIMIT_PER_BUYER_PER_SECOND, jwt only)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -59,6 +64,8 @@ class Services:
         queue = connect_async(settings.queue_redis_url, sentinels=queue_at, max_connections=QUEUE_POOL_SIZE)
         queue_sync = connect(settings.queue_redis_url, sentinels=queue_at, max_connections=ADMIN_POOL_SIZE)
         limiter = RateLimiter(queue, settings.rate_limit_per_second) if settings.rate_limit_per_second else None
+        per_buyer = settings.rate_limit_per_buyer_per_second if settings.buyer_auth == "jwt" else 0
+        buyer_limiter = RateLimiter(queue, per_buyer, "buyer") if per_buyer else None
         return cls(
             settings=settings,
             engine=engine,
@@ -70,9 +77,12 @@ class Services:
             drain_requests=DrainRequests(DrainTrigger(queue_sync)),
             limiter=limiter,
             settler=Settler(engine, db),
+            buyer_auth=BuyerAuth(settings),
+            buyer_limiter=buyer_limiter,
         )
 
     async def start(self) -> None:
+        await self.buyer_auth.start()
         if self.settings.redis_cluster:
             # redis-py's asyncio cluster client, first used by many requests at once, can hand one of them a
             # connection another is still setting up (AttributeError inside redis-py). Meeting the cluster

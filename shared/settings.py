@@ -12,9 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+
+from shared import buyer_tokens
 
 LogFormat = Literal["json", "console"]
+BuyerAuth = Literal["off", "jwt"]
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_SENTINEL_SERVICE = "flashsale"
@@ -81,6 +84,18 @@ class Settings:
     """How long an event is tried before it is dead-lettered (``flashsale deliveries --failed``)."""
     delivery_interval_seconds: int = 2
     """How often the scheduler asks for a delivery round (the drain also asks after writing events)."""
+    buyer_auth: BuyerAuth = "off"
+    """``jwt``: buyer endpoints require a signed buyer token (api/buyer_auth.py); ``off``: buyers name themselves."""
+    buyer_jwt_secret: str | None = None
+    """The HS256 secret buyer tokens are signed with (FLASHSALE_BUYER_JWT_SECRET, else var/buyer_jwt_secret)."""
+    buyer_jwt_public_key: bytes | None = None
+    """The PEM public key (read from FLASHSALE_BUYER_JWT_PUBLIC_KEY's path) that verifies RS256 or ES256 tokens."""
+    buyer_jwks_url: str | None = None
+    """A JWKS document (file://, http://, https://) whose keys verify RS256 or ES256 tokens, chosen by ``kid``."""
+    buyer_jwt_issuer: str | None = None
+    buyer_jwt_audience: str | None = None
+    rate_limit_per_buyer_per_second: int = 0
+    """Holds per second allowed to one verified buyer (jwt only); 0 turns that limit off."""
 
     @property
     def merchant_events(self) -> bool:
@@ -194,6 +209,91 @@ def _merchant(env: Mapping[str, str]) -> tuple[str | None, str | None]:
     return url, secret
 
 
+def _buyer_auth(env: Mapping[str, str]) -> BuyerAuth:
+    raw = env.get("FLASHSALE_BUYER_AUTH", "").strip().lower() or "off"
+    if raw not in ("off", "jwt"):
+        raise ConfigError("FLASHSALE_BUYER_AUTH", f"expected off or jwt, got {raw!r}")
+    return "jwt" if raw == "jwt" else "off"
+
+
+def _buyer_secret(env: Mapping[str, str], var_dir: Path, explicit: bool) -> str | None:
+    """The HS256 secret: the variable, else (when no other key is named) the file ``flashsale up`` keeps."""
+    name = "FLASHSALE_BUYER_JWT_SECRET"
+    raw = env.get(name)
+    source = name
+    if not raw:
+        path = var_dir / buyer_tokens.SECRET_FILE
+        if explicit or not path.is_file():
+            return None
+        raw, source = path.read_text(encoding="utf-8").strip(), str(path)
+        if not raw:
+            return None
+    if len(raw.encode("utf-8")) < buyer_tokens.MIN_SECRET_BYTES:
+        raise ConfigError(name, f"an HS256 secret must be at least {buyer_tokens.MIN_SECRET_BYTES} bytes ({source})")
+    return raw
+
+
+def _public_key(env: Mapping[str, str]) -> bytes | None:
+    name = "FLASHSALE_BUYER_JWT_PUBLIC_KEY"
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        pem = Path(raw).read_bytes()
+    except OSError as error:
+        raise ConfigError(name, f"expected the path of a PEM public key file: {error.strerror or error}") from None
+    try:
+        buyer_tokens.public_key_algorithm(pem)
+    except ValueError as error:
+        raise ConfigError(name, f"{raw}: {error}") from None
+    return pem
+
+
+def _jwks_url(env: Mapping[str, str]) -> str | None:
+    name = "FLASHSALE_BUYER_JWKS_URL"
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme == "file":
+        if not Path(unquote(parts.path)).is_file():
+            raise ConfigError(name, f"no such file: {unquote(parts.path)!r}")
+    elif parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(name, f"expected a file://, http:// or https:// URL of a JWKS document, got {raw!r}")
+    return raw
+
+
+def _optional_text(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if len(raw) > 1024:
+        raise ConfigError(name, "must be at most 1024 characters")
+    return raw or None
+
+
+def _buyer_keys(env: Mapping[str, str], var_dir: Path, auth: BuyerAuth) -> tuple[str | None, bytes | None, str | None]:
+    """The buyer token keys: with jwt exactly one of a secret, a public key or a JWKS URL."""
+    public_key, jwks_url = _public_key(env), _jwks_url(env)
+    secret = _buyer_secret(env, var_dir, explicit=public_key is not None or jwks_url is not None)
+    named = [
+        variable
+        for variable, value in (
+            ("FLASHSALE_BUYER_JWT_SECRET", secret),
+            ("FLASHSALE_BUYER_JWT_PUBLIC_KEY", public_key),
+            ("FLASHSALE_BUYER_JWKS_URL", jwks_url),
+        )
+        if value is not None
+    ]
+    if len(named) > 1:
+        raise ConfigError(named[1], f"choose one way to verify buyer tokens, not {' and '.join(named)}")
+    if auth == "jwt" and not named:
+        raise ConfigError(
+            "FLASHSALE_BUYER_AUTH",
+            "jwt needs a key: FLASHSALE_BUYER_JWT_SECRET (HS256), FLASHSALE_BUYER_JWT_PUBLIC_KEY (a PEM file, "
+            "RS256 or ES256) or FLASHSALE_BUYER_JWKS_URL",
+        )
+    return secret, public_key, jwks_url
+
+
 def default_database_url(var_dir: Path) -> str:
     return f"sqlite:///{(var_dir / 'flashsale.db').as_posix()}"
 
@@ -222,6 +322,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     if queue_sentinels and queue_url.startswith("unix:"):
         raise ConfigError("FLASHSALE_QUEUE_REDIS_URL", SENTINEL_URL)
     merchant_url, merchant_secret = _merchant(env)
+    buyer_auth = _buyer_auth(env)
+    buyer_secret, buyer_public_key, buyer_jwks_url = _buyer_keys(env, var_dir, buyer_auth)
     log_format = env.get("FLASHSALE_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
     if log_format not in ("json", "console"):
         raise ConfigError("FLASHSALE_LOG_FORMAT", f"expected json or console, got {log_format!r}")
@@ -262,4 +364,11 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         merchant_retry_max_seconds=_float(env, "FLASHSALE_MERCHANT_RETRY_MAX_SECONDS", 3600.0, 0.01, 86_400.0),
         merchant_give_up_seconds=_int(env, "FLASHSALE_MERCHANT_GIVE_UP_SECONDS", 86_400, 1, 30 * 86_400),
         delivery_interval_seconds=_int(env, "FLASHSALE_DELIVERY_INTERVAL_SECONDS", 2, 1, 3600),
+        buyer_auth=buyer_auth,
+        buyer_jwt_secret=buyer_secret,
+        buyer_jwt_public_key=buyer_public_key,
+        buyer_jwks_url=buyer_jwks_url,
+        buyer_jwt_issuer=_optional_text(env, "FLASHSALE_BUYER_JWT_ISSUER"),
+        buyer_jwt_audience=_optional_text(env, "FLASHSALE_BUYER_JWT_AUDIENCE"),
+        rate_limit_per_buyer_per_second=_int(env, "FLASHSALE_RATE_LIMIT_PER_BUYER_PER_SECOND", 0, 0, 1_000_000),
     )

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api import threadpool
+from api.buyer_auth import owner
 from api.errors import OrderStateUnknown
 from api.responses import durable_order, json, order_body
 from api.routes.holds import expired
@@ -40,15 +41,18 @@ def idempotent_order_id(hold_id: str, key: str) -> str:
     return format_id("order", hold.product_id, hold.ulid[:10] + random)
 
 
-async def _durable(db: sa.Engine, order_id: str) -> Order:
+# Another buyer's hold or order answers 404 as if it did not exist: the scripts check the owner in the same atomic
+# call as the change (engine/lua/_prelude.lua), and _durable the record PostgreSQL keeps.
+async def _durable(db: sa.Engine, order_id: str, who: str | None) -> Order:
     record = await threadpool.call(get_order, db, order_id)
-    if record is None:
+    if record is None or (who is not None and record.customer_id != who):
         raise engine_errors.OrderNotFound(order_id)
     return durable_order(record)
 
 
 async def create_order(request: Request) -> Response:
     services = of(request)
+    who = owner(await services.buyer_auth.authenticate(request))
     body, _ = await read_json(request)
     fields = Fields(body)
     hold_id = fields.identifier("hold_id", "hold")
@@ -56,7 +60,7 @@ async def create_order(request: Request) -> Response:
     fields.check()
     order_id = idempotent_order_id(hold_id, key) if key is not None else None
     try:
-        order = await services.engine.convert(hold_id, order_id=order_id)
+        order = await services.engine.convert(hold_id, order_id=order_id, owner=who)
     except engine_errors.HoldExpired as error:
         raise expired(error) from None
     log.info(
@@ -73,22 +77,24 @@ async def create_order(request: Request) -> Response:
 
 
 async def read_order(request: Request) -> Response:
-    order_id = path_id(request, "order_id", "order")
     services = of(request)
+    who = owner(await services.buyer_auth.authenticate(request))
+    order_id = path_id(request, "order_id", "order")
     try:
-        order = await services.engine.order(order_id)
+        order = await services.engine.order(order_id, owner=who)
     except engine_errors.OrderNotFound:
-        order = await _durable(services.db, order_id)
+        order = await _durable(services.db, order_id, who)
     return json(order_body(order))
 
 
 async def cancel_order(request: Request) -> Response:
-    order_id = path_id(request, "order_id", "order")
     services = of(request)
+    who = owner(await services.buyer_auth.authenticate(request))
+    order_id = path_id(request, "order_id", "order")
     try:
-        cancellation = await services.engine.cancel(order_id)
+        cancellation = await services.engine.cancel(order_id, owner=who)
     except engine_errors.OrderNotFound:
-        return json(order_body(_closed(await _durable(services.db, order_id))))
+        return json(order_body(_closed(await _durable(services.db, order_id, who))))
     order = cancellation.order
     if cancellation.changed:
         log.info(

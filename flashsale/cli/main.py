@@ -14,6 +14,7 @@ from flashsale.cli.reconcile import reconcile
 from flashsale.cli.refunds import refunds
 from flashsale.cli.serve import serve
 from flashsale.cli.soak import soak
+from flashsale.cli.token import token
 from flashsale.cli.up import up
 from flashsale.cli.workers import scheduler, worker
 
@@ -37,6 +38,7 @@ cli.add_command(race)
 cli.add_command(pay)
 cli.add_command(bench)
 cli.add_command(soak)
+cli.add_command(token)
 
 
 def main() -> None:
