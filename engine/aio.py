@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
@@ -15,7 +15,7 @@ from engine import calls
 from engine.client_base import EngineBase
 from engine.coalesce import MAX_BATCH, Coalescer
 from engine.exceptions import UNAVAILABLE, EngineError, EngineUnavailable, reply_error
-from engine.keys import PRODUCTS_KEY, product_keys
+from engine.keys import PRODUCTS_KEY, product_keys, product_slot
 from engine.pipelining import MAX_CALLS, Pipeliner
 from engine.plain_replies import decode_entries, decode_product_ids, decode_stats
 from engine.replication import AsyncAcknowledger, waits
@@ -29,6 +29,7 @@ from engine.types import (
     OutboxEvent,
     OutboxMark,
     PaymentResult,
+    ProductReserve,
     ReapResult,
     ReserveRequest,
     RestoredOrder,
@@ -95,6 +96,9 @@ class AsyncEngine(EngineBase):
         # Waiting for the replicas takes a round trip of the primary's to them: a second batch (or round trip)
         # goes meanwhile, so that the wait overlaps the next scripts instead of adding to them.
         in_flight = ACKED_IN_FLIGHT if self._acker is not None else 1
+        # Reserves of every product share a batch: on one Redis all go in one queue, on a cluster one queue per
+        # hash slot (a script call reaches one slot); today's concurrent calls carry the slots' batches side by side.
+        self._cluster = isinstance(redis, AsyncRedisCluster)
         self._coalescer: Coalescer[calls.PreparedReserve, Hold] | None = (
             Coalescer(self._reserve_batch, max_batch=coalesce, max_in_flight=in_flight, check=self._packable)
             if coalesce > 1
@@ -162,10 +166,8 @@ class AsyncEngine(EngineBase):
         else:
             await self._bounded(self.redis.sadd(PRODUCTS_KEY, product_id))
 
-    async def _reserve_batch(
-        self, product_id: int, requests: Sequence[calls.PreparedReserve]
-    ) -> list[Hold | EngineError]:
-        return await self._run(calls.reserve_batch(product_id, requests, self.hold_ttl_ms))
+    async def _reserve_batch(self, _: int, requests: Sequence[calls.PreparedReserve]) -> list[Hold | EngineError]:
+        return await self._run(calls.reserve_batch(requests, self.hold_ttl_ms))
 
     async def set_stock(
         self,
@@ -213,11 +215,24 @@ class AsyncEngine(EngineBase):
         request = calls.reserve_request(
             product_id, quantity, customer_id=customer_id, hold_id=hold_id, idempotency_key=idempotency_key
         )
-        return await self._bounded(self._coalescer.submit(product_id, request))
+        queue = product_slot(product_id) if self._cluster else 0
+        return await self._bounded(self._coalescer.submit(queue, request))
 
     async def reserve_many(self, product_id: int, requests: Sequence[ReserveRequest]) -> list[Hold | EngineError]:
         """Several reserves of one product in one script call: each a Hold, or the error it met, in order."""
-        return await self._reserve_batch(product_id, calls.prepare(product_id, requests))
+        return await self._reserve_batch(0, calls.prepare(product_id, requests))
+
+    async def reserve_across(self, requests: Sequence[ProductReserve]) -> list[Hold | EngineError]:
+        """Reserves of several products: one script call on one Redis, one per hash slot on a cluster (sent
+        concurrently). Each answer is a Hold, or the error it met, in the order of ``requests``."""
+        prepared = calls.prepare_across(requests)
+        groups = calls.by_slot(prepared) if self._cluster else [list(range(len(prepared)))]
+        answers = await asyncio.gather(*(self._reserve_batch(0, [prepared[i] for i in group]) for group in groups))
+        results: list[Hold | EngineError | None] = [None] * len(prepared)
+        for group, answered in zip(groups, answers, strict=True):
+            for i, result in zip(group, answered, strict=True):
+                results[i] = result
+        return cast(list[Hold | EngineError], results)
 
     async def release(self, hold_id: str, *, owner: str | None = None) -> Hold:
         """``owner``: the verified buyer asking; another's hold is HoldNotFound and stays as it is."""

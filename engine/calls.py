@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from engine import exceptions as exc
 from engine.ids import ParsedId, format_id, new_id, new_ulid, parse_id
-from engine.keys import product_keys, transaction_key
+from engine.keys import product_keys, product_slot, transaction_key
 from engine.product_rules import MAX_PER_CUSTOMER, MAX_PRICE_CENTS, MAX_QUANTITY, MAX_STOCK
 from engine.text import encodable
 from engine.types import (
@@ -26,6 +26,7 @@ from engine.types import (
     OrderStatus,
     OutboxMark,
     PaymentResult,
+    ProductReserve,
     ReapResult,
     ReserveRequest,
     RestoredOrder,
@@ -249,6 +250,20 @@ def prepare(product_id: int, requests: Sequence[ReserveRequest]) -> list[Prepare
     ]
 
 
+def prepare_across(requests: Sequence[ProductReserve]) -> list[PreparedReserve]:
+    """``prepare`` for reserves of several products: one bad argument refuses the whole call."""
+    return [
+        reserve_request(
+            r.product_id,
+            r.request.quantity,
+            customer_id=r.request.customer_id,
+            hold_id=r.request.hold_id,
+            idempotency_key=r.request.idempotency_key,
+        )
+        for r in requests
+    ]
+
+
 def reserve(
     product_id: int,
     quantity: int,
@@ -273,30 +288,49 @@ def reserve(
     return Call("reserve", product_keys(request.product_id).all(), args, request.decode)
 
 
-def reserve_batch(
-    product_id: int, requests: Sequence[PreparedReserve], ttl_ms: int
-) -> Call[list[Hold | exc.EngineError]]:
-    """Reserves of one product in one script call, each answered (a Hold or its error) as if made in turn."""
-    if any(request.product_id != product_id for request in requests):
-        raise ValueError("a batch reserves units of one product only")
-    args: list[str | int] = [ttl_ms, REAP_BATCH, len(requests)]
-    for request in requests:
-        args += request.batch_args()
+def reserve_batch(requests: Sequence[PreparedReserve], ttl_ms: int) -> Call[list[Hold | exc.EngineError]]:
+    """Reserves of one or more products in one script call, each answered (a Hold or its error) as if made in turn.
+
+    The requests are grouped by product (each product's keys once, its reserves in their order); the answers
+    come back in the order of ``requests``. On Redis Cluster every product must hash to one slot (``by_slot``).
+    """
+    groups: dict[int, list[int]] = {}
+    for i, request in enumerate(requests):
+        groups.setdefault(request.product_id, []).append(i)
+    keys: list[str] = []
+    args: list[str | int] = [ttl_ms, REAP_BATCH, len(groups)]
+    sent: list[int] = []
+    for product_id, indices in groups.items():
+        keys += product_keys(product_id).all()
+        args.append(len(indices))
+        for i in indices:
+            args += requests[i].batch_args()
+        sent += indices
 
     def decode(reply: Reply) -> list[Hold | exc.EngineError]:
-        results: list[Hold | exc.EngineError] = []
-        for request, item in zip(requests, reply, strict=True):
+        results: list[Hold | exc.EngineError | None] = [None] * len(requests)
+        for i, item in zip(sent, reply, strict=True):
+            request = requests[i]
             try:
-                results.append(request.decode(item))
+                results[i] = request.decode(item)
             except exc.EngineError as error:
-                results.append(error)
+                results[i] = error
             except Exception as error:  # one unreadable answer is its caller's error, not the whole batch's
                 unreadable = exc.EngineError(f"reserve: unreadable reply {item!r}")
                 unreadable.__cause__ = error
-                results.append(unreadable)
-        return results
+                results[i] = unreadable
+        return cast(list[Hold | exc.EngineError], results)
 
-    return Call("reserve_batch", product_keys(product_id).all(), args, decode)
+    return Call("reserve_batch", keys, args, decode)
+
+
+def by_slot(requests: Sequence[PreparedReserve]) -> list[list[int]]:
+    """The positions of ``requests`` grouped by their products' Redis Cluster hash slot, in first-seen order: each
+    group can go in one ``reserve_batch`` call on a cluster."""
+    groups: dict[int, list[int]] = {}
+    for i, request in enumerate(requests):
+        groups.setdefault(product_slot(request.product_id), []).append(i)
+    return list(groups.values())
 
 
 def _owner(owner: str | None) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
+
+from redis.cluster import RedisCluster
 
 from engine import calls
 from engine.client_base import EngineBase
@@ -21,6 +23,7 @@ from engine.types import (
     OutboxEvent,
     OutboxMark,
     PaymentResult,
+    ProductReserve,
     ReapResult,
     ReserveRequest,
     RestoredOrder,
@@ -102,7 +105,19 @@ class Engine(EngineBase):
 
     def reserve_many(self, product_id: int, requests: Sequence[ReserveRequest]) -> list[Hold | EngineError]:
         """Several reserves of one product in one script call: each a Hold, or the error it met, in order."""
-        return self._run(calls.reserve_batch(product_id, calls.prepare(product_id, requests), self.hold_ttl_ms))
+        return self._run(calls.reserve_batch(calls.prepare(product_id, requests), self.hold_ttl_ms))
+
+    def reserve_across(self, requests: Sequence[ProductReserve]) -> list[Hold | EngineError]:
+        """Reserves of several products: one script call on one Redis, one per hash slot on a cluster. Each answer
+        is a Hold, or the error it met, in the order of ``requests``."""
+        prepared = calls.prepare_across(requests)
+        groups = calls.by_slot(prepared) if isinstance(self.redis, RedisCluster) else [list(range(len(prepared)))]
+        results: list[Hold | EngineError | None] = [None] * len(prepared)
+        for group in groups:
+            answered = self._run(calls.reserve_batch([prepared[i] for i in group], self.hold_ttl_ms))
+            for i, result in zip(group, answered, strict=True):
+                results[i] = result
+        return cast(list[Hold | EngineError], results)
 
     def release(self, hold_id: str, *, owner: str | None = None) -> Hold:
         """``owner``: the verified buyer asking; another's hold is HoldNotFound and stays as it is."""

@@ -1,7 +1,8 @@
-"""Request coalescing: concurrent reserves of one product ride in one ``reserve_batch`` call.
+"""Request coalescing: concurrent reserves of one queue ride in one ``reserve_batch`` call.
 
-While a product's batch is in flight, new reserves for it queue; when it returns, the queue goes as the
-next batch. A lone reserve goes at once (one event-loop turn later), so coalescing costs no latency when
+A queue is whatever one script call can reach: every product on one Redis, one hash slot on a cluster (the
+engine chooses). While a queue's batch is in flight, new reserves for it queue; when it returns, the queue
+goes as the next batch. A lone reserve goes at once (one event-loop turn later), so coalescing costs no latency when
 idle, and under a burst it turns N round trips, N script calls and N reaping passes into one of each.
 
 A batch is shared, its callers are not: a request that cannot be sent (``check`` refuses it) fails at
@@ -46,36 +47,36 @@ class Coalescer(Generic[R, T]):
         self._senders: dict[int, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, product_id: int, request: R) -> T:
+    async def submit(self, key: int, request: R) -> T:
         if self._check is not None:
             self._check(request)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queues.setdefault(product_id, []).append((request, future))
-        if self._senders.get(product_id, 0) < self.max_in_flight:
-            self._senders[product_id] = self._senders.get(product_id, 0) + 1
+        self._queues.setdefault(key, []).append((request, future))
+        if self._senders.get(key, 0) < self.max_in_flight:
+            self._senders[key] = self._senders.get(key, 0) + 1
             # The sender serves every caller and belongs to none: it must not run in (and expire with) the
             # context, such as a request's deadline, of the caller that happened to start it.
-            task = loop.create_task(self._drain(product_id), context=contextvars.Context())
+            task = loop.create_task(self._drain(key), context=contextvars.Context())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return await future
 
-    async def _drain(self, product_id: int) -> None:
+    async def _drain(self, key: int) -> None:
         try:
-            while queue := self._queues.get(product_id):
+            while queue := self._queues.get(key):
                 batch = queue[: self.max_batch]
                 del queue[: self.max_batch]
                 if not queue:
-                    del self._queues[product_id]
+                    del self._queues[key]
                 # A caller that gave up (cancelled, or past its deadline) is not sent: nobody would hear the answer.
                 live = [(request, future) for request, future in batch if not future.done()]
                 if live:
-                    await self._answer(product_id, live)
+                    await self._answer(key, live)
         finally:
-            left = self._senders.pop(product_id) - 1
+            left = self._senders.pop(key) - 1
             if left:
-                self._senders[product_id] = left
+                self._senders[key] = left
 
-    async def _answer(self, product_id: int, batch: list[tuple[R, asyncio.Future[T]]]) -> None:
-        await answer([future for _, future in batch], self._send(product_id, [request for request, _ in batch]))
+    async def _answer(self, key: int, batch: list[tuple[R, asyncio.Future[T]]]) -> None:
+        await answer([future for _, future in batch], self._send(key, [request for request, _ in batch]))

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from redis.crc import key_slot
+
 from engine.ids import check_product_id
 
 
@@ -76,3 +78,9 @@ def product_keys(product_id: int) -> ProductKeys:
         outbox=tag + "outbox",
         hold_queue=tag + "hold_queue",
     )
+
+
+@lru_cache(maxsize=65536)
+def product_slot(product_id: int) -> int:
+    """The Redis Cluster hash slot of every key of ``product_id``: products of one slot can share a script call."""
+    return int(key_slot(product_keys(product_id).product.encode()))

@@ -36,6 +36,14 @@ class ReserveRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class ProductReserve:
+    """One reserve of ``reserve_across``: a product, and the reserve of it."""
+
+    product_id: int
+    request: ReserveRequest
+
+
+@dataclass(frozen=True, slots=True)
 class Order:
     order_id: str
     hold_id: str

@@ -50,10 +50,12 @@ def count_trips(client: Any) -> list[int]:
     return sizes
 
 
-def test_reserves_of_many_products_share_round_trips_and_each_gets_its_hold(async_clients: ClientFactory) -> None:
+def test_reserves_of_many_products_sent_alone_share_round_trips_and_each_gets_its_hold(
+    async_clients: ClientFactory,
+) -> None:
     async def main() -> None:
         client = async_clients()
-        engine = AsyncEngine(client)
+        engine = AsyncEngine(client, coalesce=1)  # coalesced, they share a script call (test_engine_reserve_across)
         for product_id in range(1, 101):
             await engine.set_stock(product_id, 1)
         trips = count_trips(client)

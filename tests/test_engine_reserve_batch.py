@@ -312,7 +312,7 @@ def test_one_reserve_that_cannot_be_encoded_fails_alone_beside_fifty_good_ones_o
 
 def test_an_unreadable_answer_in_a_batch_fails_only_its_own_caller() -> None:
     requests = [calls.reserve_request(1, 1, customer_id=f"c{i}") for i in range(3)]
-    call = calls.reserve_batch(1, requests, 60_000)
+    call = calls.reserve_batch(requests, 60_000)
 
     def ok(request: calls.PreparedReserve) -> list[bytes]:
         return [b"ok", request.ulid.encode(), b"1", b"99000", b"a", b"", request.customer.encode(), b"7"]

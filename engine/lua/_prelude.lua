@@ -24,7 +24,7 @@ local K_PRODUCT, K_HOLDS, K_HOLD_EXP, K_ORDERS, K_ORDER_EXP = KEYS[1], KEYS[2], 
 local K_TXNS, K_CUSTOMERS, K_IDEM, K_TOMBS, K_OUTBOX = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local K_HOLD_QUEUE = KEYS[11]
 
-local PRODUCT_ID = string.match(K_PRODUCT, '{(%d+)}')
+local PRODUCT_ID = K_PRODUCT and string.match(K_PRODUCT, '{(%d+)}')  -- none: a reserve_batch of nothing
 -- Closed orders answer for 24 h. A hold that ended answers for 24 h after its expiry, as long as its
 -- idempotency key; a converted hold also while its order is pending, and as long as the order answers.
 local TOMB_MS = 86400000
@@ -240,6 +240,17 @@ local function outbox_last_id()
     if info[i] == 'last-generated-id' then return info[i + 1] end
   end
   error('XINFO STREAM did not report last-generated-id')
+end
+
+-- Point every key above at the p-th product's eleven keys (KEYS[11 * (p - 1) + 1] onwards): a script that
+-- serves several products in one call (reserve_batch.lua) turns to each in turn. Every script starts at the first.
+local function use_product(p)
+  local b = (p - 1) * 11
+  K_PRODUCT, K_HOLDS, K_HOLD_EXP, K_ORDERS, K_ORDER_EXP = KEYS[b + 1], KEYS[b + 2], KEYS[b + 3], KEYS[b + 4], KEYS[b + 5]
+  K_TXNS, K_CUSTOMERS, K_IDEM, K_TOMBS, K_OUTBOX = KEYS[b + 6], KEYS[b + 7], KEYS[b + 8], KEYS[b + 9], KEYS[b + 10]
+  K_HOLD_QUEUE = KEYS[b + 11]
+  PRODUCT_ID = string.match(K_PRODUCT, '{(%d+)}')
+  TOMB_HASH.h, TOMB_HASH.o, TOMB_HASH.t, TOMB_HASH.i = K_HOLDS, K_ORDERS, K_TXNS, K_IDEM
 end
 
 local function product_exists()
