@@ -5,11 +5,12 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-import orjson
+import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api.bodies import Problem
 from api.times import iso
 from engine import exceptions as engine_errors
 from persistence import exceptions as persistence_errors
@@ -19,6 +20,8 @@ from shared.logs import get_logger
 PROBLEM_JSON = "application/problem+json"
 
 log = get_logger("api")
+
+_encoder = msgspec.json.Encoder()
 
 ERROR_STATUS: dict[type[Exception], int] = {
     engine_errors.OutOfStock: 409,
@@ -146,15 +149,11 @@ def _title(code: str) -> str:
 
 
 def problem(status: int, code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> Response:
-    body = {
-        "type": f"urn:flashsale:problem:{code}",
-        "title": _title(code),
-        "status": status,
-        "detail": detail,
-        "code": code,
-        **extra,
-    }
-    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=PROBLEM_JSON)
+    """A problem answer; each of ``extra`` is a field ``api.bodies.Problem`` declares."""
+    body = Problem(type=f"urn:flashsale:problem:{code}", title=_title(code), status=status, detail=detail, code=code)
+    for name, value in extra.items():
+        setattr(body, name, value)  # AttributeError for a field Problem does not declare: declare it there
+    return Response(_encoder.encode(body), status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
 def _engine_extra(error: engine_errors.EngineError) -> dict[str, Any]:

@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+import msgspec
 import sqlalchemy as sa
 
 from api import threadpool
+from api.bodies import DashboardStats
 from api.catalog_cache import CatalogCache
 from api.errors import DatabaseUnavailable
 from api.metrics import ProductFigures, engine_figures
@@ -34,6 +35,8 @@ from reconciliation.compare import Finding, compare
 from shared.logs import get_logger
 
 log = get_logger("api.feed")
+
+_encoder = msgspec.json.Encoder()
 
 TICK_SECONDS = 0.5
 """At most two updates a second, whatever the traffic."""
@@ -219,7 +222,8 @@ class Feed:
             return Update(previous.version, time.monotonic(), previous.body)
         self._sampled = sampled
         version = 0 if previous is None else previous.version + 1
-        return Update(version, time.monotonic(), orjson.dumps({"version": version, "at": iso(now_ms), **sampled}))
+        stats = msgspec.convert({"version": version, "at": iso(now_ms), **sampled}, DashboardStats)
+        return Update(version, time.monotonic(), _encoder.encode(stats))
 
     async def _names(self) -> dict[int, str]:
         try:

@@ -1,89 +1,90 @@
-"""The OpenAPI 3 document served at ``/openapi.json``, written out by hand to match the routes exactly.
+"""The OpenAPI 3 document served at ``/openapi.json``: the schemas of bodies and answers built from their one
+declaration (``api.bodies``), and the paths, written out to match the routes exactly.
 
 Every status a route can answer is listed with the problem ``code`` values it can carry, so a schema-driven
 fuzzer (schemathesis) can hold the API to it. ``tests/test_api_openapi.py`` checks the two agree.
 
 It stays OpenAPI 3.0: its ``integer`` is a number written without fraction or exponent, which is what the API
-takes (``1.0`` is refused); from OpenAPI 3.1, JSON Schema counts ``1.0`` as an integer.
+takes (``1.0`` is refused); from OpenAPI 3.1, JSON Schema counts ``1.0`` as an integer. msgspec writes JSON Schema
+2020-12, so ``openapi30`` adapts it: null as ``nullable``, one ``example``, and patterns in ECMA-262 again.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
+from api import bodies
 from api.validation import MAX_BODY_BYTES
-from engine.calls import MAX_CUSTOMER_ID, MAX_IDEMPOTENCY_KEY, MAX_TRANSACTION_ID
-from engine.ids import MAX_PRODUCT_ID
-from engine.product_rules import (
-    MAX_NAME,
-    MAX_PER_CUSTOMER,
-    MAX_PRICE_CENTS,
-    MAX_QUANTITY,
-    MAX_STOCK,
-    NOT_BLANK_PATTERN,
-    SALE_BOUND_PATTERN,
-)
-from engine.text import TEXT_PATTERN
 from shared import signing
 
 Schema = dict[str, Any]
 
-HOLD_ID_PATTERN = "^h[1-9][0-9]{0,14}_[0-9A-HJKMNP-TV-Z]{26}$"
-ORDER_ID_PATTERN = "^o[1-9][0-9]{0,14}_[0-9A-HJKMNP-TV-Z]{26}$"
+REF = "#/components/schemas/{name}"
 
 
 def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": REF.format(name=name)}
 
 
-def _nullable(schema: Schema) -> Schema:
-    if "enum" in schema:
-        return {**schema, "nullable": True, "enum": [*schema["enum"], None]}
-    return {**schema, "nullable": True}
+def ref(struct: type[msgspec.Struct]) -> Schema:
+    """A reference to a Struct of ``api.bodies`` (listed in its ``SCHEMAS``)."""
+    return _ref(struct.__name__)
 
 
-def _object(properties: Schema, required: list[str] | None = None, *, closed: bool = False, **extra: Any) -> Schema:
-    schema: Schema = {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties) if required is None else required,
-        **extra,
-    }
-    if closed:
-        schema["additionalProperties"] = False
+def openapi30(schema: Any) -> Any:
+    """msgspec's JSON Schema as OpenAPI 3.0 reads it."""
+    if isinstance(schema, list):
+        return [openapi30(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: openapi30(value) for key, value in schema.items() if key not in ("title", "default", "properties")}
+    if "properties" in schema:
+        out["properties"] = {name: openapi30(value) for name, value in schema["properties"].items()}
+    options = out.get("anyOf")
+    if options is not None and {"type": "null"} in options:
+        rest = [option for option in options if option != {"type": "null"}]
+        del out["anyOf"]
+        (only,) = rest  # a union of two types besides null is not declared (OpenAPI 3.0 has no such nullable)
+        out = {**(only if "$ref" not in only else {"allOf": [only]}), **out, "nullable": True}
+        if "enum" in out:
+            out["enum"] = [*out["enum"], None]
+    if "enum" in out and "type" not in out and all(isinstance(v, str | None) for v in out["enum"]):
+        out = {"type": "string", **out}
+    if "examples" in out:
+        out["example"] = out.pop("examples")[0]
+    pattern = out.get("pattern")
+    if isinstance(pattern, str) and pattern.endswith("\\Z"):
+        out["pattern"] = pattern.removesuffix("\\Z") + "$"
+    return out
+
+
+def schema_of(declared: Any) -> Schema:
+    """The schema of one declared type (a path parameter's, a header's)."""
+    schema: Schema = openapi30(msgspec.json.schema(declared))
     return schema
 
 
-def _text(max_length: int, **extra: Any) -> Schema:
-    return {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": TEXT_PATTERN, **extra}
+def _declared() -> dict[str, Schema]:
+    _, components = msgspec.json.schema_components(bodies.SCHEMAS, ref_template=REF)
+    schemas = {name: openapi30(schema) for name, schema in components.items()}
+    return {name: _inline_nullable_refs(schema, schemas) for name, schema in schemas.items()}
 
 
-def _int(low: int, high: int, **extra: Any) -> Schema:
-    return {"type": "integer", "minimum": low, "maximum": high, **extra}
+def _inline_nullable_refs(schema: Any, schemas: dict[str, Schema]) -> Any:
+    """A nullable reference as a copy of the schema it names, marked nullable: OpenAPI 3.0's ``nullable`` has no
+    effect beside ``allOf`` (only beside ``type``), so ``null`` would not pass."""
+    if isinstance(schema, list):
+        return [_inline_nullable_refs(item, schemas) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if schema.get("nullable") and [*schema.get("allOf", [])] and set(schema) <= {"allOf", "nullable", "description"}:
+        (target,) = schema["allOf"]
+        named = schemas[target["$ref"].rsplit("/", 1)[1]]
+        return {**_inline_nullable_refs(named, schemas), **{k: v for k, v in schema.items() if k != "allOf"}}
+    return {key: _inline_nullable_refs(value, schemas) for key, value in schema.items()}
 
-
-TIMESTAMP: Schema = {"type": "string", "format": "date-time", "example": "2026-11-28T01:19:44.123Z"}
-SALE_BOUND: Schema = {
-    "type": "string",
-    "format": "date-time",
-    "pattern": SALE_BOUND_PATTERN,
-    "description": "An RFC 3339 date-time in the years 2000 to 2999, whole seconds 00-59 (no leap second), "
-    "at most 9 digits of fraction.",
-}
-"""Exactly what the admin API takes (api.times.parse_sale_bound): the format and the same pattern."""
-HOLD_ID: Schema = {
-    "type": "string",
-    "pattern": HOLD_ID_PATTERN,
-    "maxLength": 48,
-    "example": "h42_01JD0Z3N5W8YQ2T4V6X8Z0A1B2",
-}
-ORDER_ID: Schema = {
-    "type": "string",
-    "pattern": ORDER_ID_PATTERN,
-    "maxLength": 48,
-    "example": "o42_01JD0Z3N5W8YQ2T4V6X8Z0A1B3",
-}
-PRODUCT_ID: Schema = _int(1, MAX_PRODUCT_ID)
 
 EVENT_ID: Schema = {
     "type": "string",
@@ -92,286 +93,36 @@ EVENT_ID: Schema = {
 }
 
 
-def _event(name: str, data_schema: str | None, description: str) -> Schema:
+def _event(name: str, data: type[msgspec.Struct] | None, description: str) -> Schema:
     """One server-sent event, as OpenAPI 3.0 tools read a ``text/event-stream`` schema: the fields an EventSource
     parses from it. JSON Schema draft 4 has no ``contentSchema``: the JSON inside ``data`` is described by
     ``x-contentMediaType`` and ``x-contentSchema``, the 2019-09 keywords under an extension's name."""
-    if data_schema is None:
-        data: Schema = {"type": "string", "enum": ["{}"], "description": "An empty JSON object."}
+    if data is None:
+        field: Schema = {"type": "string", "enum": ["{}"], "description": "An empty JSON object."}
     else:
-        data = {
+        field = {
             "type": "string",
             "pattern": "^[{].*[}]$",
-            "description": f"A {data_schema} document as one line of JSON.",
+            "description": f"A {data.__name__} document as one line of JSON.",
             "x-contentMediaType": "application/json",
-            "x-contentSchema": _ref(data_schema),
+            "x-contentSchema": ref(data),
         }
-    required = ["event", "id", "data"] if name == "stats" else ["event", "data"]
-    return _object(
-        {"event": {"type": "string", "enum": [name]}, "id": EVENT_ID, "data": data},
-        required,
-        closed=True,
-        description=description,
-    )
-
-
-SCHEMAS: dict[str, Schema] = {
-    "Problem": {
+    return {
         "type": "object",
-        "description": "RFC 9457 problem details; `code` is stable, the other fields help a client act.",
-        "properties": {
-            "type": {"type": "string"},
-            "title": {"type": "string"},
-            "status": {"type": "integer"},
-            "detail": {"type": "string"},
-            "code": {"type": "string"},
-            "errors": {
-                "type": "array",
-                "description": "validation_error: every field at fault (body field, path parameter or header).",
-                "items": _object({"field": {"type": "string"}, "message": {"type": "string"}}),
-            },
-            "available": {"type": "integer", "description": "out_of_stock: units available now."},
-            "requested": {"type": "integer"},
-            "limit": {"type": "integer", "description": "limit_exceeded: units one customer may have."},
-            "used": {"type": "integer", "description": "limit_exceeded: units this customer already has."},
-            "committed": {"type": "integer", "description": "stock_below_committed: units held, pending or sold."},
-            "hold_id": {"type": "string"},
-            "order_id": _nullable({"type": "string"}),
-            "order_status": {"type": "string"},
-            "expired_at": TIMESTAMP,
-            "sale_starts_at": _nullable(TIMESTAMP),
-            "sale_ends_at": _nullable(TIMESTAMP),
-            "checks": {"type": "object", "additionalProperties": {"type": "string", "enum": ["ok", "down"]}},
-        },
-        "required": ["type", "title", "status", "detail", "code"],
-    },
-    "Product": _object(
-        {
-            "id": PRODUCT_ID,
-            "name": {"type": "string"},
-            "price_cents": {"type": "integer", "minimum": 0},
-            "stock": {"type": "integer", "minimum": 0, "description": "Units put on sale in total."},
-            "available": {"type": "integer", "minimum": 0, "description": "Units that can be held now (live)."},
-            "max_per_customer": _nullable({"type": "integer", "minimum": 1, "description": "null: no limit."}),
-            "sale_starts_at": _nullable(TIMESTAMP),
-            "sale_ends_at": _nullable(TIMESTAMP),
-        }
-    ),
-    "ProductSpec": _object(
-        {
-            "name": {
-                "allOf": [
-                    _text(MAX_NAME),
-                    {"pattern": NOT_BLANK_PATTERN, "description": "Not blank: a character besides white space."},
-                ]
-            },
-            "price_cents": _int(0, MAX_PRICE_CENTS),
-            "stock": _int(0, MAX_STOCK, description="Total units; never below those held, pending or sold."),
-            "max_per_customer": _nullable(_int(0, MAX_PER_CUSTOMER, description="0 or null: no limit.")),
-            "sale_starts_at": _nullable(
-                {**SALE_BOUND, "description": "null: on sale from now.", "example": "2026-11-28T09:00:00Z"}
-            ),
-            "sale_ends_at": _nullable(
-                {
-                    **SALE_BOUND,
-                    "description": "null: no end. When both bounds are set, it must be after sale_starts_at "
-                    "(otherwise 422 naming sale_ends_at).",
-                    "example": "2026-11-28T21:00:00Z",
-                }
-            ),
-        },
-        ["name", "price_cents", "stock"],
-        closed=True,
-        description="Every field is set: a field left out takes its default. One rule JSON Schema cannot state: "
-        "sale_ends_at must be after sale_starts_at when both are set.",
-    ),
-    "HoldRequest": _object(
-        {
-            "product_id": PRODUCT_ID,
-            "quantity": _int(1, MAX_QUANTITY),
-            "customer_id": _nullable(_text(MAX_CUSTOMER_ID, description="Counts against max_per_customer.")),
-        },
-        ["product_id", "quantity"],
-        closed=True,
-    ),
-    "Hold": _object(
-        {
-            "hold_id": HOLD_ID,
-            "product_id": PRODUCT_ID,
-            "quantity": {"type": "integer", "minimum": 1},
-            "customer_id": _nullable({"type": "string"}),
-            "expires_at": TIMESTAMP,
-        }
-    ),
-    "ActiveHold": {
-        "allOf": [
-            _ref("Hold"),
-            _object({"status": {"type": "string", "enum": ["active"]}}),
-        ]
-    },
-    "OrderRequest": _object({"hold_id": HOLD_ID}, closed=True),
-    "Order": _object(
-        {
-            "order_id": ORDER_ID,
-            "hold_id": HOLD_ID,
-            "product_id": PRODUCT_ID,
-            "customer_id": _nullable({"type": "string"}),
-            "quantity": {"type": "integer", "minimum": 1},
-            "amount_cents": {"type": "integer", "minimum": 0, "description": "price_cents * quantity."},
-            "status": {"type": "string", "enum": ["pending", "paid", "cancelled"]},
-            "created_at": TIMESTAMP,
-            "expires_at": {**TIMESTAMP, "description": "When the order lapses if it is still unpaid."},
-            "closed_at": _nullable({**TIMESTAMP, "description": "When it was paid or cancelled."}),
-            "transaction_id": _nullable({"type": "string", "description": "The transaction that paid it."}),
-            "cancel_reason": _nullable({"type": "string", "enum": ["payment_failed", "expired", "cancelled"]}),
-        }
-    ),
-    "WebhookRequest": _object(
-        {
-            "order_id": ORDER_ID,
-            # No '|': the engine keeps the paying transaction inside a '|'-separated record.
-            "transaction_id": _text(MAX_TRANSACTION_ID, pattern="^[^|\\u0000-\\u001F\\u007F-\\u009F]+$"),
-            "status": {
-                "type": "string",
-                "enum": ["success", "failed", "refunded"],
-                "description": "`success` pays the order (or, after it expired unpaid, revives it when the units "
-                "are still available, else asks for a refund); `failed` cancels it; `refunded`, with the "
-                "original transaction id, confirms that the provider gave back a charge flashsale asked to refund.",
-            },
-        },
-        description="Other fields are allowed and kept with the payment record.",
-    ),
-    "WebhookResult": _object(
-        {
-            "order_id": ORDER_ID,
-            "transaction_id": {"type": "string"},
-            "status": {
-                "type": "string",
-                "enum": ["pending", "paid", "cancelled"],
-                "description": "The order's status now.",
-            },
-            "applied": {"type": "boolean", "description": "Whether this payment changed the order."},
-            "duplicate": {"type": "boolean", "description": "This transaction id was seen before; nothing changed."},
-            "refund_required": {
-                "type": "boolean",
-                "description": "A success the order did not take (already cancelled, or already paid by another "
-                "transaction): the customer must be refunded. `flashsale refunds` lists them.",
-            },
-            "refund_status": {
-                "type": "string",
-                "enum": ["requested", "sent", "confirmed"],
-                "description": "Only for `refunded`: the refund request's status now.",
-            },
-        },
-        required=["order_id", "transaction_id", "status", "applied", "duplicate", "refund_required"],
-    ),
-    "Ready": _object(
-        {
-            "status": {"type": "string", "enum": ["ok"]},
-            "checks": _object({name: {"type": "string", "enum": ["ok"]} for name in ("engine", "queue", "database")}),
-        }
-    ),
-    "DashboardProduct": _object(
-        {
-            "id": PRODUCT_ID,
-            "name": _nullable({"type": "string", "description": "null: the catalog does not know the product."}),
-            "total": {"type": "integer", "minimum": 0},
-            "available": {"type": "integer"},
-            "held": {"type": "integer"},
-            "pending": {"type": "integer"},
-            "sold": {"type": "integer"},
-            "outbox_backlog": {"type": "integer", "minimum": 0},
-            "counts": {
-                "type": "object",
-                "description": "The engine's running counts: holds, out_of_stock, limit, released, expired, "
-                "orders, paid, payment_failed, cancelled, order_expired, duplicate, refund_required.",
-                "additionalProperties": {"type": "integer", "minimum": 0},
-            },
-        }
-    ),
-    "ReconcileVerdict": _object(
-        {
-            "status": {"type": "string", "enum": ["consistent", "behind", "drifted", "unknown"]},
-            "checked_at": _nullable(TIMESTAMP),
-            "detail": _nullable({"type": "string", "description": "unknown: why there is no verdict."}),
-            "findings": {
-                "type": "array",
-                "description": "Each product that is not consistent, as `flashsale reconcile` reports it.",
-                "items": _object(
-                    {
-                        "product_id": PRODUCT_ID,
-                        "status": {"type": "string", "enum": ["behind", "drifted"]},
-                        "remedy": _nullable({"type": "string", "enum": ["drain", "rebuild", "put_product"]}),
-                        "backlog": {"type": "integer", "minimum": 0},
-                        "differences": {
-                            "type": "array",
-                            "items": _object(
-                                {
-                                    "field": {"type": "string"},
-                                    "engine": _nullable({"type": "integer"}),
-                                    "durable": _nullable({"type": "integer"}),
-                                }
-                            ),
-                        },
-                    }
-                ),
-            },
-        }
-    ),
-    "DashboardStats": _object(
-        {
-            "version": {"type": "integer", "minimum": 0, "description": "Grows when any figure changes."},
-            "at": TIMESTAMP,
-            "products": {"type": "array", "items": _ref("DashboardProduct")},
-            "outbox_backlog": {"type": "integer", "minimum": 0},
-            "rates": _object(
-                {
-                    "interval_seconds": {"type": "number"},
-                    "window_seconds": {"type": "number"},
-                    "points": {
-                        "type": "array",
-                        "description": "Holds and orders per second, oldest first; `at` in epoch milliseconds.",
-                        "items": _object(
-                            {
-                                "at": {"type": "integer"},
-                                "holds": {"type": "number", "minimum": 0},
-                                "orders": {"type": "number", "minimum": 0},
-                            }
-                        ),
-                    },
-                }
-            ),
-            "reconcile": _ref("ReconcileVerdict"),
-            "merchant": _ref("MerchantFigures"),
-        }
-    ),
-    "MerchantFigures": _object(
-        {
-            "refunds_open": _nullable(
-                {"type": "integer", "minimum": 0, "description": "Refund requests not yet confirmed."}
-            ),
-            "deliveries": _nullable(
-                _object(
-                    {name: {"type": "integer", "minimum": 0} for name in ("pending", "delivered", "failed")},
-                    description="The merchant's events by delivery status; `failed` is dead-lettered.",
-                )
-            ),
-        },
-        description="Read from the database with the reconcile verdict; null when it did not answer.",
-    ),
-    "StreamProblem": _object(
-        {
-            "code": {"type": "string", "enum": ["engine_unavailable"]},
-            "detail": {"type": "string"},
-        },
-        description="Why a `problem` event has no figures; the stream goes on and tries again a second later.",
-    ),
+        "properties": {"event": {"type": "string", "enum": [name]}, "id": EVENT_ID, "data": field},
+        "required": ["event", "id", "data"] if name == "stats" else ["event", "data"],
+        "additionalProperties": False,
+        "description": description,
+    }
+
+
+EVENTS: dict[str, Schema] = {
     "StatsEvent": _event(
         "stats",
-        "DashboardStats",
+        bodies.DashboardStats,
         "The figures, sent when any of them changed (at most twice a second). `id` is the document's `version`.",
     ),
-    "ProblemEvent": _event("problem", "StreamProblem", "The engine's Redis did not answer this tick."),
+    "ProblemEvent": _event("problem", bodies.StreamProblem, "The engine's Redis did not answer this tick."),
     "ReconnectEvent": _event(
         "reconnect",
         None,
@@ -390,25 +141,18 @@ SCHEMAS: dict[str, Schema] = {
             },
         },
     },
-    "DemoPaymentRequest": _object(
-        {"order_id": ORDER_ID, "status": {"type": "string", "enum": ["success", "failed"]}}, closed=True
-    ),
-    "DemoPayment": _object(
-        {
-            "order_id": ORDER_ID,
-            "transaction_id": {"type": "string"},
-            "status": {"type": "string", "enum": ["success", "failed"], "description": "What the webhook reports."},
-        }
-    ),
 }
+"""The event stream's framing, which is no JSON body: each event's fields, its data one of the declared bodies."""
+
+SCHEMAS: dict[str, Schema] = {**_declared(), **EVENTS}
+"""Every schema of the document: the declared bodies and answers, then the stream's events."""
 
 PROBLEM_CONTENT = "application/problem+json"
 
 
 def _problem(description: str, *codes: str) -> Schema:
-    schema = {
-        "allOf": [_ref("Problem"), {"type": "object", "properties": {"code": {"type": "string", "enum": list(codes)}}}]
-    }
+    code = {"type": "object", "properties": {"code": {"type": "string", "enum": list(codes)}}}
+    schema = {"allOf": [ref(bodies.Problem), code]}
     listed = ", ".join(f"`{c}`" for c in codes)
     return {"description": f"{description} ({listed})", "content": {PROBLEM_CONTENT: {"schema": schema}}}
 
@@ -417,8 +161,8 @@ def _ok(description: str, schema: Schema, media: str = "application/json") -> Sc
     return {"description": description, "content": {media: {"schema": schema}}}
 
 
-def _body(name: str) -> Schema:
-    return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
+def _body(struct: type[msgspec.Struct]) -> Schema:
+    return {"required": True, "content": {"application/json": {"schema": ref(struct)}}}
 
 
 def _path(name: str, schema: Schema, description: str) -> Schema:
@@ -429,7 +173,7 @@ IDEMPOTENCY_KEY: Schema = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "schema": _text(MAX_IDEMPOTENCY_KEY),
+    "schema": schema_of(bodies.IdempotencyKey),
     "description": (
         "A retry with the same key returns the first 201 body and takes effect once. A key belongs to its caller:"
         " on a hold, the customer_id it came with (requests without one share one scope); on an order, the hold."
@@ -460,10 +204,13 @@ BUYER_SECURITY: list[dict[str, list[str]]] = [{"buyerToken": []}]
 """Every buyer operation: with FLASHSALE_BUYER_AUTH=jwt a hold or order is its buyer's alone; with off, no token."""
 
 
+PRODUCT = ref(bodies.Product)
+
+
 def _paths() -> dict[str, Any]:
-    product = _path("id", PRODUCT_ID, "Product id.")
-    hold = _path("hold_id", HOLD_ID, "Hold id, as returned by POST /api/holds.")
-    order = _path("order_id", ORDER_ID, "Order id, as returned by POST /api/orders.")
+    product = _path("id", schema_of(bodies.ProductId), "Product id.")
+    hold = _path("hold_id", schema_of(bodies.HoldId), "Hold id, as returned by POST /api/holds.")
+    order = _path("order_id", schema_of(bodies.OrderId), "Order id, as returned by POST /api/orders.")
     return {
         "/api/products": {
             "get": {
@@ -471,7 +218,7 @@ def _paths() -> dict[str, Any]:
                 "operationId": "listProducts",
                 "tags": ["catalog"],
                 "responses": {
-                    "200": _ok("Every product, with live availability", {"type": "array", "items": _ref("Product")}),
+                    "200": _ok("Every product, with live availability", {"type": "array", "items": PRODUCT}),
                     "503": UNAVAILABLE_OR_DB,
                 },
             }
@@ -483,7 +230,7 @@ def _paths() -> dict[str, Any]:
                 "tags": ["catalog"],
                 "parameters": [product],
                 "responses": {
-                    "200": _ok("The product", _ref("Product")),
+                    "200": _ok("The product", ref(bodies.Product)),
                     "404": _problem("No such product", "product_not_found"),
                     "422": INVALID_PATH,
                     "503": UNAVAILABLE_OR_DB,
@@ -497,9 +244,9 @@ def _paths() -> dict[str, Any]:
                 "tags": ["buying"],
                 "security": BUYER_SECURITY,
                 "parameters": [IDEMPOTENCY_KEY],
-                "requestBody": _body("HoldRequest"),
+                "requestBody": _body(bodies.HoldRequest),
                 "responses": {
-                    "201": _ok("The hold", _ref("Hold")),
+                    "201": _ok("The hold", ref(bodies.Hold)),
                     "400": INVALID_JSON,
                     "401": BUYER_TOKEN,
                     "404": _problem("No such product", "product_not_found"),
@@ -529,7 +276,7 @@ def _paths() -> dict[str, Any]:
                 "security": BUYER_SECURITY,
                 "parameters": [hold],
                 "responses": {
-                    "200": _ok("The hold, still active", _ref("ActiveHold")),
+                    "200": _ok("The hold, still active", ref(bodies.ActiveHold)),
                     "401": BUYER_TOKEN,
                     "404": _problem("No such hold (or another buyer's)", "hold_not_found"),
                     "409": _problem("The hold became an order", "hold_already_used"),
@@ -562,9 +309,9 @@ def _paths() -> dict[str, Any]:
                 "tags": ["buying"],
                 "security": BUYER_SECURITY,
                 "parameters": [IDEMPOTENCY_KEY],
-                "requestBody": _body("OrderRequest"),
+                "requestBody": _body(bodies.OrderRequest),
                 "responses": {
-                    "201": _ok("The order, pending payment", _ref("Order")),
+                    "201": _ok("The order, pending payment", ref(bodies.Order)),
                     "400": INVALID_JSON,
                     "401": BUYER_TOKEN,
                     "404": _problem("No such hold (or another buyer's)", "hold_not_found"),
@@ -584,7 +331,7 @@ def _paths() -> dict[str, Any]:
                 "security": BUYER_SECURITY,
                 "parameters": [order],
                 "responses": {
-                    "200": _ok("The order", _ref("Order")),
+                    "200": _ok("The order", ref(bodies.Order)),
                     "401": BUYER_TOKEN,
                     "404": _problem("No such order (or another buyer's)", "order_not_found"),
                     "422": INVALID_PATH,
@@ -600,7 +347,7 @@ def _paths() -> dict[str, Any]:
                 "security": BUYER_SECURITY,
                 "parameters": [order],
                 "responses": {
-                    "200": _ok("The order, cancelled (cancelling twice returns it unchanged)", _ref("Order")),
+                    "200": _ok("The order, cancelled (cancelling twice returns it unchanged)", ref(bodies.Order)),
                     "401": BUYER_TOKEN,
                     "404": _problem("No such order (or another buyer's)", "order_not_found"),
                     "409": _problem("The order is paid", "order_not_pending"),
@@ -642,9 +389,9 @@ def _paths() -> dict[str, Any]:
                         "schema": {"type": "string", "pattern": "^v1=[0-9a-f]{64}$"},
                     },
                 ],
-                "requestBody": _body("WebhookRequest"),
+                "requestBody": _body(bodies.WebhookRequest),
                 "responses": {
-                    "200": _ok("What the payment did", _ref("WebhookResult")),
+                    "200": _ok("What the payment did", ref(bodies.WebhookResult)),
                     "400": INVALID_JSON,
                     "401": _problem("Missing, malformed, wrong or stale signature", "invalid_signature"),
                     "404": _problem(
@@ -676,10 +423,10 @@ def _paths() -> dict[str, Any]:
                 "tags": ["admin"],
                 "security": [{"adminToken": []}],
                 "parameters": [product],
-                "requestBody": _body("ProductSpec"),
+                "requestBody": _body(bodies.ProductSpec),
                 "responses": {
-                    "200": _ok("Changed", _ref("Product")),
-                    "201": _ok("Created", _ref("Product")),
+                    "200": _ok("Changed", ref(bodies.Product)),
+                    "201": _ok("Created", ref(bodies.Product)),
                     "400": INVALID_JSON,
                     "401": _problem("Missing or wrong admin token", "unauthorized"),
                     "403": _problem("No admin token is configured on the server", "admin_disabled"),
@@ -708,7 +455,7 @@ def _paths() -> dict[str, Any]:
                 "tags": ["admin"],
                 "security": [{"adminToken": []}],
                 "responses": {
-                    "200": _ok("The figures now", _ref("DashboardStats")),
+                    "200": _ok("The figures now", ref(bodies.DashboardStats)),
                     "401": _problem("Missing or wrong admin token", "unauthorized"),
                     "403": _problem("No admin token is configured on the server", "admin_disabled"),
                     "503": UNAVAILABLE,
@@ -746,9 +493,9 @@ def _paths() -> dict[str, Any]:
                 ),
                 "operationId": "demoPayment",
                 "tags": ["demo"],
-                "requestBody": _body("DemoPaymentRequest"),
+                "requestBody": _body(bodies.DemoPaymentRequest),
                 "responses": {
-                    "202": _ok("The provider will send the webhook", _ref("DemoPayment")),
+                    "202": _ok("The provider will send the webhook", ref(bodies.DemoPayment)),
                     "400": INVALID_JSON,
                     "403": _problem("The simulated provider is off on this server", "demo_provider_disabled"),
                     "404": _problem("No such order", "order_not_found"),
@@ -785,7 +532,7 @@ def _paths() -> dict[str, Any]:
                 "operationId": "livez",
                 "tags": ["operations"],
                 "responses": {
-                    "200": _ok("Alive", _object({"status": {"type": "string", "enum": ["ok"]}})),
+                    "200": _ok("Alive", ref(bodies.Live)),
                 },
             }
         },
@@ -795,7 +542,7 @@ def _paths() -> dict[str, Any]:
                 "operationId": "readyz",
                 "tags": ["operations"],
                 "responses": {
-                    "200": _ok("Ready", _ref("Ready")),
+                    "200": _ok("Ready", ref(bodies.Ready)),
                     "503": _problem("Something is down; `checks` names it", "not_ready"),
                 },
             }

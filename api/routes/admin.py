@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api import threadpool
+from api import bodies, threadpool
 from api.auth import require_admin
 from api.responses import json, product_body
 from api.services import of
-from api.validation import Fields, path_product_id, read_json
+from api.times import parse_sale_bound
+from api.validation import Fields, decode, path_product_id, read_json
 from engine.exceptions import EngineError, ProductRuleError
-from engine.product_rules import MAX_NAME, MAX_PER_CUSTOMER, MAX_PRICE_CENTS, MAX_STOCK, check_sale_window
+from engine.product_rules import check_sale_window
 from persistence.catalog import ProductSpec, put_product
 from persistence.exceptions import PersistenceError
 from shared.logs import PRODUCT_PUT_FAILED, get_logger
@@ -22,29 +25,38 @@ from shared.logs import PRODUCT_PUT_FAILED, get_logger
 log = get_logger("api.admin")
 
 
-def _window(fields: Fields) -> tuple[datetime | None, datetime | None]:
-    # Each bound's form is in the OpenAPI document; the rule between the two is in its description only.
-    starts, ends = fields.sale_bound("sale_starts_at"), fields.sale_bound("sale_ends_at")
+def _bound(fields: Fields, name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
     try:
-        return check_sale_window(starts, ends)
+        return parse_sale_bound(value)
+    except ValueError as error:  # the pattern's form, but no moment of the calendar (February 30th)
+        fields.fault(name, str(error))
+        return None
+
+
+def _window(fields: Fields, values: Mapping[str, Any]) -> None:
+    """What JSON Schema cannot state of a sale window: real moments, the end after the start (the document says it
+    in the ProductSpec's description)."""
+    starts = _bound(fields, "sale_starts_at", values.get("sale_starts_at"))
+    ends = _bound(fields, "sale_ends_at", values.get("sale_ends_at"))
+    try:
+        check_sale_window(starts, ends)
     except ProductRuleError as error:
         fields.fault(error.field, error.reason)
-        return starts, ends
+
+
+def _moment(value: str | None) -> datetime | None:
+    return None if value is None else parse_sale_bound(value)
 
 
 async def put(request: Request) -> Response:
     services = of(request)
     require_admin(request, services.settings.admin_token)
     product_id = path_product_id(request)
-    body, _ = await read_json(request)
-    fields = Fields(body)
-    name = fields.name("name", MAX_NAME)
-    price_cents = fields.integer("price_cents", 0, MAX_PRICE_CENTS)
-    stock = fields.integer("stock", 0, MAX_STOCK)
-    max_per_customer = fields.integer("max_per_customer", 0, MAX_PER_CUSTOMER, required=False)
-    starts, ends = _window(fields)
-    fields.check()
-    spec = ProductSpec(product_id, name or "", price_cents, stock, max_per_customer, starts, ends)
+    body = decode(await read_json(request), bodies.ProductSpec, also=_window)
+    starts, ends = check_sale_window(_moment(body.sale_starts_at), _moment(body.sale_ends_at))
+    spec = ProductSpec(product_id, body.name, body.price_cents, body.stock, body.max_per_customer or 0, starts, ends)
     try:
         product, created = await threadpool.call(put_product, services.admin_engine, services.db, spec)
     except (EngineError, PersistenceError) as error:

@@ -11,12 +11,13 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-import orjson
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from api.auth import require_admin
+from api.bodies import StreamProblem
 from api.feed import Feed
 from api.services import of
 from engine.exceptions import EngineUnavailable
@@ -57,8 +58,8 @@ async def events(feed: Feed) -> AsyncIterator[bytes]:
         except TimeoutError:
             break
         except EngineUnavailable:
-            problem = {"code": "engine_unavailable", "detail": "the stock engine's Redis did not answer"}
-            yield event("problem", orjson.dumps(problem))
+            problem = StreamProblem(code="engine_unavailable", detail="the stock engine's Redis did not answer")
+            yield event("problem", msgspec.json.encode(problem))
             await asyncio.sleep(UNAVAILABLE_PAUSE_SECONDS)
             continue
         seen = update.version

@@ -16,10 +16,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from api.bodies import DemoPayment, DemoPaymentRequest
 from api.errors import ApiError, WebhookDisabled
 from api.responses import json
 from api.services import of
-from api.validation import Fields, read_json
+from api.validation import decode, read_json
 from engine import exceptions as engine_errors
 from engine.types import PaymentResult
 from shared.logs import get_logger
@@ -32,7 +33,6 @@ DELAY_SECONDS = 1.0
 ATTEMPTS = 3
 RETRY_SECONDS = 1.0
 TIMEOUT_SECONDS = 10.0
-RESULTS: tuple[PaymentResult, ...] = ("success", "failed")
 
 
 def webhook_url(request: Request) -> str:
@@ -79,17 +79,14 @@ async def checkout(request: Request) -> Response:
     secret = settings.webhook_secret
     if secret is None:
         raise WebhookDisabled()
-    body, _ = await read_json(request)
-    fields = Fields(body)
-    order_id = fields.identifier("order_id", "order")
-    result = fields.choice("status", RESULTS)
-    fields.check()
+    body = decode(await read_json(request), DemoPaymentRequest)
+    order_id, result = body.order_id, body.status
     order = await services.engine.order(order_id)
     if order.status != "pending":
         raise engine_errors.OrderNotPending(order_id, order.status)
     transaction_id = new_transaction_id()
     log.info("demo_payment_started", order_id=order_id, transaction_id=transaction_id, result=result)
-    response = json({"order_id": order_id, "transaction_id": transaction_id, "status": result}, 202)
+    response = json(DemoPayment(order_id=order_id, transaction_id=transaction_id, status=result), 202)
     response.background = BackgroundTask(send_webhook, webhook_url(request), secret, order_id, transaction_id, result)
     return response
 

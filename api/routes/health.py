@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api import metrics, openapi, threadpool
+from api.bodies import Live, Ready, ReadyChecks
 from api.errors import problem
 from api.responses import json
 from api.services import of
@@ -30,7 +31,7 @@ async def _up(probe: Awaitable[object], seconds: float = CHECK_TIMEOUT_SECONDS) 
 
 
 async def livez(request: Request) -> Response:
-    return json({"status": "ok"})
+    return json(Live(status="ok"))
 
 
 async def readyz(request: Request) -> Response:
@@ -44,7 +45,7 @@ async def readyz(request: Request) -> Response:
     down = [name for name, state in checks.items() if state == "down"]
     if down:
         return problem(503, "not_ready", f"down: {', '.join(down)}", headers={"Retry-After": "1"}, checks=checks)
-    return json({"status": "ok", "checks": checks})
+    return json(Ready(status="ok", checks=ReadyChecks(engine="ok", queue="ok", database="ok")))
 
 
 async def metrics_text(request: Request) -> Response:

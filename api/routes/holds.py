@@ -6,17 +6,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from api.bodies import HoldRequest, IdempotencyKey
 from api.buyer_auth import customer, owner
 from api.errors import ApiError
-from api.responses import hold_body, json
+from api.responses import active_hold_body, hold_body, json
 from api.routing import lean_route
 from api.services import of
-from api.validation import Fields, header, path_id, read_json
+from api.validation import decode, header, path_id, read_json
 from engine import AsyncEngine
 from engine import exceptions as engine_errors
-from engine.calls import MAX_CUSTOMER_ID, MAX_IDEMPOTENCY_KEY
-from engine.ids import MAX_PRODUCT_ID
-from engine.product_rules import MAX_QUANTITY
 from engine.types import Hold
 from shared import logs
 
@@ -44,13 +42,9 @@ async def create_hold(request: Request) -> Response:
     buyer = await services.buyer_auth.authenticate(request)
     if buyer is not None and services.buyer_limiter is not None:
         await services.buyer_limiter.check(buyer.sub)
-    body, _ = await read_json(request)
-    fields = Fields(body)
-    product_id = fields.integer("product_id", 1, MAX_PRODUCT_ID)
-    quantity = fields.integer("quantity", 1, MAX_QUANTITY)
-    claimed = fields.text("customer_id", MAX_CUSTOMER_ID, required=False)
-    key = fields.header("Idempotency-Key", header(request, b"idempotency-key"), MAX_IDEMPOTENCY_KEY)
-    fields.check()
+    key = header(request, b"idempotency-key")
+    body = decode(await read_json(request), HoldRequest, headers=(("Idempotency-Key", key, IdempotencyKey),))
+    product_id, quantity, claimed = body.product_id, body.quantity, body.customer_id
     # With buyer tokens the verified buyer is the customer: the limit and the key's scope follow the token.
     customer_id = customer(buyer, claimed)
     try:
@@ -73,7 +67,7 @@ async def create_hold(request: Request) -> Response:
 async def get_hold(engine: AsyncEngine, hold_id: str, who: str | None) -> Response:
     hold = await engine.hold(hold_id, owner=who)
     raise_unless_active(hold)
-    return json({**hold_body(hold), "status": hold.status})
+    return json(active_hold_body(hold))
 
 
 async def release_hold(engine: AsyncEngine, hold_id: str, who: str | None) -> Response:

@@ -10,14 +10,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api import threadpool
+from api.bodies import IdempotencyKey, OrderRequest
 from api.buyer_auth import owner
 from api.errors import OrderStateUnknown
 from api.responses import durable_order, json, order_body
 from api.routes.holds import expired
 from api.services import of
-from api.validation import Fields, path_id, read_json
+from api.validation import decode, header, path_id, read_json
 from engine import exceptions as engine_errors
-from engine.calls import MAX_IDEMPOTENCY_KEY
 from engine.ids import format_id, parse_id
 from engine.types import Order
 from persistence.order_reads import get_order
@@ -53,11 +53,9 @@ async def _durable(db: sa.Engine, order_id: str, who: str | None) -> Order:
 async def create_order(request: Request) -> Response:
     services = of(request)
     who = owner(await services.buyer_auth.authenticate(request))
-    body, _ = await read_json(request)
-    fields = Fields(body)
-    hold_id = fields.identifier("hold_id", "hold")
-    key = fields.header("Idempotency-Key", request.headers.get("idempotency-key"), MAX_IDEMPOTENCY_KEY)
-    fields.check()
+    key = header(request, b"idempotency-key")
+    body = decode(await read_json(request), OrderRequest, headers=(("Idempotency-Key", key, IdempotencyKey),))
+    hold_id = body.hold_id
     order_id = idempotent_order_id(hold_id, key) if key is not None else None
     try:
         order = await services.engine.convert(hold_id, order_id=order_id, owner=who)

@@ -7,36 +7,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api import threadpool
+from api.bodies import WebhookRequest, WebhookResult
 from api.errors import ApiError, InvalidJson, RefundNotFound, WebhookDisabled
 from api.metrics import SIGNATURES_REJECTED
 from api.responses import json
 from api.services import of
-from api.settlement import Outcome
-from api.validation import Fields, is_json, parse_object, read_body
-from engine.calls import MAX_TRANSACTION_ID
+from api.validation import decode, is_json, read_body
 from engine.types import PaymentResult
 from persistence.refunds import confirm
 from shared import logs, signing
 
 log = logs.get_logger("api.payments")
 
-RESULTS: tuple[PaymentResult, ...] = ("success", "failed")
 REFUNDED = "refunded"
 """The provider gave back the charge the transaction id names: confirms flashsale's refund request."""
-STATUSES = (*RESULTS, REFUNDED)
-
-
-def _answer(transaction_id: str, outcome: Outcome) -> Response:
-    return json(
-        {
-            "order_id": outcome.order_id,
-            "transaction_id": transaction_id,
-            "status": outcome.status,
-            "applied": outcome.applied,
-            "duplicate": outcome.duplicate,
-            "refund_required": outcome.refund_required,
-        }
-    )
 
 
 async def webhook(request: Request) -> Response:
@@ -57,22 +41,25 @@ async def webhook(request: Request) -> Response:
         )
     if not is_json(headers.get("content-type")):
         raise InvalidJson("the body must be JSON, sent with Content-Type: application/json")
-    fields = Fields(parse_object(raw))
-    order_id = fields.identifier("order_id", "order")
-    transaction_id = fields.text("transaction_id", MAX_TRANSACTION_ID) or ""
-    if "|" in transaction_id:
-        # The engine keeps the paying transaction inside a '|'-separated order record (engine/lua/_prelude.lua).
-        fields.fault("transaction_id", "must not contain '|'")
-    status = fields.choice("status", STATUSES)
-    fields.check(closed=False)  # providers add fields of their own; the raw payload keeps them
+    # WebhookRequest takes fields it does not declare: providers add their own, and the raw payload keeps them.
+    body = decode(raw, WebhookRequest)
     payload = raw.decode("utf-8")
-    if status == REFUNDED:
-        return await refunded(request, order_id, transaction_id, payload)
-    result: PaymentResult = "success" if status == "success" else "failed"
-    outcome = await services.settler.pay(order_id, transaction_id, result, payload)
+    if body.status == REFUNDED:
+        return await refunded(request, body.order_id, body.transaction_id, payload)
+    result: PaymentResult = "success" if body.status == "success" else "failed"
+    outcome = await services.settler.pay(body.order_id, body.transaction_id, result, payload)
     if not outcome.duplicate:
         services.drain_requests.send()
-    return _answer(transaction_id, outcome)
+    return json(
+        WebhookResult(
+            order_id=outcome.order_id,
+            transaction_id=body.transaction_id,
+            status=outcome.status,
+            applied=outcome.applied,
+            duplicate=outcome.duplicate,
+            refund_required=outcome.refund_required,
+        )
+    )
 
 
 async def refunded(request: Request, order_id: str, transaction_id: str, payload: str) -> Response:
@@ -92,15 +79,15 @@ async def refunded(request: Request, order_id: str, transaction_id: str, payload
     else:
         log.info(logs.DUPLICATE_WEBHOOK_IGNORED, order_id=order_id, transaction_id=transaction_id, result=REFUNDED)
     return json(
-        {
-            "order_id": order_id,
-            "transaction_id": transaction_id,
-            "status": "paid" if refund.reason == "already_paid" else "cancelled",
-            "applied": confirmed.changed,
-            "duplicate": not confirmed.changed,
-            "refund_required": True,
-            "refund_status": refund.status,
-        }
+        WebhookResult(
+            order_id=order_id,
+            transaction_id=transaction_id,
+            status="paid" if refund.reason == "already_paid" else "cancelled",
+            applied=confirmed.changed,
+            duplicate=not confirmed.changed,
+            refund_required=True,
+            refund_status=refund.status,
+        )
     )
 
 
