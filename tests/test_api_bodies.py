@@ -77,7 +77,7 @@ BODIES: dict[type[msgspec.Struct], st.SearchStrategy[dict[str, Any]]] = {
         {
             "order_id": _ids(ORDER, HOLD),
             "transaction_id": _texts(MAX_TRANSACTION_ID),
-            "status": st.sampled_from(["success", "failed", "paid", "", None, 1, "SUCCESS"]),
+            "status": st.sampled_from(["success", "failed", "refunded", "paid", "", None, 1, "SUCCESS"]),
         }
     ),
     bodies.ProductSpec: _bodies(
