@@ -13,7 +13,7 @@ from typing import Any
 import redis
 import sqlalchemy as sa
 
-from bench import drain_throughput, load, redis_figures, servers
+from bench import drain_throughput, load, machine, redis_figures, servers
 from bench.baselines import pg_row_lock
 from bench.checks import StockCheck, check_stock
 from bench.traffic import HttpRun, Tool, Traffic
@@ -59,6 +59,8 @@ class Bench:
     admin_token: str = field(default_factory=lambda: secrets.token_hex(16))
 
     def __post_init__(self) -> None:
+        self.server_pid: int | None = None
+        """The server being measured (its CPU is counted with its workers'), or None for a foreign one."""
         self.redis = redis.Redis.from_url(self.redis_url)
         self.engine = Engine(self.redis)
         self.db = make_engine(self.database_url)
@@ -90,10 +92,14 @@ class Bench:
             put_product(self.engine, self.db, ProductSpec(product_id, f"bench {product_id}", 100, stock))
 
     @contextmanager
-    def flashsale(self, label: str, **env: str) -> Iterator[str]:
-        command = servers.flashsale_command(self.server)
+    def flashsale(self, label: str, *, workers: int = 1, **env: str) -> Iterator[str]:
+        command = servers.flashsale_command(self.server, workers)
         with servers.serving("flashsale", command, {**self.env, **env}, self.workdir / f"{label}.log") as served:
-            yield served.url
+            self.server_pid = served.pid
+            try:
+                yield served.url
+            finally:
+                self.server_pid = None
 
     def drive(
         self, base_url: str, traffic: Traffic, connections: int, *, stretch: int = 1
@@ -104,7 +110,9 @@ class Bench:
         if self.warmup > 0:
             warm = load.run(self.tool, base_url, traffic, connections, self.warmup)
             counts = dict(warm.counts)
-        measured = load.run(self.tool, base_url, traffic, connections, self.seconds * stretch)
+        with machine.cost(self.server_pid, self.redis) as spent:
+            measured = load.run(self.tool, base_url, traffic, connections, self.seconds * stretch)
+        measured.cost = machine.per_request(spent, measured.requests)
         for kind, n in measured.counts.items():
             counts[kind] = counts.get(kind, 0) + n
         return measured, counts
@@ -129,11 +137,11 @@ def livez(bench: Bench, connections: int) -> Point:
     return Point(run, StockCheck())
 
 
-def holds(bench: Bench, product_ids: range, connections: int, label: str, **env: str) -> Point:
+def holds(bench: Bench, product_ids: range, connections: int, label: str, workers: int = 1, **env: str) -> Point:
     bench.reset()
     bench.put(product_ids, LOTS)
     traffic = Traffic("holds", (str(product_ids[0]), str(product_ids[-1])))
-    with bench.flashsale(f"{label}-{connections}", **env) as url:
+    with bench.flashsale(f"{label}-{connections}", workers=workers, **env) as url:
         run, counts = bench.drive(url, traffic, connections)
     client_holds = counts.get("201", 0)
     return Point(run, check_stock(bench.engine, product_ids, client_holds=client_holds), {"client_holds": client_holds})
@@ -141,6 +149,13 @@ def holds(bench: Bench, product_ids: range, connections: int, label: str, **env:
 
 def holds_hot(bench: Bench, connections: int) -> Point:
     return holds(bench, range(HOT_PRODUCT, HOT_PRODUCT + 1), connections, "holds-hot")
+
+
+def holds_hot_two_workers(bench: Bench, connections: int) -> Point:
+    """holds-hot saturated (500 connections) on ``flashsale serve --workers 2``: two API processes, one Redis."""
+    point = holds(bench, range(HOT_PRODUCT, HOT_PRODUCT + 1), connections, "holds-hot-2-workers", workers=2)
+    point.extra["workers"] = 2
+    return point
 
 
 def holds_hot_replicated(bench: Bench, connections: int) -> Point:
@@ -190,7 +205,11 @@ def pg_row_lock_holds(bench: Bench, connections: int) -> Point:
     env = {"BENCH_PG_URL": bench.database_url, "BENCH_POOL_SIZE": str(bench.pool_size)}
     log = bench.workdir / f"pg-row-lock-{connections}.log"
     with servers.serving("pg-row-lock", servers.baseline_command(), env, log) as served:
-        run, counts = bench.drive(served.url, Traffic("holds", (str(HOT_PRODUCT), str(HOT_PRODUCT))), connections)
+        bench.server_pid = served.pid
+        try:
+            run, counts = bench.drive(served.url, Traffic("holds", (str(HOT_PRODUCT), str(HOT_PRODUCT))), connections)
+        finally:
+            bench.server_pid = None
     over, written = pg_row_lock.oversold(bench.database_url)
     check = StockCheck(products=1, oversold_units=over, holds_granted=written)
     if over:
@@ -302,11 +321,12 @@ HTTP_SCENARIOS: dict[str, Callable[[Bench, int], Point]] = {
     "pg-row-lock": pg_row_lock_holds,
     "holds-spread": holds_spread,
     "holds-paced": holds_paced,
+    "holds-hot-2-workers": holds_hot_two_workers,
     "purchases": purchases,
 }
 LADDERS = ("livez", "holds-hot", "holds-hot-replicated", "pg-row-lock")
 """Run at every connection count given; the others at their FIXED_CONNECTIONS."""
-FIXED_CONNECTIONS = {"holds-spread": 50, "holds-paced": 500, "purchases": 50}
+FIXED_CONNECTIONS = {"holds-spread": 50, "holds-paced": 500, "holds-hot-2-workers": 500, "purchases": 50}
 OTHER_SCENARIOS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "redis-benchmark": redis_benchmark,
     "engine": engine_only,

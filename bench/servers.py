@@ -149,9 +149,9 @@ def serving(name: str, command: list[str], env: Mapping[str, str], log: Path) ->
         process.stop()
 
 
-def flashsale_command(server: str) -> list[str]:
-    """``flashsale serve`` with one worker process."""
-    command = [sys.executable, "-m", "flashsale", "serve", "--port", "{port}", "--workers", "1"]
+def flashsale_command(server: str, workers: int = 1) -> list[str]:
+    """``flashsale serve`` with ``workers`` worker processes (1: the default of every scenario)."""
+    command = [sys.executable, "-m", "flashsale", "serve", "--port", "{port}", "--workers", str(workers)]
     if server != "uvicorn":
         command += ["--server", server]
     return command

@@ -29,6 +29,10 @@ class HttpRun:
     errors: dict[str, int]
     counts: dict[str, int] = field(default_factory=dict)
     """Answers by status code, or by kind where the traffic names them (hold, order, paid)."""
+    cost: dict[str, float] = field(default_factory=dict)
+    """What the run cost the machine, from the harness (``bench.machine.Cost``): load average at its start,
+    CPU microseconds per request of the server's processes and of Redis. Steadier than a rate on a shared
+    machine."""
 
     @property
     def rps(self) -> float:
@@ -51,4 +55,5 @@ class HttpRun:
             "max_ms": round(self.max_ms, 3),
             "errors": self.errors,
             "counts": self.counts,
+            **self.cost,
         }

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from bench import cli, machine, report
 
@@ -81,3 +86,35 @@ def test_the_report_names_the_machine() -> None:
         assert part in line
     assert line in report.markdown(results)
     assert line in report.table(results)
+
+
+def test_the_cpu_of_a_process_tree_counts_its_children() -> None:
+    spin = "import time\nwhile time.process_time() < 0.3: pass\nprint('spun', flush=True)\ntime.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", spin], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "spun\n"
+
+        assert machine.tree_cpu_seconds(child.pid) >= 0.25
+        own = time.process_time()
+        assert machine.tree_cpu_seconds(os.getpid()) >= own + 0.25  # ours, and the child's below us
+    finally:
+        child.kill()
+        child.communicate()
+
+
+def test_a_run_reports_its_cost_per_request(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        with machine.cost(os.getpid(), client) as spent:
+            sum(i * i for i in range(200_000))
+            client.ping()
+    finally:
+        client.close()
+
+    found = machine.per_request(spent, 1000)
+
+    assert found["load_average"] >= 0
+    assert found["server_cpu_us_per_request"] > 0
+    assert found["redis_cpu_us_per_request"] >= 0
+    assert machine.per_request(spent, 0) == {"load_average": spent["load_average"]}

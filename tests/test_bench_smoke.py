@@ -69,6 +69,8 @@ def test_smoke_holds_are_counted_by_client_and_engine_alike(smoke: dict[str, Any
     assert hot["counts"].get("201", 0) > 0
     assert hot["check"]["holds_granted"] >= hot["counts"]["201"]
     assert hot["errors"] == {}
+    assert hot["server_cpu_us_per_request"] > 0  # what each hold cost the server, and the load meanwhile
+    assert hot["load_average"] >= 0
 
 
 @pytest.mark.slow
