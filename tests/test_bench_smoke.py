@@ -83,6 +83,7 @@ def test_smoke_replicated_holds_were_on_the_replica_when_answered(smoke: dict[st
     assert replicated["check"]["ok"], replicated["check"]
 
 
+@pytest.mark.serial  # it reads the module's bench run, a load that runs alone like the slow tests beside it
 def test_smoke_purchases_are_paid_and_reach_the_database(smoke: dict[str, Any]) -> None:
     [purchases] = smoke["scenarios"]["purchases"]
     assert purchases["counts"].get("paid", 0) > 0

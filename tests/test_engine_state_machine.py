@@ -13,6 +13,7 @@ from typing import Any
 from unittest import mock
 
 import fakeredis
+import pytest
 from fakeredis.commands_mixins import server_mixin
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
@@ -621,6 +622,7 @@ class EngineMachine(RuleBasedStateMachine):
 
 
 TestEngineMatchesTheModel = EngineMachine.TestCase
+TestEngineMatchesTheModel.pytestmark = [pytest.mark.early]  # a minute of CPU: started first in make test
 TestEngineMatchesTheModel.settings = settings(
     max_examples=80,
     stateful_step_count=40,

@@ -1,4 +1,4 @@
-"""Two test runs on one machine never share a Redis database number or a PostgreSQL database."""
+"""Two test runs (or two xdist workers) on one machine never share a Redis database or a PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ import sys
 
 import redis
 
-from tests.support.isolation import LEASE_PREFIX, leased_database, stale_database_names
+from tests.support.isolation import (
+    DATABASE_NUMBERS,
+    LEASE_PREFIX,
+    leased_database,
+    redis_database,
+    stale_database_names,
+)
+from tests.support.servers import reachable, redis_server
 
 
 def test_two_runs_lease_different_database_numbers_and_give_them_back(redis_url: str) -> None:
@@ -43,6 +50,29 @@ def test_a_lease_left_by_a_dead_run_is_taken_over(redis_url: str) -> None:
             if control.get(f"{LEASE_PREFIX}{number}") == dead_pid.encode():
                 control.delete(f"{LEASE_PREFIX}{number}")
         control.close()
+
+
+def test_a_free_database_number_is_leased_on_the_shared_server() -> None:
+    with redis_server() as shared, redis_database(shared.url) as url:
+        assert url == f"redis://127.0.0.1:{shared.port}/1"
+        with redis.Redis.from_url(shared.url) as control:
+            assert control.get(f"{LEASE_PREFIX}1") == str(os.getpid()).encode()
+
+
+def test_a_process_finding_every_number_leased_gets_a_private_server_and_takes_no_lease() -> None:
+    with redis_server() as shared, redis.Redis.from_url(shared.url) as control:
+        alive = str(os.getpid())  # leases of a running process: none may be taken over
+        for number in DATABASE_NUMBERS:
+            control.set(f"{LEASE_PREFIX}{number}", alive)
+
+        with redis_database(shared.url) as url:
+            assert not url.startswith(f"redis://127.0.0.1:{shared.port}/")
+            with redis.Redis.from_url(url) as private:
+                assert private.set("mine", 1)
+            assert control.dbsize() == len(DATABASE_NUMBERS)  # nothing written on the shared server
+
+        assert not reachable(url), "the private server outlived the run"
+        assert [control.get(f"{LEASE_PREFIX}{n}") for n in DATABASE_NUMBERS] == [alive.encode()] * 15
 
 
 def test_only_databases_of_dead_runs_are_stale() -> None:

@@ -1,23 +1,31 @@
 """Test isolation between concurrent pytest runs: a leased Redis database number and a database per run.
 
-Two runs on one machine (a developer's and CI's, or two worktrees) must never flush each other's data. A
-run takes the first free Redis database number from 1 to 15 by writing a lease in database 0 (``SET NX``),
-and names its PostgreSQL database after its process id. A lease or database left by a run that died is
-taken over or dropped once its process is gone.
+Two runs on one machine (a developer's and CI's, or two worktrees) must never flush each other's data; nor
+may two pytest-xdist workers of one run, each its own process. A process takes the first free Redis database
+number from 1 to 15 by writing a lease in database 0 (``SET NX``), and names its PostgreSQL database after its
+process id. When all 15 numbers are leased (many runs, each with several workers), it starts a private
+``redis-server`` on a free port instead. A lease or database left by a run that died is taken over or dropped
+once its process is gone.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import redis
 from redis.connection import parse_url
 
+from tests.support.servers import redis_server
+
 LEASE_PREFIX = "flashsale:test-lease:"
 LEASE_SECONDS = 6 * 3600
 DATABASE_NUMBERS = range(1, 16)
+
+
+class NoFreeDatabase(RuntimeError):
+    """Every Redis test database number (1 to 15) is leased by a running test process."""
 
 
 def _alive(pid: int) -> bool:
@@ -63,7 +71,7 @@ def leased_database(server_url: str) -> Iterator[str]:
             if _lease(control, number):
                 break
         else:
-            raise RuntimeError("every Redis test database (1 to 15) is leased by a running test session")
+            raise NoFreeDatabase("every Redis test database (1 to 15) is leased by a running test process")
         try:
             yield f"redis://{host}:{port}/{number}"
         finally:
@@ -72,6 +80,18 @@ def leased_database(server_url: str) -> Iterator[str]:
                 control.delete(key)
     finally:
         control.close()
+
+
+@contextmanager
+def redis_database(server_url: str) -> Iterator[str]:
+    """A Redis database this process alone uses: a leased number on ``server_url``, or, when none is free, a
+    private ``redis-server`` (stopped at the end)."""
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(leased_database(server_url))
+        except NoFreeDatabase:
+            url = stack.enter_context(redis_server()).url
+        yield url
 
 
 def session_database_name(prefix: str = "flashsale_test") -> str:
