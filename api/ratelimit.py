@@ -17,6 +17,8 @@ from shared.logs import get_logger
 
 KEY_PREFIX = "fs:ratelimit:"
 WARN_EVERY_SECONDS = 10.0
+WINDOW_TTL_SECONDS = 2
+"""A window's counter outlives its second, then goes."""
 
 log = get_logger("api.ratelimit")
 
@@ -51,7 +53,7 @@ class RateLimiter:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.incr(key)
-                pipe.expire(key, 2)
+                pipe.expire(key, WINDOW_TTL_SECONDS)
                 count, _ = await pipe.execute()
         except (RedisError, OSError) as error:
             self._warn(error)

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from api.app import create_app
 from engine import Engine
 from tests.support.api import assert_problem, hold, make_settings, serve
+from tests.support.clock import freeze_rate_limit_clock
 
 pytestmark = pytest.mark.anyio
 
@@ -346,21 +347,25 @@ async def test_customer_limit_holds_under_concurrent_holds_by_one_customer(
 
 
 async def test_rate_limit_refuses_a_flooding_client_with_429(
-    redis_url: str, database_url: str, tmp_path: Path, real_redis: redis.Redis, db: sa.Engine
+    redis_url: str,
+    database_url: str,
+    tmp_path: Path,
+    real_redis: redis.Redis,
+    db: sa.Engine,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     engine = Engine(real_redis)
     engine.set_stock(1, 1000)
     settings = make_settings(redis_url, database_url, tmp_path, FLASHSALE_RATE_LIMIT_PER_SECOND="5")
+    clock = freeze_rate_limit_clock(monkeypatch)  # all 8 requests share one window, however slow the machine
     async with serve(create_app(settings)) as http:
-        # Start at the top of a second, so all 8 requests share one window.
-        await asyncio.sleep(1 - time.time() % 1 + 0.01)
         responses = [await http.post("/api/holds", json={"product_id": 1, "quantity": 1}) for _ in range(8)]
         assert [r.status_code for r in responses] == [201] * 5 + [429] * 3
         problem = assert_problem(responses[-1], 429, "rate_limited")
         assert problem["limit"] == 5
         assert responses[-1].headers["Retry-After"] == "1"
         assert engine.snapshot(1).held == 5
-        await asyncio.sleep(1 - time.time() % 1 + 0.01)
+        clock.now += 1
         await hold(http, 1)  # a new second, a new window
 
 

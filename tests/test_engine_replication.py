@@ -23,6 +23,9 @@ from tests.conftest import unavailable
 from tests.support.replicas import ReplicaPair, replica_pair
 
 ACK = Acknowledgement(1, 300)
+"""For writes the test expects no replica to confirm (the link held): how long they wait before answering."""
+PATIENT = Acknowledgement(1, 30_000)
+"""For writes a healthy replica confirms: WAIT returns as soon as it has them, however busy the machine."""
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +63,14 @@ def replica(pair: ReplicaPair) -> Iterator[redis.Redis]:
 @pytest.fixture
 def engine(pair: ReplicaPair, primary: redis.Redis) -> Iterator[Engine]:
     client = connect(pair.primary.url, socket_timeout=5)
-    engine = Engine(client, ack=ACK)
-    engine.set_stock(1, 100)
-    yield engine
+    Engine(client, ack=PATIENT).set_stock(1, 100)
+    yield Engine(client, ack=ACK)
     client.close()
+
+
+def patient(engine: Engine) -> Engine:
+    """The same client, waiting as long as a healthy replica needs."""
+    return Engine(engine.redis, ack=PATIENT)
 
 
 def waits(client: redis.Redis) -> int:
@@ -104,17 +111,18 @@ def test_a_retry_with_the_same_key_replays_once_replicated_and_not_before(engine
         engine.reserve(1, 1, customer_id="c1", idempotency_key="k1")
     # Then, the replica caught up, the retry replays the first hold: one hold, one unit taken
     pair.link.release()
-    first = engine.reserve(1, 1, customer_id="c1", idempotency_key="k1")
-    again = engine.reserve(1, 1, customer_id="c1", idempotency_key="k1")
+    first = patient(engine).reserve(1, 1, customer_id="c1", idempotency_key="k1")
+    again = patient(engine).reserve(1, 1, customer_id="c1", idempotency_key="k1")
     assert first.hold_id == again.hold_id
     assert engine.snapshot(1).held == 1
 
 
 def test_every_kind_of_write_waits_for_the_replica(engine: Engine, pair: ReplicaPair, primary: redis.Redis) -> None:
-    released = engine.reserve(1, 1, customer_id="c1")
-    converted = engine.reserve(1, 1, customer_id="c2")
-    cancelled = engine.convert(engine.reserve(1, 1, customer_id="c3").hold_id)
-    paid = engine.convert(engine.reserve(1, 1, customer_id="c4").hold_id)
+    healthy = patient(engine)
+    released = healthy.reserve(1, 1, customer_id="c1")
+    converted = healthy.reserve(1, 1, customer_id="c2")
+    cancelled = healthy.convert(healthy.reserve(1, 1, customer_id="c3").hold_id)
+    paid = healthy.convert(healthy.reserve(1, 1, customer_id="c4").hold_id)
     pair.link.hold()
     writes: dict[str, Callable[[], object]] = {
         "reserve": lambda: engine.reserve(1, 1),
@@ -163,7 +171,7 @@ def test_a_write_sent_to_a_replica_answers_engine_unavailable(pair: ReplicaPair,
 def test_one_wait_covers_a_coalesced_batch(pair: ReplicaPair, primary: redis.Redis) -> None:
     async def run() -> int:
         client = connect_async(pair.primary.url, socket_timeout=None)
-        engine = AsyncEngine(client, ack=ACK, timeout=5)
+        engine = AsyncEngine(client, ack=PATIENT, timeout=60)
         await engine.set_stock(1, 1000)
         before = waits(primary)
         holds = await asyncio.gather(*(engine.reserve(1, 1, customer_id=f"c{i}") for i in range(200)))
@@ -179,7 +187,7 @@ def test_one_wait_covers_a_coalesced_batch(pair: ReplicaPair, primary: redis.Red
 def test_one_wait_covers_a_pipelined_round_trip(pair: ReplicaPair, primary: redis.Redis) -> None:
     async def run() -> int:
         client = connect_async(pair.primary.url, socket_timeout=None)
-        engine = AsyncEngine(client, ack=ACK, timeout=5, coalesce=1)
+        engine = AsyncEngine(client, ack=PATIENT, timeout=60, coalesce=1)
         for product_id in range(1, 101):
             await engine.set_stock(product_id, 10)
         before = waits(primary)
@@ -198,9 +206,10 @@ def test_the_async_engine_answers_not_replicated_for_every_call_of_an_unconfirme
 ) -> None:
     async def run() -> list[BaseException | object]:
         client = connect_async(pair.primary.url, socket_timeout=None)
-        engine = AsyncEngine(client, ack=ACK, timeout=5)
+        healthy = AsyncEngine(client, ack=PATIENT, timeout=60)
         for product_id in (1, 2, 3):
-            await engine.set_stock(product_id, 10)
+            await healthy.set_stock(product_id, 10)
+        engine = AsyncEngine(client, ack=ACK, timeout=5)
         pair.link.hold()
         try:
             return await asyncio.gather(

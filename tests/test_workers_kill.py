@@ -35,13 +35,36 @@ WAITING_FOR_A_LOCK = (
 WORKER = [str(Path(sys.executable).with_name("flashsale")), "worker", "--burst"]
 
 
+LIVENESS_SECONDS = 120.0
+"""How long a worker may take to get where a test waits for it: liveness, not speed (a busy machine takes seconds
+to start a Python process)."""
+
+StartWorker = Callable[[str, str, Path, int], subprocess.Popen[bytes]]
+
+
 @pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
     with redis_server() as server:
         yield server
 
 
-def start_worker(redis_url: str, database_url: str, tmp_path: Path, batch_size: int) -> subprocess.Popen[bytes]:
+@pytest.fixture
+def start_worker() -> Iterator[StartWorker]:
+    """Starts workers; any still running when the test ends (it failed midway) is killed and reaped."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(redis_url: str, database_url: str, tmp_path: Path, batch_size: int) -> subprocess.Popen[bytes]:
+        processes.append(spawn_worker(redis_url, database_url, tmp_path, batch_size))
+        return processes[-1]
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+def spawn_worker(redis_url: str, database_url: str, tmp_path: Path, batch_size: int) -> subprocess.Popen[bytes]:
     """The worker's stderr goes to ``tmp_path/worker.log`` (appended), for the assertion messages."""
     env = {
         **os.environ,
@@ -58,7 +81,7 @@ def start_worker(redis_url: str, database_url: str, tmp_path: Path, batch_size: 
 
 def finish(process: subprocess.Popen[bytes], tmp_path: Path) -> None:
     """Wait for a worker that should exit by itself, successfully."""
-    process.wait(60)
+    process.wait(LIVENESS_SECONDS)
     assert process.returncode == 0, (tmp_path / "worker.log").read_text()
 
 
@@ -69,7 +92,7 @@ def kill(process: subprocess.Popen[bytes]) -> None:
     assert process.returncode == -signal.SIGKILL
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = LIVENESS_SECONDS) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -121,7 +144,7 @@ def assert_exactly_once(db: sa.Engine, engine: Engine, sale: Sale) -> None:
 
 @pytest.mark.slow
 def test_worker_killed_inside_and_after_its_transaction_then_rerun_writes_everything_once(
-    private_redis: RedisServer, database_url: str, db: sa.Engine, tmp_path: Path
+    private_redis: RedisServer, database_url: str, db: sa.Engine, tmp_path: Path, start_worker: StartWorker
 ) -> None:
     client = redis.Redis.from_url(private_redis.url)
     engine = Engine(client)
@@ -142,7 +165,8 @@ def test_worker_killed_inside_and_after_its_transaction_then_rerun_writes_everyt
     with database_blocked(db, database_url, client) as stuck:
         worker = start_worker(private_redis.url, database_url, tmp_path, batch_size=50)
         stuck()
-        client.client_pause(20_000, all=False)  # WRITE mode: the XDEL waits, reads go on
+        # WRITE mode: the XDEL waits, reads go on (unpaused below, as soon as the worker is killed)
+        client.client_pause(int(LIVENESS_SECONDS * 2000), all=False)
     try:
         wait_until(lambda: count_rows(db, "orders") > 0, "the first batch committed")
         assert engine.outbox_backlog(1) == backlog
@@ -157,7 +181,7 @@ def test_worker_killed_inside_and_after_its_transaction_then_rerun_writes_everyt
 
 @pytest.mark.slow
 def test_workers_killed_at_random_moments_then_rerun_write_everything_once(
-    private_redis: RedisServer, database_url: str, db: sa.Engine, tmp_path: Path
+    private_redis: RedisServer, database_url: str, db: sa.Engine, tmp_path: Path, start_worker: StartWorker
 ) -> None:
     client = redis.Redis.from_url(private_redis.url)
     engine = Engine(client)
