@@ -3,9 +3,9 @@
 A fault test's 200 load clients share one event loop in the test process; on a busy machine that loop's lag is
 counted in their timings as if the server had been slow. A bound on answer times is checked instead with:
 
-- ``Probe``: ``python -m tests.faults.probe URL PRODUCT SECONDS``, a client in a process of its own sending one
-  hold request at a time (a pause between two), each timed from send to answer on the machine's monotonic clock
-  (the same in every process, so a test can tell which requests met its fault);
+- ``Probe``: ``python -m tests.faults.probe URL PRODUCT``, a client in a process of its own sending one hold
+  request at a time (a pause between two) until it is stopped (SIGTERM), each timed from send to answer on the
+  machine's monotonic clock (the same in every process, so a test can tell which requests met its fault);
 - ``answered_slower_than``: the API's request-duration histogram, which counts every request, the load's too,
   from its arrival in the app to its answer.
 """
@@ -13,6 +13,7 @@ counted in their timings as if the server had been slow. A bound on answer times
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -40,12 +41,13 @@ def _key(response: httpx.Response) -> str:
     return f"{response.status_code} {code}" if code else str(response.status_code)
 
 
-def _probe(url: str, product_id: int, seconds: float) -> list[Answer]:
+def _probe(url: str, product_id: int) -> list[Answer]:
     answers: list[Answer] = []
     body = {"product_id": product_id, "quantity": 1, "customer_id": "probe"}
+    stopped: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _: stopped.append(signum))  # ends the loop, not a request
     with httpx.Client(base_url=url, timeout=TIMEOUT_SECONDS) as http:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
+        while not stopped:
             sent = time.monotonic()
             try:
                 answer = _key(http.post("/api/holds", json=body))
@@ -59,18 +61,27 @@ def _probe(url: str, product_id: int, seconds: float) -> list[Answer]:
 
 
 class Probe:
-    """The probe process against one API for ``seconds``; started, it has had its first answer. Its holds are
-    on ``product_id`` (give it a product of its own: abandoned, they expire)."""
+    """The probe process against one API; started, it has had its first answer. Its holds are on ``product_id``
+    (give it a product of its own: abandoned, they expire)."""
 
-    def __init__(self, url: str, product_id: int, seconds: float) -> None:
-        argv = [sys.executable, "-m", "tests.faults.probe", url, str(product_id), str(seconds)]
+    def __init__(self, url: str, product_id: int) -> None:
+        argv = [sys.executable, "-m", "tests.faults.probe", url, str(product_id)]
         self.process = subprocess.Popen(argv, cwd=PROJECT, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         ready = self.process.stdout.readline().strip()
         assert ready == "ready", f"the probe did not start: {ready!r}"
 
+    def __enter__(self) -> Probe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
     def answers(self) -> list[Answer]:
-        """Every answer, once its time is up."""
+        """Stops the probe (after the request it is waiting for) and returns every answer."""
+        self.process.send_signal(signal.SIGTERM)
         out, _ = self.process.communicate(timeout=TIMEOUT_SECONDS + 60)
         assert self.process.returncode == 0, f"the probe exited {self.process.returncode}"
         return [(float(sent), float(taken), str(key)) for sent, taken, key in map(json.loads, out.splitlines())]
@@ -96,8 +107,8 @@ def answered_slower_than(url: str, bound: float) -> float:
 
 
 def main() -> None:
-    url, product_id, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-    for answer in _probe(url, product_id, seconds):
+    url, product_id = sys.argv[1], int(sys.argv[2])
+    for answer in _probe(url, product_id):
         print(json.dumps(answer))
 
 
