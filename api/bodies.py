@@ -116,9 +116,11 @@ TransactionId = Annotated[
 ]
 PaymentResult = Literal["success", "failed"]
 WebhookStatus = Annotated[
-    Literal["success", "failed", "refunded"],
+    Literal["success", "failed", "processing", "refunded"],
     Meta(
-        description="`success` pays the order (or, after it expired unpaid, revives it when the units are still "
+        description="`processing`: the payment is under way (3-D Secure, a bank app); a pending order's expiry "
+        "moves, once, to FLASHSALE_PAYMENT_GRACE_SECONDS (600) from now. "
+        "`success` pays the order (or, after it expired unpaid, revives it when the units are still "
         "available, else asks for a refund); `failed` cancels it; `refunded`, with the original transaction id, "
         "confirms that the provider gave back a charge flashsale asked to refund."
     ),
@@ -224,6 +226,13 @@ class Order(Struct):
     )
     transaction_id: Annotated[str, Meta(description="The transaction that paid it.")] | None
     cancel_reason: CancelReason | None
+    revived: Annotated[
+        bool,
+        Meta(
+            description="Paid by a success that arrived after the order had expired unpaid, its units still "
+            "available and taken again."
+        ),
+    ]
 
 
 class Product(Struct):
@@ -250,6 +259,19 @@ class WebhookResult(Struct, omit_defaults=True):
             "transaction): the customer must be refunded. `flashsale refunds` lists them."
         ),
     ]
+    revived: Annotated[bool, Meta(description="This success revived an order that had expired unpaid.")]
+    expires_at: (
+        Annotated[
+            str,
+            Meta(
+                extra_json_schema={
+                    **_TIMESTAMP,
+                    "description": "Only for `processing`: when the order lapses if still unpaid, its new expiry.",
+                }
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
     refund_status: (
         Annotated[RefundStatus, Meta(description="Only for `refunded`: the refund request's status now.")] | UnsetType
     ) = UNSET

@@ -90,6 +90,18 @@ _ENGINE_COUNTERS: tuple[tuple[str, str, str | None, dict[str, str]], ...] = (
         "result",
         {"paid": "success", "payment_failed": "failed"},
     ),
+    (
+        "flashsale_payments_processing",
+        "Orders held for a payment in progress (`processing`).",
+        None,
+        {"processing": ""},
+    ),
+    (
+        "flashsale_orders_revived",
+        "Orders paid by a success after they had expired unpaid, their units taken again.",
+        None,
+        {"revived": ""},
+    ),
     ("flashsale_duplicate_webhooks", "Webhooks repeating a known transaction id, ignored.", None, {"duplicate": ""}),
     (
         "flashsale_refunds_required",

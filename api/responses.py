@@ -55,6 +55,7 @@ def order_body(order: Order) -> bodies.Order:
         closed_at=iso(order.closed_at_ms) if order.closed_at_ms else None,
         transaction_id=order.transaction_id,
         cancel_reason=order.cancel_reason,
+        revived=order.revived,
     )
 
 
@@ -87,4 +88,5 @@ def durable_order(record: OrderRecord) -> Order:
         closed_at_ms=opt_ms(record.paid_at or record.cancelled_at),
         transaction_id=record.transaction_id,
         cancel_reason=record.cancel_reason,
+        revived=record.revived,
     )

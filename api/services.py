@@ -76,7 +76,7 @@ class Services:
             catalog=CatalogCache(db),
             drain_requests=DrainRequests(DrainTrigger(queue_sync)),
             limiter=limiter,
-            settler=Settler(engine, db),
+            settler=Settler(engine, db, grace_ms=settings.payment_grace_ms),
             buyer_auth=BuyerAuth(settings),
             buyer_limiter=buyer_limiter,
         )

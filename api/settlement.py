@@ -39,6 +39,7 @@ from persistence.order_reads import OrderRecord, PaymentRecord, get_order, get_p
 from persistence.order_writes import apply_events
 from persistence.times import to_ms
 from shared import logs
+from shared.settings import DEFAULT_PAYMENT_GRACE_SECONDS
 
 log = logs.get_logger("api.payments")
 
@@ -56,6 +57,9 @@ class Outcome:
     applied: bool
     duplicate: bool
     refund_required: bool
+    revived: bool = False
+    expires_at_ms: int | None = None
+    """For ``processing``: the order's expiry now (None when only PostgreSQL answered)."""
 
 
 class _Unknown:
@@ -66,9 +70,12 @@ UNKNOWN = _Unknown()
 
 
 class Settler:
-    def __init__(self, engine: AsyncEngine, db: sa.Engine) -> None:
+    def __init__(
+        self, engine: AsyncEngine, db: sa.Engine, *, grace_ms: int = DEFAULT_PAYMENT_GRACE_SECONDS * 1000
+    ) -> None:
         self.engine = engine
         self.db = db
+        self.grace_ms = grace_ms
         self._confirming: set[asyncio.Task[None]] = set()
         # Concurrent webhooks share one PostgreSQL read (and one worker thread) for their transaction ids.
         self._lookups: Coalescer[str, PaymentRecord | None] = Coalescer(
@@ -104,7 +111,44 @@ class Settler:
         log_settlement(settlement)
         order = settlement.order
         return Outcome(
-            order.order_id, order.status, settlement.applied, settlement.duplicate, settlement.refund_required
+            order.order_id,
+            order.status,
+            settlement.applied,
+            settlement.duplicate,
+            settlement.refund_required,
+            settlement.revived,
+        )
+
+    async def processing(self, order_id: str, transaction_id: str) -> Outcome:
+        """A payment under way: hold the order for the payment grace, once (the id is claimed for the order, so
+        its result later finds it bound); raises TransactionReused, OrderNotFound, or an outage."""
+        try:
+            await self.engine.claim_transaction(transaction_id, order_id)
+        except engine_errors.TransactionReused as reused:
+            self._refuse(reused)
+        try:
+            done = await self.engine.processing(order_id, transaction_id, self.grace_ms)
+        except engine_errors.OrderNotFound:
+            record = await threadpool.call(get_order, self.db, order_id)
+            if record is None:
+                await self.engine.release_transaction(transaction_id, order_id)
+                raise
+            if record.status == "pending":
+                raise OrderStateUnknown(order_id) from None
+            return Outcome(order_id, record.status, False, False, False, record.revived, None)
+        order = done.order
+        if done.extended:
+            log.info(
+                logs.PAYMENT_PROCESSING,
+                order_id=order.order_id,
+                transaction_id=transaction_id,
+                product_id=order.product_id,
+                expires_at_ms=order.expires_at_ms,
+            )
+        elif done.duplicate:
+            log.info(logs.DUPLICATE_WEBHOOK_IGNORED, order_id=order.order_id, transaction_id=transaction_id)
+        return Outcome(
+            order.order_id, order.status, done.extended, done.duplicate, False, order.revived, order.expires_at_ms
         )
 
     def _refuse(self, reused: engine_errors.TransactionReused) -> NoReturn:
@@ -201,6 +245,8 @@ def log_settlement(s: Settlement) -> None:
     where = {"order_id": order.order_id, "transaction_id": s.transaction_id, "product_id": order.product_id}
     if s.duplicate:
         log.info(logs.DUPLICATE_WEBHOOK_IGNORED, result=s.result, order_status=order.status, **where)
+    elif s.revived:
+        log.info(logs.ORDER_REVIVED, amount_cents=order.amount_cents, customer_id=order.customer_id, **where)
     elif s.applied and s.result == "success":
         log.info(logs.PAYMENT_SUCCESS, amount_cents=order.amount_cents, customer_id=order.customer_id, **where)
     elif s.applied:

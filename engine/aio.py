@@ -28,6 +28,7 @@ from engine.types import (
     OrderStatus,
     OutboxEvent,
     OutboxMark,
+    PaymentProcessing,
     PaymentResult,
     ProductReserve,
     ReapResult,
@@ -246,6 +247,10 @@ class AsyncEngine(EngineBase):
 
     async def settle(self, order_id: str, transaction_id: str, result: PaymentResult, payload: str = "") -> Settlement:
         return await self._run(calls.settle(order_id, transaction_id, result, payload))
+
+    async def processing(self, order_id: str, transaction_id: str, grace_ms: int) -> PaymentProcessing:
+        """A payment under way: a pending order's expiry moves, once, to ``grace_ms`` from now."""
+        return await self._run(calls.processing(order_id, transaction_id, grace_ms))
 
     async def claim_transaction(
         self, transaction_id: str, order_id: str, mode: ClaimMode = "claim"

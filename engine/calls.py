@@ -25,6 +25,7 @@ from engine.types import (
     Order,
     OrderStatus,
     OutboxMark,
+    PaymentProcessing,
     PaymentResult,
     ProductReserve,
     ReapResult,
@@ -112,6 +113,7 @@ def _order(product_id: int, reply: Sequence[Any], offset: int = 1) -> Order:
     ulid, hold, qty, amount, status, created, expires, closed, note, customer = (
         text(v) for v in reply[offset : offset + 10]
     )
+    revived = len(reply) > offset + 10 and text(reply[offset + 10]) == "1"
     order_status = cast(OrderStatus, status)
     return Order(
         order_id=format_id("order", product_id, ulid),
@@ -126,6 +128,7 @@ def _order(product_id: int, reply: Sequence[Any], offset: int = 1) -> Order:
         closed_at_ms=int(closed) or None,
         transaction_id=note if order_status == "paid" else None,
         cancel_reason=cast(CancelReason, note) if order_status == "cancelled" else None,
+        revived=revived,
     )
 
 
@@ -440,9 +443,30 @@ def settle(order_id: str, transaction_id: str, result: PaymentResult, payload: s
             applied=bool(_int(reply[1])),
             duplicate=status == "duplicate",
             refund_required=bool(_int(reply[2])),
+            revived=status == "revived",
         )
 
     return Call("settle", product_keys(order.product_id).all(), [order.ulid, txn, result, payload], decode)
+
+
+MAX_GRACE_MS = 7 * 86_400_000
+
+
+def processing(order_id: str, transaction_id: str, grace_ms: int) -> Call[PaymentProcessing]:
+    """A payment under way: a pending order's expiry moves, once, to ``grace_ms`` from now."""
+    order = parse_id(order_id, "order")
+    txn = check_transaction_id(transaction_id)
+    _check_count(grace_ms, "grace_ms", 1, MAX_GRACE_MS)
+
+    def decode(reply: Reply) -> PaymentProcessing:
+        status = text(reply[0])
+        if status == "order_not_found":
+            raise exc.OrderNotFound(order_id)
+        return PaymentProcessing(
+            _order(order.product_id, reply), txn, extended=status == "extended", duplicate=status == "duplicate"
+        )
+
+    return Call("processing", product_keys(order.product_id).all(), [order.ulid, txn, grace_ms], decode)
 
 
 def cancel(order_id: str, reason: CancelReason = "cancelled", owner: str | None = None) -> Call[Cancellation]:

@@ -22,6 +22,7 @@ from engine.types import (
     OrderStatus,
     OutboxEvent,
     OutboxMark,
+    PaymentProcessing,
     PaymentResult,
     ProductReserve,
     ReapResult,
@@ -131,6 +132,10 @@ class Engine(EngineBase):
 
     def settle(self, order_id: str, transaction_id: str, result: PaymentResult, payload: str = "") -> Settlement:
         return self._run(calls.settle(order_id, transaction_id, result, payload))
+
+    def processing(self, order_id: str, transaction_id: str, grace_ms: int) -> PaymentProcessing:
+        """A payment under way: a pending order's expiry moves, once, to ``grace_ms`` from now."""
+        return self._run(calls.processing(order_id, transaction_id, grace_ms))
 
     def claim_transaction(self, transaction_id: str, order_id: str, mode: ClaimMode = "claim") -> TransactionClaim:
         """Bind a transaction id to one order for the whole sale; TransactionReused if another order holds it."""

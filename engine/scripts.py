@@ -19,6 +19,7 @@ PRODUCT_SCRIPTS = (
     "hold_status",
     "convert",
     "settle",
+    "processing",
     "cancel",
     "order_status",
     "order_states",

@@ -58,6 +58,8 @@ class Order:
     transaction_id: str | None
     """The transaction that paid the order."""
     cancel_reason: CancelReason | None
+    revived: bool = False
+    """Paid by a success that arrived after the order had expired unpaid, its units taken again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +70,22 @@ class Settlement:
     applied: bool
     duplicate: bool
     refund_required: bool
-    """A success the order did not take: it was already cancelled (typically expired unpaid), or already paid
-    by another transaction. The customer was charged for nothing and must be refunded."""
+    """A success the order did not take: it was already cancelled (typically expired unpaid, its units gone
+    since), or already paid by another transaction. The customer was charged for nothing and must be refunded."""
+    revived: bool = False
+    """This success revived the order: it had expired unpaid, and its units were still available."""
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentProcessing:
+    """A ``processing`` webhook applied to an order (``processing.lua``)."""
+
+    order: Order
+    transaction_id: str
+    extended: bool
+    """The order's expiry moved to the payment grace (its first ``processing``)."""
+    duplicate: bool
+    """This transaction's ``processing`` (or its result) was seen before: nothing changed."""
 
 
 @dataclass(frozen=True, slots=True)

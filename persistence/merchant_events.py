@@ -60,6 +60,7 @@ _ORDER_EVENTS: dict[str, EventType] = {
     "order_created": "order.created",
     "order_paid": "order.paid",
     "order_cancelled": "order.cancelled",
+    "order_revived": "order.revived",
 }
 
 
@@ -119,8 +120,6 @@ def for_order(kind: str, order: dict[str, Any]) -> MerchantEvent | None:
     event_type = _ORDER_EVENTS.get(kind)
     if event_type is None:
         return None
-    if event_type == "order.paid" and order.get("revived"):
-        event_type = "order.revived"
     order_id = order["id"]
     return MerchantEvent(
         event_type, f"order:{order_id}", f"{event_type}:{order_id}", order["updated_at"], order_object(order)

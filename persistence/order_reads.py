@@ -30,6 +30,8 @@ class OrderRecord:
     cancel_reason: CancelReason | None
     transaction_id: str | None
     """The transaction that paid the order."""
+    revived: bool = False
+    """Paid by a success after it had expired unpaid (its units taken again)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ def order_record(m: sa.RowMapping) -> OrderRecord:
         cancelled_at=m["cancelled_at"],
         cancel_reason=cast(CancelReason | None, m["cancel_reason"]),
         transaction_id=m["transaction_id"],
+        revived=bool(m["revived"]),
     )
 
 

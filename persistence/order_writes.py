@@ -32,7 +32,9 @@ from persistence.refunds import record_requests, request_row
 from persistence.times import from_ms
 from persistence.upsert import insert
 
-ORDER_EVENTS = frozenset({"order_created", "order_paid", "order_cancelled", "payment"})
+ORDER_EVENTS = frozenset(
+    {"order_created", "order_paid", "order_cancelled", "order_revived", "payment_processing", "payment"}
+)
 HOLD_EXPIRED = "hold_expired"
 
 _COUNT_ROWS = {"preserve_rowcount": True}
@@ -120,7 +122,7 @@ def order_row(event: OutboxEvent) -> dict[str, Any]:
         "cancelled_at": closed if status == "cancelled" else None,
         "cancel_reason": note if status == "cancelled" else None,
         "transaction_id": note if status == "paid" else None,
-        "revived": event.fields.get("revived", "0") == "1",
+        "revived": event.event == "order_revived" or (status == "paid" and event.fields.get("revived") == "1"),
     }
 
 

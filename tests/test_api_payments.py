@@ -58,6 +58,7 @@ async def test_success_pays_a_pending_order(client: httpx.AsyncClient, engine_sy
         "applied": True,
         "duplicate": False,
         "refund_required": False,
+        "revived": False,
     }
     assert engine_sync.snapshot(1).sold == 2
     (logged,) = _events(logs, "payment_success")
@@ -118,15 +119,16 @@ async def test_a_new_transaction_on_a_closed_order_is_not_applied_and_warned(
     assert _payments_in_outbox(engine_sync, 1) == 2  # the refused payment is recorded too
 
 
-async def test_success_for_an_order_that_expired_unpaid_requires_a_refund(
+async def test_success_for_an_order_that_expired_unpaid_and_sold_out_requires_a_refund(
     redis_url: str, database_url: str, tmp_path: Path, real_redis: redis.Redis, db: sa.Engine
 ) -> None:
     engine = Engine(real_redis)
-    engine.set_stock(1, 10, price_cents=300)
+    engine.set_stock(1, 2, price_cents=300)
     settings = make_settings(redis_url, database_url, tmp_path, FLASHSALE_ORDER_TTL_SECONDS="1")
     async with serve(create_app(settings)) as http:
         created = await order(http, 1, 2)
         await asyncio.sleep(1.05)
+        engine.reserve(1, 2)  # its units went to someone else: it cannot be revived
         with capture_logs() as logs:
             response = await pay(http, created["order_id"], "late-txn")
 
@@ -139,7 +141,7 @@ async def test_success_for_an_order_that_expired_unpaid_requires_a_refund(
         600,
     )
     assert refund["log_level"] == "warning"
-    assert engine.snapshot(1).available == 10
+    assert engine.snapshot(1).available == 0
 
 
 async def test_a_webhook_right_after_the_order_pays_it_before_any_worker_ran(

@@ -146,17 +146,18 @@ def test_a_new_transaction_on_a_cancelled_order_is_not_applied(engine: Engine) -
     assert counters(engine) == (10, 0, 0, 0)
 
 
-def test_a_payment_for_an_order_that_expired_unpaid_requires_a_refund(make_engine: MakeEngine) -> None:
+def test_a_payment_for_an_order_that_expired_unpaid_and_sold_out_requires_a_refund(make_engine: MakeEngine) -> None:
     engine = make_engine(order_ttl_ms=150)
-    engine.set_stock(1, 10)
+    engine.set_stock(1, 2)
     order = pending_order(engine)
     sleep_past(order.expires_at_ms)
+    engine.reserve(1, 2)  # its units went to someone else
 
     settled = engine.settle(order.order_id, "txn-1", "success")
 
     assert (settled.applied, settled.duplicate, settled.refund_required) == (False, False, True)
     assert (settled.order.status, settled.order.cancel_reason) == ("cancelled", "expired")
-    assert counters(engine) == (10, 0, 0, 0)
+    assert counters(engine) == (0, 2, 0, 0)
     again = engine.settle(order.order_id, "txn-1", "success")
     assert (again.duplicate, again.applied, again.refund_required) == (True, False, True)
 

@@ -116,6 +116,7 @@ def test_the_engine_keeps_working_after_script_flush(engine: Engine, redis_clien
     engine.release(engine.reserve(1, 1).hold_id)
     assert engine.hold(hold.hold_id).status == "converted"
     assert engine.order(order.order_id).status == "paid"
+    assert engine.processing(order.order_id, "txn-1", 60_000).duplicate
     assert engine.order_states(1, [order.order_id]) == {order.order_id: "paid"}
     assert engine.reap(1).overdue_left == 0
     assert engine.set_stock(1, 12).available == 10
@@ -137,7 +138,7 @@ def test_the_engine_keeps_working_after_script_flush(engine: Engine, redis_clien
     )
     [batched] = engine.reserve_many(1, [ReserveRequest(1)])
     assert isinstance(batched, Hold)
-    assert len(NAMES) == 16
+    assert len(NAMES) == 17
 
 
 def test_each_script_loads_on_every_backend(redis_client: Any) -> None:

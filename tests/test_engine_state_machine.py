@@ -78,10 +78,11 @@ class ModelOrder:
     closed: int | None = None
     txn: str | None = None
     reason: str | None = None
+    revived: bool = False
 
     def record(self) -> str:
         """The order as lua/_prelude.lua stores it."""
-        state = {"pending": "p", "paid": "d", "cancelled": "c"}[self.status]
+        state = "v" if self.revived else {"pending": "p", "paid": "d", "cancelled": "c"}[self.status]
         hold = parse_id(self.hold_id, "hold").ulid
         note = self.txn or self.reason or ""
         fields = (state, self.qty, self.amount, self.created, self.expires, hold, self.closed or 0, note, self.customer)
@@ -101,6 +102,7 @@ class ModelOrder:
             self.closed,
             self.txn,
             self.reason,  # type: ignore[arg-type]
+            self.revived,
         )
 
     def event(self, name: str) -> Event:
@@ -306,12 +308,12 @@ class Model:
             first = prod.orders[first_order]
             prod.stats["duplicate"] += 1
             refund = first_result == "success" and not applied
-            return Settlement(first.result(), txn, result, applied, True, refund)  # type: ignore[arg-type]
+            return Settlement(first.result(), txn, result, applied, True, refund, False)  # type: ignore[arg-type]
         if prod is None or o is None:
             return exc.OrderNotFound(order_id)
         if o.status == "pending" and now >= o.expires:
             prod.cancel_order(o, now, "expired")
-        applied = refund = False
+        applied = refund = revived = False
         if o.status == "pending":
             applied = True
             if result == "success":
@@ -322,12 +324,20 @@ class Model:
                 prod.outbox.append(o.event("order_paid"))
             else:
                 prod.cancel_order(o, now, "payment_failed")
+        elif result == "success" and o.reason == "expired" and prod.available >= o.qty:
+            # expired unpaid, its units still on sale: revived, paid after all
+            applied = revived = True
+            prod.available -= o.qty
+            prod.sold += o.qty
+            o.status, o.closed, o.txn, o.reason, o.revived = "paid", now, txn, None, True
+            prod.stats["revived"] += 1
+            prod.outbox.append(o.event("order_revived"))
         elif result == "success":  # cancelled, or paid by another transaction: charged for nothing
             refund = True
             prod.stats["refund_required"] += 1
         prod.txns[txn] = (order_id, result, applied)
         prod.outbox.append((*o.event("payment"), txn, result, str(int(applied)), str(int(refund))))
-        return Settlement(o.result(), txn, result, applied, False, refund)  # type: ignore[arg-type]
+        return Settlement(o.result(), txn, result, applied, False, refund, revived)  # type: ignore[arg-type]
 
     def cancel(self, order_id: str, now: int) -> Any:
         prod, o = self.order_of(order_id)

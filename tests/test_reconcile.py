@@ -95,13 +95,13 @@ def test_compare_keeps_one_finding_per_product_in_order() -> None:
 def test_what_postgresql_has_and_redis_does_not_is_a_lost_write_of_each_kind() -> None:
     durable = {"o1_a": "pending", "o1_b": "paid", "o1_c": "paid", "o1_d": "cancelled", "o1_e": "cancelled"}
     engine = {"o1_a": None, "o1_b": "pending", "o1_c": "cancelled", "o1_d": "pending", "o1_e": "paid"}
+    # o1_e: cancelled in PostgreSQL, paid in Redis: a late success revived it, not drained yet (Redis ahead)
 
     assert lost_writes(durable, engine) == [
         LostWrite("o1_a", "order", "pending", None),
         LostWrite("o1_b", "payment", "paid", "pending"),
         LostWrite("o1_c", "payment", "paid", "cancelled"),
         LostWrite("o1_d", "cancellation", "cancelled", "pending"),
-        LostWrite("o1_e", "cancellation", "cancelled", "paid"),
     ]
 
 

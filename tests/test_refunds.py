@@ -77,6 +77,7 @@ def test_a_refunded_webhook_confirms_the_request_once(operator: Operator, live_a
         "applied": True,
         "duplicate": False,
         "refund_required": True,
+        "revived": False,
         "refund_status": "confirmed",
     }
     assert (again.json()["applied"], again.json()["duplicate"]) == (False, True)

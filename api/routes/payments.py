@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from msgspec import UNSET
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -12,6 +13,8 @@ from api.errors import ApiError, InvalidJson, RefundNotFound, WebhookDisabled
 from api.metrics import SIGNATURES_REJECTED
 from api.responses import json
 from api.services import of
+from api.settlement import Outcome
+from api.times import iso
 from api.validation import decode, is_json, read_body
 from engine.types import PaymentResult
 from persistence.refunds import confirm
@@ -21,6 +24,8 @@ log = logs.get_logger("api.payments")
 
 REFUNDED = "refunded"
 """The provider gave back the charge the transaction id names: confirms flashsale's refund request."""
+PROCESSING = "processing"
+"""The payment is under way: hold the order for the payment grace (once)."""
 
 
 async def webhook(request: Request) -> Response:
@@ -46,19 +51,28 @@ async def webhook(request: Request) -> Response:
     payload = raw.decode("utf-8")
     if body.status == REFUNDED:
         return await refunded(request, body.order_id, body.transaction_id, payload)
+    if body.status == PROCESSING:
+        outcome = await services.settler.processing(body.order_id, body.transaction_id)
+        if outcome.applied:
+            services.drain_requests.send()
+        return json(_result(body.transaction_id, outcome))
     result: PaymentResult = "success" if body.status == "success" else "failed"
     outcome = await services.settler.pay(body.order_id, body.transaction_id, result, payload)
     if not outcome.duplicate:
         services.drain_requests.send()
-    return json(
-        WebhookResult(
-            order_id=outcome.order_id,
-            transaction_id=body.transaction_id,
-            status=outcome.status,
-            applied=outcome.applied,
-            duplicate=outcome.duplicate,
-            refund_required=outcome.refund_required,
-        )
+    return json(_result(body.transaction_id, outcome))
+
+
+def _result(transaction_id: str, outcome: Outcome) -> WebhookResult:
+    return WebhookResult(
+        order_id=outcome.order_id,
+        transaction_id=transaction_id,
+        status=outcome.status,
+        applied=outcome.applied,
+        duplicate=outcome.duplicate,
+        refund_required=outcome.refund_required,
+        revived=outcome.revived,
+        expires_at=UNSET if outcome.expires_at_ms is None else iso(outcome.expires_at_ms),
     )
 
 
@@ -86,6 +100,7 @@ async def refunded(request: Request, order_id: str, transaction_id: str, payload
             applied=confirmed.changed,
             duplicate=not confirmed.changed,
             refund_required=True,
+            revived=False,
             refund_status=refund.status,
         )
     )

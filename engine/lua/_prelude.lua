@@ -4,7 +4,7 @@
 --                               queued_until (the expiry of the last hold queued), and running counts
 --                               n_holds n_out_of_stock n_limit n_released n_expired
 --                               n_orders n_paid n_payment_failed n_cancelled n_order_expired n_duplicate
---                               n_refund_required
+--                               n_refund_required n_processing n_revived
 --   KEYS[2]  holds      hash    hold ulid  -> "state|qty|expires_ms|order ulid|customer"
 --   KEYS[3]  hold_exp   zset    active hold ulid, score = expires_ms: the holds that would break
 --                               hold_queue's order
@@ -18,7 +18,9 @@
 --   KEYS[11] hold_queue list    hold ulids in expiry order (a hold expiring no earlier than the last one
 --                               queued); released or converted ones stay until they reach the head
 -- Hold states: a active, c converted, r released, x expired.
--- Order states: p pending, d paid, c cancelled. `note` is the paying transaction or the cancel reason.
+-- Order states: p pending, d paid, v paid after it had expired (revived: a late success took its units
+-- again), c cancelled. `note` is the paying transaction or the cancel reason; while pending, the transaction
+-- whose `processing` extended the order ('' until then).
 
 local K_PRODUCT, K_HOLDS, K_HOLD_EXP, K_ORDERS, K_ORDER_EXP = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_TXNS, K_CUSTOMERS, K_IDEM, K_TOMBS, K_OUTBOX = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
@@ -29,7 +31,7 @@ local PRODUCT_ID = K_PRODUCT and string.match(K_PRODUCT, '{(%d+)}')  -- none: a 
 -- idempotency key; a converted hold also while its order is pending, and as long as the order answers.
 local TOMB_MS = 86400000
 local TXN_TOMB_MS = 7 * 86400000  -- transaction ids are remembered for 7 days
-local ORDER_STATUS = { p = 'pending', d = 'paid', c = 'cancelled' }
+local ORDER_STATUS = { p = 'pending', d = 'paid', v = 'paid', c = 'cancelled' }
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -77,7 +79,7 @@ end
 -- The reply shape every script uses for an order.
 local function order_reply(status, ulid, o)
   return { status, ulid, o.hold, o.qty, o.amount, ORDER_STATUS[o.state], o.created, o.expires,
-           o.closed, o.note, o.customer }
+           o.closed, o.note, o.customer, o.state == 'v' and 1 or 0 }
 end
 
 -- Whether a caller who is `owner` may see or change a hold or order: '' (buyer auth off) may touch any. To

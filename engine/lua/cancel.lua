@@ -9,7 +9,7 @@ local owner = ARGV[3] or ''
 
 local o = read_order(ulid)
 if not o or not owned(o, owner) then return { 'order_not_found' } end
-if o.state == 'd' then return { 'order_not_pending', 'paid' } end
+if o.state == 'd' or o.state == 'v' then return { 'order_not_pending', 'paid' } end
 if o.state == 'c' then return order_reply('unchanged', ulid, o) end
 local now = now_ms()
 if now >= o.expires then reason = 'expired' end

@@ -1,10 +1,12 @@
 -- settle: apply one payment result to an order, at most once per transaction id.
 -- KEYS: the product's eleven keys (see _prelude.lua).
 -- ARGV[1] order ulid   ARGV[2] transaction id   ARGV[3] 'success' | 'failed'   ARGV[4] raw payload
--- returns {'applied' | 'not_applied' | 'duplicate', applied (0/1), refund_required (0/1), <order reply>...}
+-- returns {'applied' | 'revived' | 'not_applied' | 'duplicate', applied (0/1), refund_required (0/1), <order reply>...}
 --       | {'order_not_found'} | {'duplicate_forgotten', applied, order ulid} (the order is no longer kept)
--- A success the order cannot take (it is cancelled, or already paid by another transaction) is recorded,
--- not applied, and needs a refund: counted in n_refund_required, and carried by the payment event.
+-- A success for an order that expired unpaid revives it when the product still has the units available: they
+-- are taken again atomically and the order is paid (state 'v', "revived"; event order_revived). A success the
+-- order cannot take (otherwise cancelled, or already paid by another transaction) is recorded, not applied,
+-- and needs a refund: counted in n_refund_required, and carried by the payment event.
 -- A duplicate transaction reports the order it was first applied to, in its current state, and the first
 -- verdict. This script decides per product; claim_transaction binds the id to one order sale-wide first.
 local order_ulid = ARGV[1]
@@ -37,7 +39,7 @@ if not o then return { 'order_not_found' } end
 local now = now_ms()
 if o.state == 'p' and now >= o.expires then cancel_order(order_ulid, o, now, 'expired') end
 
-local applied, refund = 0, 0
+local applied, refund, revived = 0, 0, false
 if o.state == 'p' then
   applied = 1
   if result == 'success' then
@@ -53,6 +55,17 @@ if o.state == 'p' then
   else
     cancel_order(order_ulid, o, now, 'payment_failed')
   end
+elseif result == 'success' and o.state == 'c' and o.note == 'expired' and counter('available') >= o.qty then
+  -- A success after the order expired unpaid, its units still on sale: take them again, the order is paid.
+  applied, revived = 1, true
+  redis.call('HINCRBY', K_PRODUCT, 'available', -o.qty)
+  redis.call('HINCRBY', K_PRODUCT, 'sold', o.qty)
+  if o.customer ~= '' then redis.call('HINCRBY', K_CUSTOMERS, o.customer, o.qty) end
+  o.state, o.closed, o.note = 'v', now, txn
+  write_order(order_ulid, o)
+  tomb('o:' .. order_ulid, now + TOMB_MS)
+  count('n_revived')
+  emit('order_revived', order_ulid, o, now)
 elseif result == 'success' then
   refund = 1
   count('n_refund_required')
@@ -62,4 +75,5 @@ redis.call('HSET', K_TXNS, txn, order_ulid .. '|' .. result .. '|' .. applied)
 tomb('t:' .. txn, now + TXN_TOMB_MS)
 emit('payment', order_ulid, o, now,
   { 'transaction_id', txn, 'result', result, 'applied', applied, 'refund_required', refund, 'payload', payload })
-return reply(applied == 1 and 'applied' or 'not_applied', applied, refund, order_ulid, o)
+local verdict = revived and 'revived' or (applied == 1 and 'applied' or 'not_applied')
+return reply(verdict, applied, refund, order_ulid, o)
