@@ -3,9 +3,10 @@
 A fault test's 200 load clients share one event loop in the test process; on a busy machine that loop's lag is
 counted in their timings as if the server had been slow. A bound on answer times is checked instead with:
 
-- ``Probe``: ``python -m tests.faults.probe URL PRODUCT``, a client in a process of its own sending one hold
-  request at a time (a pause between two) until it is stopped (SIGTERM), each timed from send to answer on the
-  machine's monotonic clock (the same in every process, so a test can tell which requests met its fault);
+- ``Probe``: ``python -m tests.faults.probe URL PRODUCT hold|read``, a client in a process of its own sending one
+  request at a time (a pause between two: a hold of one unit of the product, or a read of it) until it is
+  stopped (SIGTERM), each timed from send to answer on the machine's monotonic clock (the same in every process,
+  so a test can tell which requests met its fault);
 - ``answered_slower_than``: the API's request-duration histogram, which counts every request, the load's too,
   from its arrival in the app to its answer.
 """
@@ -22,10 +23,14 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from flashsale.stack.supervisor import die_with_parent
+
 PAUSE_SECONDS = 0.05
 """Between two requests: the probe measures, it adds no load."""
 TIMEOUT_SECONDS = 30.0
 """Far above any bound a test checks: a hang shows as a long time, not as a missing answer."""
+LIFETIME_SECONDS = 600.0
+"""A probe nobody stopped (its test failed first) ends by itself; it also ends with the process that started it."""
 PROJECT = Path(__file__).resolve().parents[2]
 HISTOGRAM = "flashsale_http_request_duration_seconds"
 
@@ -41,16 +46,23 @@ def _key(response: httpx.Response) -> str:
     return f"{response.status_code} {code}" if code else str(response.status_code)
 
 
-def _probe(url: str, product_id: int) -> list[Answer]:
+def _probe(url: str, product_id: int, kind: str) -> list[Answer]:
     answers: list[Answer] = []
     body = {"product_id": product_id, "quantity": 1, "customer_id": "probe"}
     stopped: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, _: stopped.append(signum))  # ends the loop, not a request
     with httpx.Client(base_url=url, timeout=TIMEOUT_SECONDS) as http:
-        while not stopped:
+
+        def request() -> httpx.Response:
+            if kind == "hold":
+                return http.post("/api/holds", json=body)
+            return http.get(f"/api/products/{product_id}")
+
+        end = time.monotonic() + LIFETIME_SECONDS
+        while not stopped and time.monotonic() < end:
             sent = time.monotonic()
             try:
-                answer = _key(http.post("/api/holds", json=body))
+                answer = _key(request())
             except httpx.HTTPError as error:
                 answer = f"no answer {type(error).__name__}"
             answers.append((sent, time.monotonic() - sent, answer))
@@ -61,12 +73,16 @@ def _probe(url: str, product_id: int) -> list[Answer]:
 
 
 class Probe:
-    """The probe process against one API; started, it has had its first answer. Its holds are on ``product_id``
-    (give it a product of its own: abandoned, they expire)."""
+    """The probe process against one API; started, it has had its first answer. ``hold``: it holds one unit of
+    ``product_id`` each time (give it a product of its own: abandoned, the holds expire); ``read``: it reads the
+    product (nothing changes)."""
 
-    def __init__(self, url: str, product_id: int) -> None:
-        argv = [sys.executable, "-m", "tests.faults.probe", url, str(product_id)]
-        self.process = subprocess.Popen(argv, cwd=PROJECT, stdout=subprocess.PIPE, text=True)
+    def __init__(self, url: str, product_id: int, kind: str = "hold") -> None:
+        assert kind in ("hold", "read")
+        argv = [sys.executable, "-m", "tests.faults.probe", url, str(product_id), kind]
+        self.process = subprocess.Popen(
+            argv, cwd=PROJECT, stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent
+        )
         assert self.process.stdout is not None
         ready = self.process.stdout.readline().strip()
         assert ready == "ready", f"the probe did not start: {ready!r}"
@@ -107,8 +123,8 @@ def answered_slower_than(url: str, bound: float) -> float:
 
 
 def main() -> None:
-    url, product_id = sys.argv[1], int(sys.argv[2])
-    for answer in _probe(url, product_id):
+    url, product_id, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    for answer in _probe(url, product_id, kind):
         print(json.dumps(answer))
 
 
