@@ -35,7 +35,14 @@ from engine import exceptions as engine_errors
 from engine.coalesce import Coalescer
 from engine.types import OrderStatus, OutboxEvent, PaymentResult, Settlement
 from persistence.conflicts import log_conflicts
-from persistence.order_reads import OrderRecord, PaymentRecord, get_order, get_payment, payments_by_transaction
+from persistence.order_reads import (
+    OrderRecord,
+    PaymentRecord,
+    get_order,
+    get_payment,
+    payments_by_transaction,
+    recorded_transaction_ids,
+)
 from persistence.order_writes import apply_events
 from persistence.times import to_ms
 from shared import logs
@@ -44,8 +51,12 @@ from shared.settings import DEFAULT_PAYMENT_GRACE_SECONDS
 log = logs.get_logger("api.payments")
 
 CHECK_TIMEOUT_SECONDS = 1.0
-LOOKUP_BATCH = 256
 """How long a webhook waits for PostgreSQL's record of a transaction id before Redis decides alone."""
+LOOKUP_BATCH = 256
+VOUCH_EVERY_SECONDS = 10.0
+"""How often at most the claim store is vouched for (``AsyncEngine.vouch_claims``) while Redis cannot decide."""
+VOUCH_LIMIT = 200_000
+"""Past this many recorded transaction ids, the claim store is not vouched for: each webhook asks PostgreSQL."""
 
 
 @dataclass(frozen=True)
@@ -77,13 +88,14 @@ class Settler:
         self.db = db
         self.grace_ms = grace_ms
         self._confirming: set[asyncio.Task[None]] = set()
+        self._vouched_at = -VOUCH_EVERY_SECONDS
         # Concurrent webhooks share one PostgreSQL read (and one worker thread) for their transaction ids.
         self._lookups: Coalescer[str, PaymentRecord | None] = Coalescer(
             self._lookup, max_batch=LOOKUP_BATCH, max_in_flight=2
         )
 
     async def close(self) -> None:
-        """Wait for the claims still being confirmed."""
+        """Wait for the claims still being confirmed, and the claim store being vouched for."""
         if self._confirming:
             await asyncio.gather(*self._confirming, return_exceptions=True)
 
@@ -95,6 +107,7 @@ class Settler:
             self._refuse(reused)
         known: PaymentRecord | _Unknown | None = None
         if not claim.confirmed:
+            self._vouch_later()
             known = await self._recorded(transaction_id)
             if isinstance(known, PaymentRecord) and known.order_id != order_id:
                 await self._record(transaction_id, known.order_id)
@@ -171,6 +184,31 @@ class Settler:
         except (DatabaseUnavailable, TimeoutError):
             log.warning(logs.TRANSACTION_CHECK_SKIPPED, transaction_id=transaction_id)
             return UNKNOWN
+
+    def _vouch_later(self) -> None:
+        """Redis could not decide: in the background, and at most every VOUCH_EVERY_SECONDS, check whether every id
+        PostgreSQL records is claimed in Redis, and if so mark the claim store complete. While the mark counts, the
+        claim script confirms a new id at once, and a webhook needs no PostgreSQL read (engine/keys.py)."""
+        now = time.monotonic()
+        if now - self._vouched_at < VOUCH_EVERY_SECONDS:
+            return
+        self._vouched_at = now
+        task = asyncio.get_running_loop().create_task(self._vouch())
+        self._confirming.add(task)
+        task.add_done_callback(self._confirming.discard)
+
+    async def _vouch(self) -> None:
+        try:
+            recorded = await threadpool.call(recorded_transaction_ids, self.db, VOUCH_LIMIT)
+            lifetime = None if recorded is None else await self.engine.vouch_claims(recorded)
+        except (DatabaseUnavailable, engine_errors.EngineError) as error:
+            log.warning(logs.CLAIMS_NOT_VOUCHED, reason="unavailable", error=str(error))
+            return
+        if lifetime is None:
+            reason = "too_many_recorded" if recorded is None else "cannot_vouch"
+            log.info(logs.CLAIMS_NOT_VOUCHED, reason=reason, recorded=None if recorded is None else len(recorded))
+        else:
+            log.info(logs.CLAIMS_VOUCHED, recorded=len(recorded or ()), lifetime_ms=lifetime)
 
     def _confirm_later(self, transaction_id: str, order_id: str) -> None:
         task = asyncio.get_running_loop().create_task(self._confirm(transaction_id, order_id))

@@ -15,7 +15,7 @@ from engine import calls
 from engine.client_base import EngineBase
 from engine.coalesce import MAX_BATCH, Coalescer
 from engine.exceptions import UNAVAILABLE, EngineError, EngineUnavailable, reply_error
-from engine.keys import PRODUCTS_KEY, product_keys, product_slot
+from engine.keys import CLAIMS_COMPLETE_KEY, PRODUCTS_KEY, product_keys, product_slot, transaction_key
 from engine.pipelining import MAX_CALLS, Pipeliner
 from engine.plain_replies import decode_entries, decode_product_ids, decode_stats
 from engine.replication import AsyncAcknowledger, waits
@@ -42,6 +42,11 @@ from engine.types import (
 )
 
 T = TypeVar("T")
+
+VOUCH_CHUNK = 1000
+"""Claims whose lifetime one pipelined round trip reads, when vouching for the claim store."""
+VOUCH_MARGIN_MS = 60_000
+"""The mark expires this long before the first claim it vouches for would."""
 
 ACKED_IN_FLIGHT = 2
 """Batches of one product, and pipelined round trips, in flight at once when writes wait for the replicas."""
@@ -256,7 +261,37 @@ class AsyncEngine(EngineBase):
         self, transaction_id: str, order_id: str, mode: ClaimMode = "claim"
     ) -> TransactionClaim:
         """Bind a transaction id to one order for the whole sale; TransactionReused if another order holds it."""
-        return await self._run(calls.claim_transaction(transaction_id, order_id, mode))
+        return await self._run(calls.claim_transaction(transaction_id, order_id, mode, marked=not self._cluster))
+
+    async def vouch_claims(self, recorded: Sequence[str]) -> int | None:
+        """Mark the claim store complete if every transaction id PostgreSQL records (``recorded``, all of them) is
+        claimed here and Redis never evicts keys; returns the mark's lifetime in ms, or None when it cannot vouch.
+
+        The mark names this server's run id and expires a minute before the first of those claims would: new
+        claims outlive it (they keep their ids for ``TRANSACTION_RETENTION_MS``), a restart or failover changes
+        the run id, so while the mark counts, a transaction id without a claim is one PostgreSQL does not have.
+        A payment reaches PostgreSQL only after its claim was made here, so ids recorded meanwhile are covered."""
+        if self._cluster:
+            return None  # the mark would live in one slot, the claims in all of them
+        memory = await self._bounded(self.redis.info("memory"))
+        if memory.get("maxmemory_policy") != "noeviction":
+            return None  # a claim evicted under memory pressure would be an id forgotten unseen
+        shortest = calls.TRANSACTION_RETENTION_MS
+        for start in range(0, len(recorded), VOUCH_CHUNK):
+            pipe = self.redis.pipeline(transaction=False)
+            for transaction_id in recorded[start : start + VOUCH_CHUNK]:
+                pipe.pttl(transaction_key(transaction_id))
+            for left in await self._bounded(pipe.execute()):
+                if left == -2:
+                    return None  # recorded in PostgreSQL, forgotten here
+                if left >= 0:
+                    shortest = min(shortest, int(left))
+        lifetime = shortest - VOUCH_MARGIN_MS
+        if lifetime <= 0:
+            return None
+        run_id = (await self._bounded(self.redis.info("server")))["run_id"]
+        await self._bounded(self.redis.set(CLAIMS_COMPLETE_KEY, run_id, px=lifetime))
+        return lifetime
 
     async def release_transaction(self, transaction_id: str, order_id: str) -> bool:
         """Give back the order's claim of a transaction id (the order exists nowhere)."""

@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from engine import exceptions as exc
 from engine.ids import ParsedId, format_id, new_id, new_ulid, parse_id
-from engine.keys import product_keys, product_slot, transaction_key
+from engine.keys import CLAIMS_COMPLETE_KEY, product_keys, product_slot, transaction_key
 from engine.product_rules import MAX_PER_CUSTOMER, MAX_PRICE_CENTS, MAX_QUANTITY, MAX_STOCK
 from engine.text import encodable
 from engine.types import (
@@ -395,8 +395,12 @@ def check_transaction_id(transaction_id: str) -> str:
     return txn
 
 
-def claim_transaction(transaction_id: str, order_id: str, mode: ClaimMode = "claim") -> Call[TransactionClaim]:
-    """Bind a transaction id to one order for the whole sale (see lua/claim_transaction.lua for the modes)."""
+def claim_transaction(
+    transaction_id: str, order_id: str, mode: ClaimMode = "claim", *, marked: bool = False
+) -> Call[TransactionClaim]:
+    """Bind a transaction id to one order for the whole sale (see lua/claim_transaction.lua for the modes).
+
+    ``marked``: pass the claim store's completeness mark too (one Redis only: on a cluster it is in another slot)."""
     txn = check_transaction_id(transaction_id)
     order = str(parse_id(order_id, "order"))
     if mode not in CLAIM_MODES:
@@ -411,7 +415,8 @@ def claim_transaction(transaction_id: str, order_id: str, mode: ClaimMode = "cla
         return TransactionClaim(txn, order, new=status == "claimed", confirmed=bool(_int(reply[1])))
 
     args: list[str | int] = [order, TRANSACTION_RETENTION_MS, mode]
-    return Call("claim_transaction", [transaction_key(txn)], args, decode)
+    keys = [transaction_key(txn), CLAIMS_COMPLETE_KEY] if marked else [transaction_key(txn)]
+    return Call("claim_transaction", keys, args, decode)
 
 
 def release_transaction(transaction_id: str, order_id: str) -> Call[bool]:

@@ -139,7 +139,8 @@ class Engine(EngineBase):
 
     def claim_transaction(self, transaction_id: str, order_id: str, mode: ClaimMode = "claim") -> TransactionClaim:
         """Bind a transaction id to one order for the whole sale; TransactionReused if another order holds it."""
-        return self._run(calls.claim_transaction(transaction_id, order_id, mode))
+        marked = not isinstance(self.redis, RedisCluster)
+        return self._run(calls.claim_transaction(transaction_id, order_id, mode, marked=marked))
 
     def release_transaction(self, transaction_id: str, order_id: str) -> bool:
         """Give back the order's claim of a transaction id (the order exists nowhere)."""

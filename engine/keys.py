@@ -50,6 +50,11 @@ PRODUCTS_KEY = "fs:products"
 
 TRANSACTION_KEY_PREFIX = "fs:txn:"
 
+CLAIMS_COMPLETE_KEY = "fs:txns:complete"
+"""The claim store's completeness mark (one Redis only): the run id of the server on which every transaction id
+PostgreSQL records was found claimed. While it names the server a claim script runs on, an id without a claim is
+new. It lives no longer than the shortest of those claims (see ``AsyncEngine.vouch_claims``)."""
+
 
 def transaction_key(transaction_id: str) -> str:
     """The sale-wide claim of a transaction id: ``fs:txn:{<id>}``, hash-tagged from the id itself.

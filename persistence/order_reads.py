@@ -97,6 +97,14 @@ def payments_by_transaction(db: sa.Engine, transaction_ids: Sequence[str]) -> di
         return {row["transaction_id"]: payment_record(row) for row in connection.execute(statement).mappings()}
 
 
+def recorded_transaction_ids(db: sa.Engine, limit: int) -> list[str] | None:
+    """Every transaction id ``payments`` records, or None when there are more than ``limit``."""
+    with db.connect() as connection:
+        statement = sa.select(payments.c.transaction_id).limit(limit + 1)
+        found = list(connection.execute(statement).scalars())
+    return None if len(found) > limit else found
+
+
 def payments_for_order(db: sa.Engine, order_id: str) -> list[PaymentRecord]:
     with db.connect() as connection:
         statement = sa.select(payments).where(payments.c.order_id == order_id).order_by(payments.c.received_at)

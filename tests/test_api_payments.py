@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 
 from api.app import create_app
 from engine import Engine
-from engine.keys import product_keys
+from engine.keys import CLAIMS_COMPLETE_KEY, product_keys
 from persistence.catalog import ProductSpec, put_product
 from persistence.order_reads import get_payment, payments_by_transaction
 from persistence.order_writes import apply_events
@@ -360,9 +360,11 @@ def _drain(engine: Engine, db: sa.Engine, *product_ids: int) -> None:
 
 
 def _forget_transactions(engine: Engine, *product_ids: int) -> None:
-    """What the engine is left with once a transaction id's retention has passed: no claim, no record."""
+    """What the engine is left with once a transaction id's retention has passed: no claim, no record, and no
+    completeness mark (it lives no longer than the claims it vouched for)."""
     for key in engine.redis.scan_iter(match="fs:txn:*"):
         engine.redis.delete(key)
+    engine.redis.delete(CLAIMS_COMPLETE_KEY)
     for product_id in product_ids:
         engine.redis.delete(product_keys(product_id).txns)
 
@@ -593,3 +595,49 @@ async def test_a_second_success_on_an_order_redis_forgot_requires_a_refund(
     assert stored is not None
     assert stored.refund_required
     assert engine_sync.stats(1)["refund_required"] == 1
+
+
+async def test_once_the_claim_store_is_vouched_for_a_new_transaction_id_needs_no_postgresql_read(
+    app_and_client: tuple[Starlette, httpx.AsyncClient], engine_sync: Engine
+) -> None:
+    app, client = app_and_client
+    engine_sync.set_stock(1, 10)
+    engine_sync.set_stock(2, 10)
+    first, second, third = await order(client, 1), await order(client, 2), await order(client, 1)
+    with capture_logs() as logs:
+        await pay(client, first["order_id"], "pay_V1")  # Redis cannot decide yet: PostgreSQL is asked, and vouched
+        await app.state.services.settler.close()
+    assert _events(logs, "claims_vouched")
+
+    with mock.patch("api.settlement.payments_by_transaction", side_effect=AssertionError("PostgreSQL asked")):
+        paid = (await pay(client, second["order_id"], "pay_V2")).json()
+        refused = await pay(client, third["order_id"], "pay_V1")
+
+    assert (paid["status"], paid["applied"]) == ("paid", True)
+    _assert_refused_without_naming_the_other_order(refused, first["order_id"])
+    assert engine_sync.order(third["order_id"]).status == "pending"
+
+
+async def test_an_id_postgresql_records_and_redis_forgot_keeps_every_webhook_asking_postgresql(
+    app_and_client: tuple[Starlette, httpx.AsyncClient], engine_sync: Engine, db: sa.Engine, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr("api.settlement.VOUCH_EVERY_SECONDS", 0.0)
+    app, client = app_and_client
+    put_product(engine_sync, db, ProductSpec(1, "Widget", 400, 10))
+    first, second, third = await order(client, 1), await order(client, 1), await order(client, 1)
+    await pay(client, first["order_id"], "pay_OLD")
+    await app.state.services.settler.close()
+    _drain(engine_sync, db, 1)
+    _forget_transactions(engine_sync, 1)  # a week later: the claim and the mark are gone, PostgreSQL keeps pay_OLD
+    with capture_logs() as logs:
+        await pay(client, second["order_id"], "pay_NEW")  # asks PostgreSQL, and tries to vouch: it cannot
+        await app.state.services.settler.close()
+    assert _events(logs, "claims_not_vouched")
+    assert engine_sync.redis.exists(CLAIMS_COMPLETE_KEY) == 0
+
+    with mock.patch("api.settlement.payments_by_transaction", wraps=payments_by_transaction) as asked:
+        refused = await pay(client, third["order_id"], "pay_OLD")
+
+    assert asked.call_count == 1
+    _assert_refused_without_naming_the_other_order(refused, first["order_id"])
+    assert engine_sync.order(third["order_id"]).status == "pending"
