@@ -9,14 +9,20 @@ How to declare a new one:
 
 - **A request body**: a Struct with ``forbid_unknown_fields=True`` (leave it out only where the sender adds fields
   of its own, as a payment provider does). Type each field with a constrained type below, or a new
-  ``Annotated[..., Meta(...)]`` whose ``extra={"kind": ...}`` says how a fault is worded (``KINDS``); integers and
-  ``Literal`` choices need no kind. A field without a default is required; ``X | None = None`` is optional and takes
-  null. The route reads it with ``decode(await read_json(request), TheBody)``: a body at fault is a 422
-  ``validation_error`` listing every field with a stable message, before any engine call. A rule JSON Schema cannot
-  state (between two fields) goes in ``decode``'s ``also``; a header to check with the body, in its ``headers``.
+  ``Annotated[..., Meta(...)]`` with its bounds; a string says how its fault is worded with ``extra={"kind": ...}``
+  (``KINDS``; ``api.validation.Fields._check`` words each kind, and words integers, booleans and ``Literal``
+  choices by themselves; a type it cannot word is refused the first time the body is decoded). A field without a
+  default is required; ``X | None = None`` is optional and takes null.
+  The route reads it with ``body = decode(await read_json(request), TheBody)``: a body at fault is a 422
+  ``validation_error`` listing every field with a stable message, before any engine call. A header checked with
+  the body goes in ``decode``'s ``headers`` (``routes/holds.py``: the Idempotency-Key); a rule JSON Schema cannot
+  state, between two fields, in its ``also`` (``routes/admin.py``: the sale window).
+  Add the body to ``BODIES`` in ``tests/test_api_bodies.py``: it proves msgspec and the worded reading agree on it.
 - **An answer**: a Struct whose fields are in the order they are sent; the route returns ``json(TheAnswer(...))``.
-  A problem answer's new field goes in ``Problem`` (left ``UNSET``, it is not sent).
-- **The document**: add the Struct to ``SCHEMAS`` and name it in a path of ``api.openapi`` with ``ref(TheStruct)``.
+  A field sent only sometimes is ``X | UnsetType = UNSET`` in a Struct with ``omit_defaults=True``
+  (``WebhookResult.refund_status``). A problem answer's new field goes in ``Problem`` the same way.
+- **The document**: add the Struct to ``SCHEMAS`` and name it in a path of ``api.openapi`` with ``ref(TheStruct)``
+  (``_body(TheBody)`` for a request body); security schemes and problem codes are listed there too.
   Patterns are written in ECMA-262 (the document's dialect); ``_python`` gives msgspec the same rule in Python's.
 """
 

@@ -94,6 +94,8 @@ Also = Callable[["Fields", Mapping[str, Any]], None]
 """A rule JSON Schema cannot state, checked after the body's fields: it adds its faults to the ``Fields`` given,
 from the body's field values (those at fault already are left out)."""
 _REFUSED = (msgspec.DecodeError, msgspec.ValidationError)
+WORDED = (inspect.IntType, inspect.BoolType, inspect.LiteralType, inspect.StrType)
+"""The types of a body's fields whose faults ``Fields.explain`` words."""
 
 
 def decode(raw: bytes, kind: type[B], *, headers: Sequence[Header] = (), also: Also | None = None) -> B:
@@ -136,6 +138,10 @@ class _Reader:
     __slots__ = ("closed", "decode")
 
     def __init__(self, kind: type[msgspec.Struct]) -> None:
+        for field in _fields(kind):
+            declared, _ = _declared(field.type)
+            if not isinstance(declared, WORDED):
+                raise TypeError(f"{kind.__name__}.{field.name}: api.validation cannot word a fault of {declared!r}")
         self.closed = kind.__struct_config__.forbid_unknown_fields
         decoder = msgspec.json.Decoder(kind)
         self.decode: Callable[[bytes], Any] = (
@@ -262,6 +268,9 @@ class Fields:
     def _check(self, kind: type[msgspec.Struct], name: str, declared: inspect.Type, extra: Mapping[str, str]) -> None:
         if isinstance(declared, inspect.IntType):
             self.integer(name, declared.ge or 0, declared.le or 0)
+        elif isinstance(declared, inspect.BoolType):
+            if not isinstance(self._get(name, True), bool):
+                self.fault(name, "must be true or false")
         elif isinstance(declared, inspect.LiteralType):
             self.choice(name, tuple(str(v) for v in declared.values))
         elif isinstance(declared, inspect.StrType):

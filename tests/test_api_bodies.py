@@ -190,3 +190,25 @@ def test_every_declared_body_and_answer_is_in_the_document() -> None:
     text = json.dumps(document()["paths"]) + json.dumps(SCHEMAS)
     unreferenced = {s.__name__ for s in bodies.SCHEMAS if f'#/components/schemas/{s.__name__}"' not in text}
     assert not unreferenced
+
+
+class _Flag(msgspec.Struct, forbid_unknown_fields=True):
+    on: bool
+
+
+class _Listed(msgspec.Struct, forbid_unknown_fields=True):
+    items: list[int]
+
+
+@pytest.mark.parametrize("value", [1, 0, "true", None, [True]])
+def test_a_boolean_field_takes_only_true_or_false(value: Any) -> None:
+    raw = json.dumps({"on": value}).encode()
+    message = "is required" if value is None else "must be true or false"
+
+    assert _answer(lambda: decode(raw, _Flag)) == ("validation_error", [{"field": "on", "message": message}])
+    assert _answer(lambda: decode(b'{"on": false}', _Flag)) == ("ok", {"on": False})
+
+
+def test_a_body_whose_faults_cannot_be_worded_is_refused_when_first_read() -> None:
+    with pytest.raises(TypeError, match=r"_Listed\.items"):
+        decode(b'{"items": [1]}', _Listed)
