@@ -96,7 +96,15 @@ ProductId = Annotated[int, Meta(ge=1, le=MAX_PRODUCT_ID)]
 Quantity = Annotated[int, Meta(ge=1, le=MAX_QUANTITY)]
 IdempotencyKey = Annotated[str, _text(MAX_IDEMPOTENCY_KEY)]
 """The ``Idempotency-Key`` header's value."""
-CustomerId = Annotated[str, _text(MAX_CUSTOMER_ID, description="Counts against max_per_customer.")]
+CustomerId = Annotated[
+    str,
+    _text(
+        MAX_CUSTOMER_ID,
+        description="Counts against max_per_customer. With buyer tokens it is the token's `sub`: leave it out, or "
+        "send the same.",
+    ),
+]
+ShopperName = Annotated[str, _text(MAX_CUSTOMER_ID, description="The shopper: the token's `sub`.")]
 HoldId = Annotated[
     str,
     Meta(
@@ -201,6 +209,16 @@ class ProductSpec(Struct, forbid_unknown_fields=True):
 class DemoPaymentRequest(Struct, forbid_unknown_fields=True):
     order_id: OrderId
     status: PaymentResult
+
+
+class DemoLoginRequest(Struct, forbid_unknown_fields=True):
+    name: ShopperName
+
+
+class DemoLogin(Struct):
+    token: Annotated[str, Meta(description="A buyer token: send it as `Authorization: Bearer <token>`.")]
+    sub: str
+    expires_at: Timestamp
 
 
 class Hold(Struct):
@@ -449,5 +467,7 @@ SCHEMAS: tuple[type[Struct], ...] = (
     StreamProblem,
     DemoPaymentRequest,
     DemoPayment,
+    DemoLoginRequest,
+    DemoLogin,
 )
 """Every body and answer the document describes, in its order (what they refer to follows them)."""

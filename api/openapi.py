@@ -176,7 +176,8 @@ IDEMPOTENCY_KEY: Schema = {
     "schema": schema_of(bodies.IdempotencyKey),
     "description": (
         "A retry with the same key returns the first 201 body and takes effect once. A key belongs to its caller:"
-        " on a hold, the customer_id it came with (requests without one share one scope); on an order, the hold."
+        " on a hold, the customer_id it came with (the token's `sub` with buyer tokens; requests without one share"
+        " one scope); on an order, the hold."
         " Another caller's request with the same key is a request of its own."
     ),
 }
@@ -481,6 +482,30 @@ def _paths() -> dict[str, Any]:
                     ),
                     "401": _problem("Missing or wrong admin token", "unauthorized"),
                     "403": _problem("No admin token is configured on the server", "admin_disabled"),
+                },
+            }
+        },
+        "/api/demo/login": {
+            "post": {
+                "summary": "The demo identity provider: a buyer token for a shopper's name",
+                "description": (
+                    "Off unless FLASHSALE_DEMO_PROVIDER=1 (`flashsale up` sets it), and only where buyer tokens are "
+                    "signed with an HS256 secret (FLASHSALE_BUYER_JWT_SECRET, or the one `flashsale up` keeps): "
+                    "anyone may log in as anyone, as in a demo."
+                ),
+                "operationId": "demoLogin",
+                "tags": ["demo"],
+                "requestBody": _body(bodies.DemoLoginRequest),
+                "responses": {
+                    "200": _ok("The shopper's token", ref(bodies.DemoLogin)),
+                    "400": INVALID_JSON,
+                    "403": _problem(
+                        "The demo provider is off, or this server has no HS256 secret to sign with",
+                        "demo_provider_disabled",
+                        "demo_login_unavailable",
+                    ),
+                    "413": TOO_LARGE,
+                    "422": INVALID,
                 },
             }
         },

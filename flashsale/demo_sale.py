@@ -44,14 +44,27 @@ WALKTHROUGH_CUSTOMER = "alice"
 _FIELD = "python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])'"
 
 
-def walkthrough(url: str, flashsale: str = "flashsale") -> list[tuple[str, str]]:
-    """(title, shell command) for each step of one purchase against ``url``, ready to paste in order."""
-    hold = shlex.quote(
-        f'{{"product_id": {WALKTHROUGH_PRODUCT}, "quantity": 1, "customer_id": "{WALKTHROUGH_CUSTOMER}"}}'
-    )
-    json = "-H 'Content-Type: application/json'"
+def walkthrough(url: str, flashsale: str = "flashsale", *, buyer_tokens: bool = False) -> list[tuple[str, str]]:
+    """(title, shell command) for each step of one purchase against ``url``, ready to paste in order.
+
+    With ``buyer_tokens`` (FLASHSALE_BUYER_AUTH=jwt) the buyer first gets a token and sends it on every call."""
+    if buyer_tokens:
+        hold_body = f'{{"product_id": {WALKTHROUGH_PRODUCT}, "quantity": 1}}'
+        auth = ' -H "Authorization: Bearer $TOKEN"'
+        login = [
+            (
+                f"Log in as {WALKTHROUGH_CUSTOMER}: a signed buyer token",
+                f"TOKEN=$({flashsale} token {WALKTHROUGH_CUSTOMER})",
+            )
+        ]
+    else:
+        hold_body = f'{{"product_id": {WALKTHROUGH_PRODUCT}, "quantity": 1, "customer_id": "{WALKTHROUGH_CUSTOMER}"}}'
+        auth, login = "", []
+    hold = shlex.quote(hold_body)
+    json = "-H 'Content-Type: application/json'" + auth
     return [
         ("See the product, live availability included", f"curl -s {url}/api/products/{WALKTHROUGH_PRODUCT}"),
+        *login,
         (
             "Hold one unit (it is yours for FLASHSALE_HOLD_TTL_SECONDS)",
             f"HOLD=$(curl -s -X POST {url}/api/holds {json} -d {hold} | {_FIELD} hold_id); echo $HOLD",
@@ -62,5 +75,5 @@ def walkthrough(url: str, flashsale: str = "flashsale") -> list[tuple[str, str]]
             "; echo $ORDER",
         ),
         ("Pay it: a signed webhook, as the payment provider would send", f"{flashsale} pay $ORDER --status success"),
-        ("See the order paid", f"curl -s {url}/api/orders/$ORDER"),
+        ("See the order paid", f"curl -s{auth} {url}/api/orders/$ORDER"),
     ]

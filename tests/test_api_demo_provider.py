@@ -25,6 +25,7 @@ from shared import signing
 from shared.webhook import WEBHOOK_PATH
 from tests.support.api import WEBHOOK_SECRET, assert_problem, make_settings, order, serve, signed
 from tests.support.browser import live_server, serve_in_thread
+from tests.support.buyers import JWT_ENV
 
 pytestmark = pytest.mark.anyio
 
@@ -197,3 +198,31 @@ def test_up_leaves_the_provider_off_when_told(
 
     assert not prepared.settings.demo_provider
     assert "simulated provider" not in "\n".join(stack.banner(prepared))
+
+
+async def test_the_demo_login_signs_a_buyer_token_the_api_takes(
+    redis_url: str, database_url: str, tmp_path: Path, real_redis: redis.Redis, db: sa.Engine, engine_sync: Engine
+) -> None:
+    engine_sync.set_stock(1, 10)
+    settings = make_settings(redis_url, database_url, tmp_path, **DEMO, **JWT_ENV)
+    async with serve(create_app(settings)) as http:
+        login = await http.post("/api/demo/login", json={"name": "shopper-abc"})
+        assert login.status_code == 200, login.text
+        token = login.json()["token"]
+        held = await http.post(
+            "/api/holds", json={"product_id": 1, "quantity": 1}, headers={"Authorization": f"Bearer {token}"}
+        )
+        refused = await http.post("/api/demo/login", json={"name": ""})
+
+    assert login.json()["sub"] == "shopper-abc"
+    assert held.status_code == 201, held.text
+    assert held.json()["customer_id"] == "shopper-abc"
+    assert_problem(refused, 422, "validation_error")
+
+
+async def test_the_demo_login_is_off_without_the_demo_provider_or_an_hs256_secret(
+    redis_url: str, database_url: str, tmp_path: Path, real_redis: redis.Redis, db: sa.Engine
+) -> None:
+    for env, code in (({**JWT_ENV}, "demo_provider_disabled"), (DEMO, "demo_login_unavailable")):
+        async with serve(create_app(make_settings(redis_url, database_url, tmp_path, **env))) as http:
+            assert_problem(await http.post("/api/demo/login", json={"name": "x"}), 403, code)

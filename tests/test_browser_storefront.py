@@ -1,5 +1,6 @@
-"""The storefront ``/`` in a real browser, against a real server: buy, pay through the simulated provider, see it
-paid; stock others take shows as sold out without a reload; refusals read as plain messages."""
+"""The storefront ``/`` in a real browser, against a real server with buyer tokens on, as under ``make up``: the page
+logs its shopper in through the demo login, buys, pays through the simulated provider, sees it paid; stock others
+take shows as sold out without a reload; refusals read as plain messages."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 
 from tests.support.api import make_settings
 from tests.support.browser import chromium, expect, live_server, page_of, put_product, screenshot, take
+from tests.support.buyers import JWT_ENV, bearer
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +31,9 @@ def browser() -> Iterator[Any]:
 
 
 def _shop(redis_url: str, database_url: str, tmp_path: Path, **env: str) -> Any:
-    return live_server(make_settings(redis_url, database_url, tmp_path, **{"FLASHSALE_DEMO_PROVIDER": "1", **env}))
+    return live_server(
+        make_settings(redis_url, database_url, tmp_path, **{**JWT_ENV, "FLASHSALE_DEMO_PROVIDER": "1", **env})
+    )
 
 
 @pytest.fixture
@@ -72,12 +76,16 @@ def test_a_buyer_pays_a_unit_and_sees_sold_out_when_others_take_the_rest(
         expect(purchase.locator(".status")).to_contain_text("pending, waiting for the payment provider")
         expect(purchase).to_have_attribute("data-phase", "paid", timeout=10_000)
         status = purchase.locator(".status").inner_text()
+        shopper = page.locator("#shopper").inner_text().removeprefix("you are ")
         screenshot(page, "storefront.png", tmp_path)
 
-    # The page's word is the server's: the signed webhook from the simulated provider paid the order.
+    # The page's word is the server's: the signed webhook from the simulated provider paid the order, which is the
+    # shopper's own (the page's token named it) and nobody else's.
     found = ORDER_ID.search(status)
     assert found is not None, status
-    order = httpx.get(f"{shop}/api/orders/{found.group()}").json()
+    assert httpx.get(f"{shop}/api/orders/{found.group()}").status_code == 401
+    assert httpx.get(f"{shop}/api/orders/{found.group()}", headers=bearer("someone-else")).status_code == 404
+    order = httpx.get(f"{shop}/api/orders/{found.group()}", headers=bearer(shopper)).json()
     assert order["status"] == "paid"
     assert f"paid (transaction {order['transaction_id']})" in status
 
@@ -142,7 +150,8 @@ def test_refusals_read_as_plain_messages_limit_reached_and_hold_expired(
 def test_without_the_simulated_provider_pay_says_how_to_pay_instead(
     browser: Any, redis_url: str, database_url: str, tmp_path: Path, real_redis: redis.Redis, db: sa.Engine
 ) -> None:
-    with _shop(redis_url, database_url, tmp_path, FLASHSALE_DEMO_PROVIDER="0") as base:
+    # Without the demo provider there is no demo login either: buyers name themselves (buyer auth off).
+    with _shop(redis_url, database_url, tmp_path, FLASHSALE_DEMO_PROVIDER="0", FLASHSALE_BUYER_AUTH="off") as base:
         put_product(base, 1, "Limited sneaker, drop #1", stock=2)
         with page_of(browser) as page:
             page.goto(base + "/")

@@ -125,18 +125,25 @@ def test_up_serves_a_purchase_persists_it_stops_cleanly_and_keeps_it(tmp_path: P
     ups.append(up)
     url = up.url()
     var = tmp_path / "var"
-    for secret in ("webhook_secret", "admin_token"):
+    for secret in ("webhook_secret", "admin_token", "buyer_jwt_secret"):
         assert stat.S_IMODE((var / secret).stat().st_mode) == 0o600
         assert f"{var / secret} (created, mode 0600)" in up.output()
     assert "first run: loaded the demo catalog" in up.output()
     assert "pay $ORDER --status success" in up.output()
+    assert "token alice" in up.output()
 
-    # One purchase: hold, order, then a signed webhook from `flashsale pay` with no flags.
+    # Buyer tokens are on: a hold without one is refused. One purchase: a token from `flashsale token`, a hold, an
+    # order, then a signed webhook from `flashsale pay` with no flags.
+    token = flashsale(tmp_path, "token", "alice")
+    assert token.returncode == 0, token.stderr
+    alice = {"Authorization": f"Bearer {token.stdout.strip()}"}
     with httpx.Client(base_url=url, timeout=10) as http:
         assert http.get("/api/products/1").json()["available"] == 100
-        hold = http.post("/api/holds", json={"product_id": 1, "quantity": 1, "customer_id": "alice"})
+        assert http.post("/api/holds", json={"product_id": 1, "quantity": 1}).status_code == 401
+        hold = http.post("/api/holds", json={"product_id": 1, "quantity": 1}, headers=alice)
         assert hold.status_code == 201, hold.text
-        order = http.post("/api/orders", json={"hold_id": hold.json()["hold_id"]})
+        assert hold.json()["customer_id"] == "alice"
+        order = http.post("/api/orders", json={"hold_id": hold.json()["hold_id"]}, headers=alice)
         assert order.status_code == 201, order.text
     order_id = order.json()["order_id"]
     paid = flashsale(tmp_path, "pay", order_id, "--status", "success", "--transaction-id", "txn-alice")
@@ -170,7 +177,7 @@ def test_up_serves_a_purchase_persists_it_stops_cleanly_and_keeps_it(tmp_path: P
     url = again.url()
     assert "first run" not in again.output()
     with httpx.Client(base_url=url, timeout=10) as http:
-        assert http.get(f"/api/orders/{order_id}").json()["status"] == "paid"
+        assert http.get(f"/api/orders/{order_id}", headers=alice).json()["status"] == "paid"
         assert http.get("/api/products/1").json()["available"] == 99
     checked = flashsale(tmp_path, "reconcile", "--json")
     assert checked.returncode == 0, checked.stdout + checked.stderr
@@ -205,11 +212,18 @@ def test_up_refuses_a_second_up_races_correctly_and_leaves_nothing_when_killed(t
 def test_up_with_the_variables_set_uses_those_services_and_starts_no_redis(
     tmp_path: Path, ups: list[Up], redis_url: str, database_url: str, real_redis: redis.Redis, db: sa.Engine
 ) -> None:
-    up = Up(tmp_path, free_port(), FLASHSALE_REDIS_URL=redis_url, FLASHSALE_DATABASE_URL=database_url)
+    up = Up(
+        tmp_path,
+        free_port(),
+        FLASHSALE_REDIS_URL=redis_url,
+        FLASHSALE_DATABASE_URL=database_url,
+        FLASHSALE_BUYER_AUTH="off",  # the operator's word wins over up's default: buyers name themselves
+    )
     ups.append(up)
     url = up.url()
 
     assert "Redis: FLASHSALE_REDIS_URL (external; no private Redis)" in up.output()
+    assert "buyer tokens: off" in up.output()
     assert not (tmp_path / "var" / "redis").exists()
     tree = descendants(up.process.pid)
     commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in tree]

@@ -1,4 +1,7 @@
-"""A simulated payment provider built into the API, for demos; ``flashsale up`` turns it on.
+"""A simulated payment provider and identity provider built into the API, for demos; ``flashsale up`` turns them on.
+
+``POST /api/demo/login`` stands for the shop's login: it signs a buyer token for any name with the HS256 secret
+(``shared.buyer_tokens``), so the storefront can buy with buyer tokens on.
 
 ``POST /api/demo/payments`` stands for the buyer's visit to the provider's checkout: it answers 202 at once
 and, a moment later, the provider calls the payment webhook of the server that took the checkout, signed
@@ -9,6 +12,7 @@ with the webhook secret exactly as ``flashsale pay`` signs (``shared.webhook``).
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 from starlette.background import BackgroundTask
@@ -16,13 +20,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.bodies import DemoPayment, DemoPaymentRequest
+from api.bodies import DemoLogin, DemoLoginRequest, DemoPayment, DemoPaymentRequest
 from api.errors import ApiError, WebhookDisabled
 from api.responses import json
 from api.services import of
+from api.times import iso
 from api.validation import decode, read_json
 from engine import exceptions as engine_errors
 from engine.types import PaymentResult
+from shared import buyer_tokens
 from shared.logs import get_logger
 from shared.webhook import WEBHOOK_PATH, new_transaction_id, webhook
 
@@ -91,4 +97,40 @@ async def checkout(request: Request) -> Response:
     return response
 
 
-routes = [Route("/api/demo/payments", checkout, methods=["POST"])]
+DEMO_TOKEN_TTL_SECONDS = 3600
+
+
+async def login(request: Request) -> Response:
+    """The demo identity provider: a buyer token for whatever name the shopper gives, signed with the HS256 secret."""
+    settings = of(request).settings
+    if not settings.demo_provider:
+        raise ApiError(
+            403,
+            "demo_provider_disabled",
+            "the demo login is off on this server (FLASHSALE_DEMO_PROVIDER=1 turns it on)",
+        )
+    secret = settings.buyer_jwt_secret
+    if secret is None:
+        raise ApiError(
+            403,
+            "demo_login_unavailable",
+            "this server has no HS256 buyer secret to sign a token with (FLASHSALE_BUYER_JWT_SECRET)",
+        )
+    name = decode(await read_json(request), DemoLoginRequest).name
+    now = int(time.time())
+    token = buyer_tokens.issue(
+        secret,
+        name,
+        ttl_seconds=DEMO_TOKEN_TTL_SECONDS,
+        issuer=settings.buyer_jwt_issuer,
+        audience=settings.buyer_jwt_audience,
+        now=now,
+    )
+    log.info("demo_login", sub=name)
+    return json(DemoLogin(token=token, sub=name, expires_at=iso((now + DEMO_TOKEN_TTL_SECONDS) * 1000)))
+
+
+routes = [
+    Route("/api/demo/login", login, methods=["POST"]),
+    Route("/api/demo/payments", checkout, methods=["POST"]),
+]

@@ -20,6 +20,37 @@ function shopperId() {
   return id;
 }
 
+// The shop's login: the demo identity provider signs a buyer token for this tab's shopper. With buyer tokens on
+// (FLASHSALE_BUYER_AUTH=jwt, as under `make up`) every hold and order call carries it; where the server has no
+// demo login, the shopper names itself in customer_id alone.
+let login = null; // {token, expires_at} once logged in, or 'none' when the server has no demo login
+const LOGIN_MARGIN_MS = 60000;
+
+async function buyerHeaders() {
+  if (login === 'none') return {};
+  if (!login || Date.parse(login.expires_at) - serverNow() < LOGIN_MARGIN_MS) {
+    try {
+      login = await api('POST', '/api/demo/login', { name: shopper });
+    } catch (error) {
+      if (!(error instanceof ApiProblem) || error.status !== 403) throw error;
+      login = 'none';
+      return {};
+    }
+  }
+  return { Authorization: `Bearer ${login.token}` };
+}
+
+async function buyer(method, path, body) {
+  try {
+    return await api(method, path, body, await buyerHeaders());
+  } catch (error) {
+    // A token the server no longer takes (it restarted with another secret): log in again, once.
+    if (!(error instanceof ApiProblem) || error.code !== 'invalid_buyer_token' || login === 'none') throw error;
+    login = null;
+    return api(method, path, body, await buyerHeaders());
+  }
+}
+
 function refusal(problem) {
   switch (problem.code) {
     case 'out_of_stock':
@@ -99,7 +130,7 @@ async function buy(card) {
   card.busy = true;
   renderProduct(card);
   try {
-    const hold = await api('POST', '/api/holds', { product_id: card.product.id, quantity: 1, customer_id: shopper });
+    const hold = await buyer('POST', '/api/holds', { product_id: card.product.id, quantity: 1, customer_id: shopper });
     addPurchase({ hold, order: null, phase: 'held', message: '', product: card.product });
   } catch (error) {
     message.textContent = error instanceof ApiProblem ? refusal(error) : `The shop is not answering: ${error.message}`;
@@ -163,7 +194,7 @@ async function pay(p, result) {
   p.message = '';
   renderPurchase(p);
   try {
-    p.order = await api('POST', '/api/orders', { hold_id: p.hold.hold_id });
+    p.order = await buyer('POST', '/api/orders', { hold_id: p.hold.hold_id });
   } catch (error) {
     p.phase = error.code === 'hold_expired' || error.code === 'hold_released' ? 'expired' : 'held';
     p.message = error instanceof ApiProblem ? refusal(error) : `The shop is not answering: ${error.message}`;
@@ -189,7 +220,7 @@ async function watchOrder(p) {
   while (p.order.status === 'pending') {
     await sleep(ORDER_POLL_MS);
     try {
-      p.order = await api('GET', `/api/orders/${p.order.order_id}`);
+      p.order = await buyer('GET', `/api/orders/${p.order.order_id}`);
     } catch (error) {
       // Not answering for a moment is no verdict: keep asking until the deadline.
     }
@@ -205,7 +236,7 @@ async function watchOrder(p) {
 
 async function release(p) {
   try {
-    await api('DELETE', `/api/holds/${p.hold.hold_id}`);
+    await buyer('DELETE', `/api/holds/${p.hold.hold_id}`);
     p.phase = 'released';
     p.message = '';
   } catch (error) {

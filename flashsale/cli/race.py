@@ -10,11 +10,12 @@ import httpx
 from flashsale.cli.connections import operator_settings
 from flashsale.cli.output import ERROR, FAILED, OK, fail, json_option, print_json
 from flashsale.verification.race import RaceError, RaceReport, run_race
-from shared import vardir
+from shared import buyer_tokens, vardir
 from shared.settings import ADMIN_TOKEN_FILE, WEBHOOK_SECRET_FILE
 
 DEFAULT_PRODUCT = 999
 TIMEOUT_SECONDS = 30.0
+TOKEN_TTL_SECONDS = 600
 
 
 @click.command()
@@ -62,6 +63,17 @@ def race(
         )
     base = (url or vardir.served_url(settings.var_dir)).rstrip("/")
     say = None if as_json else click.echo
+    buyer_secret = settings.buyer_jwt_secret
+
+    def sign(customer: str) -> str:
+        assert buyer_secret is not None
+        return buyer_tokens.issue(
+            buyer_secret,
+            customer,
+            ttl_seconds=TOKEN_TTL_SECONDS,
+            issuer=settings.buyer_jwt_issuer,
+            audience=settings.buyer_jwt_audience,
+        )
 
     async def go() -> RaceReport:
         limits = httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2)
@@ -76,6 +88,9 @@ def race(
                 webhook_secret=secret,
                 sample=sample,
                 say=say,
+                # Each racer logs in (a token for its customer id) where a buyer secret is at hand: a server with
+                # buyer tokens on requires one, one with them off ignores it.
+                sign=sign if buyer_secret is not None else None,
             )
 
     try:

@@ -31,7 +31,7 @@ from flashsale.stack.supervisor import ChildSpec, Printer, Supervisor
 from persistence.catalog import list_products
 from persistence.db import make_engine, normalize_url
 from persistence.migrate import current, upgrade
-from shared import logs, vardir
+from shared import buyer_tokens, logs, vardir
 from shared.settings import (
     ADMIN_TOKEN_FILE,
     WEBHOOK_SECRET_FILE,
@@ -99,6 +99,8 @@ def prepare(environ: Mapping[str, str], host: str, port: int, say: Printer) -> S
     env.setdefault("FLASHSALE_LOG_FORMAT", "console")
     # The storefront's "Pay" needs a payment provider: the API's simulated one, unless told otherwise.
     env.setdefault("FLASHSALE_DEMO_PROVIDER", "1")
+    # Buyers carry signed tokens, as in a real shop: the storefront logs in through the demo login.
+    env.setdefault("FLASHSALE_BUYER_AUTH", "jwt")
     env["PYTHONUNBUFFERED"] = "1"
 
     for variable, filename, what in (
@@ -110,6 +112,14 @@ def prepare(environ: Mapping[str, str], host: str, port: int, say: Printer) -> S
             continue
         secret = vardir.ensure_secret(var_dir, filename)
         say("up", f"{what}: {secret.path}" + (" (created, mode 0600)" if secret.created else ""))
+    buyer_keys = ("FLASHSALE_BUYER_JWT_SECRET", "FLASHSALE_BUYER_JWT_PUBLIC_KEY", "FLASHSALE_BUYER_JWKS_URL")
+    named = [variable for variable in buyer_keys if environ.get(variable)]
+    if named:
+        say("up", f"buyer tokens: {env['FLASHSALE_BUYER_AUTH']}, verified with {named[0]}")
+    else:
+        secret = vardir.ensure_secret(var_dir, buyer_tokens.SECRET_FILE)
+        created = " (created, mode 0600)" if secret.created else ""
+        say("up", f"buyer tokens: {env['FLASHSALE_BUYER_AUTH']}, HS256 secret {secret.path}{created}")
 
     server = None
     if not environ.get("FLASHSALE_REDIS_URL"):
@@ -219,7 +229,8 @@ def banner(stack: Stack) -> list[str]:
         )
         lines.append(f"  admin token       {token}")
     lines += ["", "One purchase, step by step (paste into another terminal, in this directory):"]
-    for title, command in demo_sale.walkthrough(stack.url, flashsale_command()):
+    tokens = settings.buyer_auth == "jwt"
+    for title, command in demo_sale.walkthrough(stack.url, flashsale_command(), buyer_tokens=tokens):
         lines += [f"  # {title}", f"  {command}"]
     lines += ["", "Ctrl-C stops everything."]
     return lines

@@ -17,6 +17,10 @@ import httpx
 
 from shared.webhook import WEBHOOK_PATH, webhook
 
+Headers = dict[str, str]
+Sign = Callable[[str], str]
+"""A buyer token for a customer id (servers with FLASHSALE_BUYER_AUTH=jwt take holds and orders only with one)."""
+
 RACE_PRODUCT_NAME = "flashsale race test"
 RACE_PRICE_CENTS = 100
 
@@ -116,11 +120,17 @@ async def _setup(
     return put.json(), committed
 
 
-async def _fire(client: httpx.AsyncClient, report: RaceReport, run: str) -> list[str]:
-    """All holds at once, with a poller watching ``available``; returns the winners' hold ids."""
+def _buyer(sign: Sign | None, customer: str) -> Headers:
+    return {} if sign is None else {"Authorization": f"Bearer {sign(customer)}"}
+
+
+async def _fire(
+    client: httpx.AsyncClient, report: RaceReport, run: str, sign: Sign | None
+) -> list[tuple[str, Headers]]:
+    """All holds at once, with a poller watching ``available``; returns the winners' hold ids and buyer headers."""
     go = asyncio.Event()
     done = asyncio.Event()
-    winners: list[str] = []
+    winners: list[tuple[str, Headers]] = []
     refusals: Counter[str] = Counter()
     server: Counter[str] = Counter()
     other: Counter[str] = Counter()
@@ -128,15 +138,17 @@ async def _fire(client: httpx.AsyncClient, report: RaceReport, run: str) -> list
     path = f"/api/products/{report.product_id}"
 
     async def one(i: int) -> None:
+        customer = f"race-{run}-{i}"
+        headers = _buyer(sign, customer)
         await go.wait()
-        body = {"product_id": report.product_id, "quantity": report.quantity, "customer_id": f"race-{run}-{i}"}
+        body = {"product_id": report.product_id, "quantity": report.quantity, "customer_id": customer}
         try:
-            response = await client.post("/api/holds", json=body)
+            response = await client.post("/api/holds", json=body, headers=headers)
         except httpx.HTTPError as error:
             other[type(error).__name__] += 1
             return
         if response.status_code == 201:
-            winners.append(response.json()["hold_id"])
+            winners.append((response.json()["hold_id"], headers))
         elif response.status_code >= 500:
             server[f"http_{response.status_code}"] += 1
         elif 400 <= response.status_code < 500:
@@ -173,7 +185,14 @@ async def _fire(client: httpx.AsyncClient, report: RaceReport, run: str) -> list
 
 
 async def _purchase(
-    client: httpx.AsyncClient, hold_id: str, price_cents: int, quantity: int, secret: str, run: str, i: int
+    client: httpx.AsyncClient,
+    hold_id: str,
+    buyer: Headers,
+    price_cents: int,
+    quantity: int,
+    secret: str,
+    run: str,
+    i: int,
 ) -> tuple[list[Check], bool]:
     """Order, pay, pay again, read back; returns the checks and whether an order now holds the units."""
     checks: list[Check] = []
@@ -182,7 +201,7 @@ async def _purchase(
         checks.append(Check(step, ok, detail))
         return ok
 
-    response = await client.post("/api/orders", json={"hold_id": hold_id})
+    response = await client.post("/api/orders", json={"hold_id": hold_id}, headers=buyer)
     answer = response.json()
     ordered = response.status_code == 201 and answer.get("status") == "pending"
     if not check(
@@ -210,7 +229,7 @@ async def _purchase(
         response.status_code == 200 and answer.get("duplicate") is True and answer.get("status") == "paid",
         f"{response.status_code} {answer.get('status') or answer.get('code')}, duplicate {answer.get('duplicate')}",
     )
-    response = await client.get(f"/api/orders/{order_id}")
+    response = await client.get(f"/api/orders/{order_id}", headers=buyer)
     answer = response.json()
     check(
         "final state",
@@ -231,8 +250,11 @@ async def run_race(
     webhook_secret: str | None,
     sample: int = 3,
     say: Progress | None = None,
+    sign: Sign | None = None,
 ) -> RaceReport:
-    """Run the race against the API behind ``client``; ``webhook_secret`` None skips the purchase checks."""
+    """Run the race against the API behind ``client``; ``webhook_secret`` None skips the purchase checks.
+
+    ``sign`` gives each racing customer a buyer token (needed where FLASHSALE_BUYER_AUTH=jwt)."""
     tell = say or (lambda _: None)
     run = secrets.token_hex(3)
     try:
@@ -244,22 +266,22 @@ async def run_race(
         report.failures.append(f"after setting the stock, available was {product['available']}, not {stock}")
     tell(f"product {product_id}: {stock} units on sale; firing {concurrency} holds of {quantity}")
 
-    winners = await _fire(client, report, run)
+    winners = await _fire(client, report, run, sign)
     response = await client.get(f"/api/products/{product_id}")
     report.available_after = response.json().get("available") if response.status_code == 200 else None
 
     ordered = 0
     if webhook_secret is not None and winners:
         tell(f"completing a purchase for {min(sample, len(winners))} winner(s)")
-        for i, hold_id in enumerate(winners[:sample]):
+        for i, (hold_id, buyer) in enumerate(winners[:sample]):
             checks, holds_units = await _purchase(
-                client, hold_id, product["price_cents"], quantity, webhook_secret, run, i
+                client, hold_id, buyer, product["price_cents"], quantity, webhook_secret, run, i
             )
             report.checks += checks
             ordered += holds_units
     rest = winners[sample:] if webhook_secret is not None else winners
-    for hold_id in rest:
-        response = await client.delete(f"/api/holds/{hold_id}")
+    for hold_id, buyer in rest:
+        response = await client.delete(f"/api/holds/{hold_id}", headers=buyer)
         report.released += response.status_code == 204
     response = await client.get(f"/api/products/{product_id}")
     available_at_end = response.json().get("available") if response.status_code == 200 else None

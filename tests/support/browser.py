@@ -116,10 +116,15 @@ def put_product(base: str, product_id: int, name: str, stock: int, **fields: Any
 
 
 def take(base: str, product_id: int, quantity: int, customer_id: str | None = None) -> dict[str, Any]:
-    """Hold units through the API, as another buyer would."""
+    """Hold units through the API, as another buyer would (with its buyer token, which a server with buyer auth off
+    ignores)."""
+    from tests.support.buyers import bearer
+
     body: dict[str, Any] = {"product_id": product_id, "quantity": quantity}
+    headers: dict[str, str] = {}
     if customer_id is not None:
         body["customer_id"] = customer_id
-    response = httpx.post(f"{base}/api/holds", json=body, timeout=10)
+        headers = bearer(customer_id)
+    response = httpx.post(f"{base}/api/holds", json=body, headers=headers, timeout=10)
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
