@@ -214,7 +214,8 @@ class BuyerAuth:
         self.audience = settings.buyer_jwt_audience
         self.clock = clock
         self.max_cached = max_cached
-        self._cache: dict[str, Buyer] = {}
+        self._cache: dict[bytes, Buyer] = {}
+        """Verified buyers by the raw ``Authorization`` value that carried their token: a hit needs no decoding."""
         self._options: Any = {
             "require": list(buyer_tokens.REQUIRED_CLAIMS),
             # Without a configured audience, a token's aud is not checked (PyJWT would refuse any aud).
@@ -229,8 +230,14 @@ class BuyerAuth:
         """The request's verified buyer; None when buyer auth is off. InvalidBuyerToken (401) otherwise."""
         if not self.enabled:
             return None
+        # The hot path: the header's raw bytes, looked up as they came.
+        value = _authorization(request)
+        if value is not None:
+            cached = self._cache.get(value)
+            if cached is not None and cached.expires_at > self.clock():
+                return cached
         try:
-            return await self.verify(_bearer(request))
+            return await self._checked(value)
         except InvalidBuyerToken as error:
             BUYER_TOKENS_REFUSED.labels(error.reason).inc()
             client = request.client.host if request.client else None
@@ -238,12 +245,18 @@ class BuyerAuth:
             raise
 
     async def verify(self, token: str) -> Buyer:
+        """The buyer a token names, as ``authenticate`` finds it in ``Authorization: Bearer <token>``."""
+        return await self._checked(b"Bearer " + token.encode("utf-8", "replace"))
+
+    async def _checked(self, value: bytes | None) -> Buyer:
         now = self.clock()
-        cached = self._cache.get(token)
-        if cached is not None and cached.expires_at > now:
-            return cached
-        buyer = await self._verify(token)
-        self._remember(token, buyer, now)
+        if value is not None:
+            cached = self._cache.get(value)
+            if cached is not None and cached.expires_at > now:
+                return cached
+        buyer = await self._verify(_bearer(value))
+        assert value is not None
+        self._remember(value, buyer, now)
         return buyer
 
     async def _verify(self, token: str) -> Buyer:
@@ -281,7 +294,7 @@ class BuyerAuth:
             raise InvalidBuyerToken("bad_subject")
         return Buyer(sub, float(claims["exp"]))
 
-    def _remember(self, token: str, buyer: Buyer, now: float) -> None:
+    def _remember(self, token: bytes, buyer: Buyer, now: float) -> None:
         cache = self._cache
         if len(cache) >= self.max_cached:
             for stale in [t for t, b in cache.items() if b.expires_at <= now]:
@@ -293,16 +306,21 @@ class BuyerAuth:
         cache[token] = buyer
 
 
-def _bearer(request: Request) -> str:
-    """The token of ``Authorization: Bearer <token>``; any other header or scheme counts as none."""
+def _authorization(request: Request) -> bytes | None:
     headers: list[tuple[bytes, bytes]] = request.scope["headers"]
     for name, value in headers:
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            token = token.strip()
-            if scheme.lower() == "bearer" and token:
-                return token
-            break
+            return value
+    return None
+
+
+def _bearer(value: bytes | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` value; any other scheme, or none, counts as missing."""
+    if value is not None:
+        scheme, _, token = value.decode("latin-1").partition(" ")
+        token = token.strip()
+        if scheme.lower() == "bearer" and token:
+            return token
     raise InvalidBuyerToken("missing")
 
 
