@@ -54,6 +54,11 @@ class Flow:
             product = random.randint(int(self.args[0]), int(self.args[1]))
             body = f'{{"product_id":{product},"quantity":1,"customer_id":"py-{n}"}}'.encode()
             return self._post("/api/holds", body)
+        if self.script == "holds_jwt":  # as holds_jwt.lua: the tokens follow FIRST LAST, used in turn
+            product = random.randint(int(self.args[0]), int(self.args[1]))
+            token = self.args[2 + n % (len(self.args) - 2)]
+            body = f'{{"product_id":{product},"quantity":1}}'.encode()
+            return self._post("/api/holds", body, f"Authorization: Bearer {token}\r\n")
         if self.script == "purchases":
             product, secret = int(self.args[0]), self.args[1]
             if self.orders:

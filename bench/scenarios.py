@@ -23,7 +23,7 @@ from engine.pipelining import MAX_CALLS
 from persistence.catalog import ProductSpec, put_product
 from persistence.db import make_engine
 from persistence.models import orders, payments, products
-from shared import settings
+from shared import buyer_tokens, settings
 from workers.drain import DEFAULT_BATCH_SIZE
 
 HOT_PRODUCT = 1
@@ -156,6 +156,26 @@ def holds_hot_two_workers(bench: Bench, connections: int) -> Point:
     point = holds(bench, range(HOT_PRODUCT, HOT_PRODUCT + 1), connections, "holds-hot-2-workers", workers=2)
     point.extra["workers"] = 2
     return point
+
+
+def holds_hot_jwt(bench: Bench, connections: int) -> Point:
+    """holds-hot with buyer tokens on (FLASHSALE_BUYER_AUTH=jwt, HS256): a token per connection, each verified
+    once and then found in the API's cache of verified tokens."""
+    secret = secrets.token_urlsafe(32)
+    tokens = [buyer_tokens.issue(secret, f"bench-buyer-{i}", ttl_seconds=3600) for i in range(connections)]
+    product = range(HOT_PRODUCT, HOT_PRODUCT + 1)
+    bench.reset()
+    bench.put(product, LOTS)
+    traffic = Traffic("holds_jwt", (str(HOT_PRODUCT), str(HOT_PRODUCT), *tokens))
+    env = {"FLASHSALE_BUYER_AUTH": "jwt", "FLASHSALE_BUYER_JWT_SECRET": secret}
+    with bench.flashsale(f"holds-hot-jwt-{connections}", **env) as url:
+        run, counts = bench.drive(url, traffic, connections)
+    client_holds = counts.get("201", 0)
+    check = check_stock(bench.engine, product, client_holds=client_holds)
+    refused = {status: n for status, n in counts.items() if status != "201"}
+    if refused:
+        check.problems.append(f"holds-hot-jwt: answers other than 201: {refused}")
+    return Point(run, check, {"client_holds": client_holds, "buyers": connections})
 
 
 def holds_hot_replicated(bench: Bench, connections: int) -> Point:
@@ -318,6 +338,7 @@ HTTP_SCENARIOS: dict[str, Callable[[Bench, int], Point]] = {
     "livez": livez,
     "holds-hot": holds_hot,
     "holds-hot-replicated": holds_hot_replicated,
+    "holds-hot-jwt": holds_hot_jwt,
     "pg-row-lock": pg_row_lock_holds,
     "holds-spread": holds_spread,
     "holds-paced": holds_paced,
@@ -326,7 +347,13 @@ HTTP_SCENARIOS: dict[str, Callable[[Bench, int], Point]] = {
 }
 LADDERS = ("livez", "holds-hot", "holds-hot-replicated", "pg-row-lock")
 """Run at every connection count given; the others at their FIXED_CONNECTIONS."""
-FIXED_CONNECTIONS = {"holds-spread": 50, "holds-paced": 500, "holds-hot-2-workers": 500, "purchases": 50}
+FIXED_CONNECTIONS = {
+    "holds-spread": 50,
+    "holds-paced": 500,
+    "holds-hot-2-workers": 500,
+    "purchases": 50,
+    "holds-hot-jwt": 50,
+}
 OTHER_SCENARIOS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "redis-benchmark": redis_benchmark,
     "engine": engine_only,
