@@ -167,8 +167,8 @@ def holds_hot_jwt(bench: Bench, connections: int) -> Point:
     bench.reset()
     bench.put(product, LOTS)
     traffic = Traffic("holds_jwt", (str(HOT_PRODUCT), str(HOT_PRODUCT), *tokens))
-    env = {"FLASHSALE_BUYER_AUTH": "jwt", "FLASHSALE_BUYER_JWT_SECRET": secret}
-    with bench.flashsale(f"holds-hot-jwt-{connections}", **env) as url:
+    label = f"holds-hot-jwt-{connections}"
+    with bench.flashsale(label, FLASHSALE_BUYER_AUTH="jwt", FLASHSALE_BUYER_JWT_SECRET=secret) as url:
         run, counts = bench.drive(url, traffic, connections)
     client_holds = counts.get("201", 0)
     check = check_stock(bench.engine, product, client_holds=client_holds)
