@@ -38,7 +38,11 @@ from engine.types import (
     Settlement,
     Snapshot,
     StockChange,
+    Ticket,
+    TicketState,
     TransactionClaim,
+    WaitingRoom,
+    WaitingRoomSettings,
 )
 
 T = TypeVar("T")
@@ -184,6 +188,7 @@ class AsyncEngine(EngineBase):
         max_per_customer: int = 0,
         starts_at_ms: int | None = None,
         ends_at_ms: int | None = None,
+        waiting_room: WaitingRoomSettings | None = None,
     ) -> StockChange:
         change = await self._run(
             calls.set_stock(
@@ -193,6 +198,7 @@ class AsyncEngine(EngineBase):
                 max_per_customer=max_per_customer,
                 starts_at_ms=starts_at_ms,
                 ends_at_ms=ends_at_ms,
+                waiting_room=waiting_room,
             )
         )
         await self._add_product(product_id)
@@ -206,6 +212,7 @@ class AsyncEngine(EngineBase):
         customer_id: str | None = None,
         hold_id: str | None = None,
         idempotency_key: str | None = None,
+        admission: str | None = None,
     ) -> Hold:
         if self._coalescer is None:
             return await self._run(
@@ -216,10 +223,16 @@ class AsyncEngine(EngineBase):
                     customer_id=customer_id,
                     hold_id=hold_id,
                     idempotency_key=idempotency_key,
+                    admission=admission,
                 )
             )
         request = calls.reserve_request(
-            product_id, quantity, customer_id=customer_id, hold_id=hold_id, idempotency_key=idempotency_key
+            product_id,
+            quantity,
+            customer_id=customer_id,
+            hold_id=hold_id,
+            idempotency_key=idempotency_key,
+            admission=admission,
         )
         queue = product_slot(product_id) if self._cluster else 0
         return await self._bounded(self._coalescer.submit(queue, request))
@@ -386,3 +399,18 @@ class AsyncEngine(EngineBase):
         """Running counts kept by the scripts (holds, refusals, expiries, orders, payments, duplicates)."""
         raw = await self._bounded(self.redis.hgetall(product_keys(product_id).product))
         return decode_stats(raw)
+
+    async def queue_join(self, product_id: int, buyer: str | None = None) -> Ticket:
+        """Join the product's waiting room (WaitingRoomOff if it has none); ``buyer``: a verified buyer, whose
+        second join finds the same ticket."""
+        return await self._run(calls.queue_join(product_id, buyer))
+
+    async def queue_poll(self, ticket: str) -> Ticket:
+        """Where the ticket stands; polling keeps it in the room and admits the next waiters."""
+        return await self._run(calls.queue_poll(ticket))
+
+    async def queue_leave(self, ticket: str) -> TicketState:
+        return await self._run(calls.queue_leave(ticket))
+
+    async def queue_info(self, product_id: int) -> WaitingRoom:
+        return await self._run(calls.queue_info(product_id))

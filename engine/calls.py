@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
@@ -16,6 +17,7 @@ from engine.ids import ParsedId, format_id, new_id, new_ulid, parse_id
 from engine.keys import CLAIMS_COMPLETE_KEY, product_keys, product_slot, transaction_key
 from engine.product_rules import MAX_PER_CUSTOMER, MAX_PRICE_CENTS, MAX_QUANTITY, MAX_STOCK
 from engine.text import encodable
+from engine.tickets import format_ticket, new_secret, parse_ticket
 from engine.types import (
     Cancellation,
     CancelReason,
@@ -35,7 +37,11 @@ from engine.types import (
     Settlement,
     Snapshot,
     StockChange,
+    Ticket,
+    TicketState,
     TransactionClaim,
+    WaitingRoom,
+    WaitingRoomSettings,
 )
 
 T = TypeVar("T")
@@ -50,6 +56,10 @@ TRANSACTION_RETENTION_MS = 7 * 86_400_000
 """How long Redis remembers a transaction id's claim (as long as a product remembers it, see lua/_prelude.lua).
 Past it, the durable record decides (api.settlement)."""
 CLAIM_MODES: tuple[ClaimMode, ...] = ("claim", "confirm", "record")
+MAX_ADMIT_PER_SECOND = 1_000_000
+MAX_ADMISSION_TTL_MS = 3_600_000
+MAX_ABANDON_MS = 3_600_000
+MAX_BUYER = MAX_CUSTOMER_ID
 
 _HOLD_STATUS: dict[str, HoldStatus] = {"a": "active", "c": "converted", "r": "released", "x": "expired"}
 
@@ -58,7 +68,7 @@ _HOLD_STATUS: dict[str, HoldStatus] = {"a": "active", "c": "converted", "r": "re
 class Call(Generic[T]):
     script: str
     keys: list[str]
-    args: list[str | int]
+    args: Sequence[str | int | bytes]
     decode: Callable[[Reply], T]
 
 
@@ -152,7 +162,10 @@ def set_stock(
     max_per_customer: int = 0,
     starts_at_ms: int | None = None,
     ends_at_ms: int | None = None,
+    waiting_room: WaitingRoomSettings | None = None,
 ) -> Call[StockChange]:
+    """``waiting_room``: the product's waiting room (None: none). Opening one starts it empty, with a new secret
+    seed whose SHA-256 is published at once; closing one drops its tickets."""
     keys = product_keys(product_id)
     _check_count(total, "total", 0, MAX_STOCK)
     _check_count(price_cents, "price_cents", 0, MAX_PRICE_CENTS)
@@ -166,7 +179,22 @@ def set_stock(
         return StockChange(product_id, bool(created), total_, available, held, pending, sold)
 
     args: list[str | int] = [total, price_cents, max_per_customer, starts_at_ms or 0, ends_at_ms or 0, REAP_BATCH]
+    args += room_args(waiting_room)
     return Call("set_stock", keys.all(), args, decode)
+
+
+def room_args(room: WaitingRoomSettings | None) -> list[str | int]:
+    """A waiting room's part of ``set_stock``'s ARGV, checked; the seed is new, and used only if the room opens."""
+    if room is None:
+        return [0, 0, 0, "", "", 0]
+    rate = room.admit_per_second
+    if rate is not None:
+        _check_count(rate, "admit_per_second", 1, MAX_ADMIT_PER_SECOND)
+    _check_count(room.admission_ttl_ms, "admission_ttl_ms", 1, MAX_ADMISSION_TTL_MS)
+    _check_count(room.abandon_ms, "abandon_ms", 1, MAX_ABANDON_MS)
+    seed = secrets.token_hex(32)
+    digest = hashlib.sha256(seed.encode()).hexdigest()
+    return [1, rate or 0, room.admission_ttl_ms, seed, digest, room.abandon_ms]
 
 
 def scoped_idempotency_key(scope: str, key: str) -> str:
@@ -195,10 +223,12 @@ class PreparedReserve:
     """The key as the caller gave it ('' for none): entries written before keys were scoped are stored under it."""
     scoped_key: str
     """``scoped_idempotency_key(customer, idempotency_key)`` ('' for none): where the key is stored now."""
+    admission: bytes = b""
+    """The waiting room's admission, as the scripts take it (``ParsedTicket.admission_arg``); b'' for none."""
 
-    def batch_args(self) -> list[str | int]:
+    def batch_args(self) -> list[str | int | bytes]:
         """This reserve's part of a ``reserve_batch`` call's ARGV."""
-        return [self.quantity, self.ulid, self.customer, self.scoped_key, self.idempotency_key]
+        return [self.quantity, self.ulid, self.customer, self.scoped_key, self.idempotency_key, self.admission]
 
     def decode(self, reply: Reply) -> Hold:
         status = text(reply[0])
@@ -212,6 +242,8 @@ class PreparedReserve:
             raise exc.LimitExceeded(self.product_id, self.customer, _int(reply[1]), _int(reply[2]), self.quantity)
         if status == "out_of_stock":
             raise exc.OutOfStock(self.product_id, self.quantity, _int(reply[1]))
+        if status == "admission_required":
+            raise exc.AdmissionRequired(self.product_id, text(reply[1]))
         raise exc.EngineError(f"reserve: unexpected reply {status!r}")
 
 
@@ -222,8 +254,11 @@ def reserve_request(
     customer_id: str | None = None,
     hold_id: str | None = None,
     idempotency_key: str | None = None,
+    admission: str | None = None,
 ) -> PreparedReserve:
-    """Check a reserve's arguments (ValueError, InvalidId) before it is sent alone or in a batch."""
+    """Check a reserve's arguments (ValueError, InvalidId) before it is sent alone or in a batch.
+
+    ``admission``: the waiting room's admission token (engine.tickets); one of another product is invalid."""
     product_keys(product_id)  # checks the product id
     if hold_id is None:
         ulid = new_ulid()
@@ -236,7 +271,13 @@ def reserve_request(
     customer = _check_text(customer_id, "customer_id", MAX_CUSTOMER_ID)
     idem = _check_text(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY)
     scoped = scoped_idempotency_key(customer, idem) if idem else ""
-    return PreparedReserve(product_id, quantity, ulid, customer, idem, scoped)
+    admission_arg = b""
+    if admission is not None:
+        token = parse_ticket(admission, "admission")
+        if token.product_id != product_id:
+            raise exc.InvalidId(admission, "admission")
+        admission_arg = token.admission_arg()
+    return PreparedReserve(product_id, quantity, ulid, customer, idem, scoped, admission_arg)
 
 
 def prepare(product_id: int, requests: Sequence[ReserveRequest]) -> list[PreparedReserve]:
@@ -248,6 +289,7 @@ def prepare(product_id: int, requests: Sequence[ReserveRequest]) -> list[Prepare
             customer_id=r.customer_id,
             hold_id=r.hold_id,
             idempotency_key=r.idempotency_key,
+            admission=r.admission,
         )
         for r in requests
     ]
@@ -275,11 +317,17 @@ def reserve(
     customer_id: str | None = None,
     hold_id: str | None = None,
     idempotency_key: str | None = None,
+    admission: str | None = None,
 ) -> Call[Hold]:
     request = reserve_request(
-        product_id, quantity, customer_id=customer_id, hold_id=hold_id, idempotency_key=idempotency_key
+        product_id,
+        quantity,
+        customer_id=customer_id,
+        hold_id=hold_id,
+        idempotency_key=idempotency_key,
+        admission=admission,
     )
-    args: list[str | int] = [
+    args: list[str | int | bytes] = [
         request.quantity,
         request.ulid,
         ttl_ms,
@@ -287,6 +335,7 @@ def reserve(
         request.scoped_key,
         request.idempotency_key,
         REAP_BATCH,
+        request.admission,
     ]
     return Call("reserve", product_keys(request.product_id).all(), args, request.decode)
 
@@ -301,7 +350,7 @@ def reserve_batch(requests: Sequence[PreparedReserve], ttl_ms: int) -> Call[list
     for i, request in enumerate(requests):
         groups.setdefault(request.product_id, []).append(i)
     keys: list[str] = []
-    args: list[str | int] = [ttl_ms, REAP_BATCH, len(groups)]
+    args: list[str | int | bytes] = [ttl_ms, REAP_BATCH, len(groups)]
     sent: list[int] = []
     for product_id, indices in groups.items():
         keys += product_keys(product_id).all()
@@ -542,6 +591,7 @@ def snapshot(product_id: int) -> Call[Snapshot]:
         if text(reply[0]) == "product_not_found":
             raise exc.ProductNotFound(product_id)
         total, available, held, pending, sold, price, limit, starts, ends, now, backlog = (_int(v) for v in reply[1:12])
+        room, rate, ttl = (_int(v) for v in reply[12:15])
         return Snapshot(
             product_id=product_id,
             total=total,
@@ -555,6 +605,9 @@ def snapshot(product_id: int) -> Call[Snapshot]:
             ends_at_ms=ends or None,
             now_ms=now,
             outbox_backlog=backlog,
+            waiting_room=bool(room),
+            admit_per_second=(rate or None) if room else None,
+            admission_ttl_ms=ttl if room else None,
         )
 
     return Call("snapshot", product_keys(product_id).all(), [REAP_BATCH], decode)
@@ -631,3 +684,118 @@ def restore(
         return StockChange(product_id, False, total_, available, held, pending, sold_)
 
     return Call("restore", keys.all(), args, decode)
+
+
+_TICKET_STATES: frozenset[str] = frozenset({"waiting", "admitted", "used", "expired", "sold_out", "left"})
+
+
+def _ticket(product_id: int, reply: Reply) -> Ticket:
+    created, number = _int(reply[1]), _int(reply[2])
+    secret, state = bytes(reply[3]), text(reply[4])
+    if state not in _TICKET_STATES:
+        raise exc.EngineError(f"queue: unexpected ticket state {state!r}")
+    position, joined, expires = _int(reply[5]), _int(reply[6]), _int(reply[7])
+    token = bytes(reply[8])
+    now, starts, available, admitted, recent, window, rate = (_int(v) for v in reply[9:16])
+    return Ticket(
+        ticket=format_ticket("ticket", product_id, number, secret),
+        product_id=product_id,
+        number=number,
+        state=cast(TicketState, state),
+        position=position or None,
+        joined_at_ms=joined,
+        admission_token=format_ticket("admission", product_id, number, token) if token else None,
+        admission_expires_at_ms=expires or None,
+        created=bool(created),
+        now_ms=now,
+        sale_starts_at_ms=starts or None,
+        available=available,
+        admitted_unused=admitted,
+        recent_admissions=recent,
+        recent_window_ms=window,
+        admit_per_second=rate or None,
+    )
+
+
+def check_buyer(buyer: str | None) -> str:
+    return _check_text(buyer, "buyer", MAX_BUYER)
+
+
+def queue_join(product_id: int, buyer: str | None = None) -> Call[Ticket]:
+    """Join the product's waiting room: a new ticket, or ``buyer``'s own while it is not left or expired."""
+    keys = product_keys(product_id)
+    who = check_buyer(buyer)
+
+    def decode(reply: Reply) -> Ticket:
+        status = text(reply[0])
+        if status == "product_not_found":
+            raise exc.ProductNotFound(product_id)
+        if status == "queue_off":
+            raise exc.WaitingRoomOff(product_id)
+        if status == "sale_not_active":
+            raise exc.SaleNotActive(product_id, _int(reply[1]), _int(reply[2]), _int(reply[3]))
+        return _ticket(product_id, reply)
+
+    args: list[str | int | bytes] = [new_secret(), new_secret(), who, REAP_BATCH]
+    return Call("queue_join", keys.all(), args, decode)
+
+
+def queue_poll(ticket: str) -> Call[Ticket]:
+    parsed = parse_ticket(ticket)
+
+    def decode(reply: Reply) -> Ticket:
+        if text(reply[0]) == "ticket_not_found":
+            raise exc.TicketNotFound(ticket)
+        return _ticket(parsed.product_id, reply)
+
+    args: list[str | int | bytes] = [parsed.number, parsed.secret, REAP_BATCH]
+    return Call("queue_poll", product_keys(parsed.product_id).all(), args, decode)
+
+
+def queue_leave(ticket: str) -> Call[TicketState]:
+    """Leave the waiting room; the ticket's state after (``left``, or ``used``/``expired`` left as they were)."""
+    parsed = parse_ticket(ticket)
+
+    def decode(reply: Reply) -> TicketState:
+        if text(reply[0]) == "ticket_not_found":
+            raise exc.TicketNotFound(ticket)
+        return cast(TicketState, text(reply[1]))
+
+    args: list[str | int | bytes] = [parsed.number, parsed.secret]
+    return Call("queue_leave", product_keys(parsed.product_id).all(), args, decode)
+
+
+def queue_info(product_id: int) -> Call[WaitingRoom]:
+    keys = product_keys(product_id)
+
+    def decode(reply: Reply) -> WaitingRoom:
+        if text(reply[0]) == "product_not_found":
+            raise exc.ProductNotFound(product_id)
+        if not _int(reply[1]):
+            return WaitingRoom(product_id, on=False)
+        seed = text(reply[4])
+        starts, pre_last, waiting, admitted, joined, admitted_total, used, expired, left, rate, ttl, now, available = (
+            _int(v) for v in reply[5:18]
+        )
+        return WaitingRoom(
+            product_id,
+            on=True,
+            opened_at_ms=_int(reply[2]),
+            seed_sha256=text(reply[3]),
+            seed=seed or None,
+            sale_starts_at_ms=starts or None,
+            pre_queue_last=pre_last,
+            waiting=waiting,
+            admitted=admitted,
+            joined_total=joined,
+            admitted_total=admitted_total,
+            used_total=used,
+            expired_total=expired,
+            left_total=left,
+            admit_per_second=rate or None,
+            admission_ttl_ms=ttl,
+            now_ms=now,
+            available=available,
+        )
+
+    return Call("queue_info", keys.all(), [], decode)

@@ -32,7 +32,11 @@ from engine.types import (
     Settlement,
     Snapshot,
     StockChange,
+    Ticket,
+    TicketState,
     TransactionClaim,
+    WaitingRoom,
+    WaitingRoomSettings,
 )
 
 T = TypeVar("T")
@@ -70,6 +74,7 @@ class Engine(EngineBase):
         max_per_customer: int = 0,
         starts_at_ms: int | None = None,
         ends_at_ms: int | None = None,
+        waiting_room: WaitingRoomSettings | None = None,
     ) -> StockChange:
         change = self._run(
             calls.set_stock(
@@ -79,6 +84,7 @@ class Engine(EngineBase):
                 max_per_customer=max_per_customer,
                 starts_at_ms=starts_at_ms,
                 ends_at_ms=ends_at_ms,
+                waiting_room=waiting_room,
             )
         )
         self._add_product(product_id)
@@ -92,6 +98,7 @@ class Engine(EngineBase):
         customer_id: str | None = None,
         hold_id: str | None = None,
         idempotency_key: str | None = None,
+        admission: str | None = None,
     ) -> Hold:
         return self._run(
             calls.reserve(
@@ -101,6 +108,7 @@ class Engine(EngineBase):
                 customer_id=customer_id,
                 hold_id=hold_id,
                 idempotency_key=idempotency_key,
+                admission=admission,
             )
         )
 
@@ -240,3 +248,18 @@ class Engine(EngineBase):
         with unavailable_as_engine_error():
             raw = self.redis.hgetall(product_keys(product_id).product)
         return decode_stats(raw)
+
+    def queue_join(self, product_id: int, buyer: str | None = None) -> Ticket:
+        """Join the product's waiting room (WaitingRoomOff if it has none); ``buyer``: a verified buyer, whose
+        second join finds the same ticket."""
+        return self._run(calls.queue_join(product_id, buyer))
+
+    def queue_poll(self, ticket: str) -> Ticket:
+        """Where the ticket stands; polling keeps it in the room and admits the next waiters."""
+        return self._run(calls.queue_poll(ticket))
+
+    def queue_leave(self, ticket: str) -> TicketState:
+        return self._run(calls.queue_leave(ticket))
+
+    def queue_info(self, product_id: int) -> WaitingRoom:
+        return self._run(calls.queue_info(product_id))

@@ -110,6 +110,34 @@ class SaleNotActive(EngineError):
         self.now_ms = now_ms
 
 
+class AdmissionRequired(EngineError):
+    """A product with a waiting room sells only to an admitted ticket: ``reason`` is missing, invalid,
+    expired or used."""
+
+    code = "admission_required"
+
+    def __init__(self, product_id: int, reason: str) -> None:
+        super().__init__(f"product {product_id} has a waiting room: holds need a valid admission ({reason})")
+        self.product_id = product_id
+        self.reason = reason
+
+
+class WaitingRoomOff(EngineError):
+    code = "waiting_room_off"
+
+    def __init__(self, product_id: int) -> None:
+        super().__init__(f"product {product_id} has no waiting room")
+        self.product_id = product_id
+
+
+class TicketNotFound(EngineError):
+    code = "ticket_not_found"
+
+    def __init__(self, ticket: str) -> None:
+        super().__init__(f"ticket {ticket} does not exist")
+        self.ticket = ticket
+
+
 class StockBelowCommitted(EngineError):
     code = "stock_below_committed"
 

@@ -1,4 +1,4 @@
-"""The Redis keys: a product's eleven, hash-tagged with its id, and the sale-wide ones outside every product's slot.
+"""The Redis keys: a product's sixteen, hash-tagged with its id, and the sale-wide ones outside every product's slot.
 
 Every key a script touches comes in through KEYS and carries its hash tag, so that it works on Redis Cluster.
 """
@@ -15,7 +15,9 @@ from engine.ids import check_product_id
 
 @dataclass(frozen=True, slots=True)
 class ProductKeys:
-    """The eleven keys of one product, in the order every script receives them (see lua/_prelude.lua)."""
+    """The sixteen keys of one product, in the order every script receives them (see lua/_prelude.lua).
+
+    The last five are the waiting room's (docs/waiting-room.md): empty unless the product opted in."""
 
     product: str
     holds: str
@@ -28,6 +30,11 @@ class ProductKeys:
     tombs: str
     outbox: str
     hold_queue: str
+    queue: str
+    queue_wait: str
+    queue_adm: str
+    queue_tab: str
+    queue_subs: str
 
     def all(self) -> list[str]:
         return [
@@ -42,6 +49,11 @@ class ProductKeys:
             self.tombs,
             self.outbox,
             self.hold_queue,
+            self.queue,
+            self.queue_wait,
+            self.queue_adm,
+            self.queue_tab,
+            self.queue_subs,
         ]
 
 
@@ -82,6 +94,11 @@ def product_keys(product_id: int) -> ProductKeys:
         tombs=tag + "tombs",
         outbox=tag + "outbox",
         hold_queue=tag + "hold_queue",
+        queue=tag + "queue",
+        queue_wait=tag + "queue_wait",
+        queue_adm=tag + "queue_adm",
+        queue_tab=tag + "queue_tab",
+        queue_subs=tag + "queue_subs",
     )
 
 

@@ -38,9 +38,12 @@ MARKER_TTL_MS = 1000
 MAX_REPLICAS = 100
 MAX_TIMEOUT_MS = 60_000
 
-READS = frozenset({"hold_status", "order_status", "snapshot", "outbox_mark", "order_states"})
+READS = frozenset(
+    {"hold_status", "order_status", "snapshot", "outbox_mark", "order_states", "queue_info", "queue_poll"}
+)
 """Scripts whose answer reports state rather than changes it: not waited for. (A read may reap what has
-expired; a reap lost with a primary is done again by the next read.)"""
+expired; a reap lost with a primary is done again by the next read. A waiting room's poll also admits: an
+admission a failover loses is made again by the next poll, to the same ticket, which is still first.)"""
 
 Command = tuple[Any, ...]
 

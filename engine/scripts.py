@@ -27,6 +27,10 @@ PRODUCT_SCRIPTS = (
     "snapshot",
     "restore",
     "outbox_mark",
+    "queue_join",
+    "queue_poll",
+    "queue_leave",
+    "queue_info",
 )
 SALE_SCRIPTS = ("claim_transaction", "release_transaction")
 """Scripts on one sale-wide key (engine.keys.transaction_key), not on a product's keys."""

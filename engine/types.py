@@ -10,6 +10,7 @@ OrderStatus = Literal["pending", "paid", "cancelled"]
 PaymentResult = Literal["success", "failed"]
 CancelReason = Literal["payment_failed", "expired", "cancelled"]
 ClaimMode = Literal["claim", "confirm", "record"]
+TicketState = Literal["waiting", "admitted", "used", "expired", "sold_out", "left"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class ReserveRequest:
     customer_id: str | None = None
     hold_id: str | None = None
     idempotency_key: str | None = None
+    admission: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,9 @@ class Snapshot:
     ends_at_ms: int | None
     now_ms: int
     outbox_backlog: int
+    waiting_room: bool = False
+    admit_per_second: int | None = None
+    admission_ttl_ms: int | None = None
 
     @property
     def consistent(self) -> bool:
@@ -192,3 +197,66 @@ class RestoredPayment:
     order_id: str
     result: PaymentResult
     applied: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingRoomSettings:
+    """A product's waiting room, as an operator sets it (docs/waiting-room.md)."""
+
+    admit_per_second: int | None = None
+    """Admissions a second at most; None: as fast as units can be sold."""
+    admission_ttl_ms: int = 60_000
+    """How long an admission may wait for its hold."""
+    abandon_ms: int = 60_000
+    """A waiting ticket not polled for this long is dropped (``left``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """Where a waiting-room ticket stands (``queue_join``, ``queue_poll``)."""
+
+    ticket: str
+    product_id: int
+    number: int
+    state: TicketState
+    position: int | None
+    """1-based among those still waiting; None unless waiting, and before the start (the draw decides it)."""
+    joined_at_ms: int
+    admission_token: str | None
+    admission_expires_at_ms: int | None
+    created: bool
+    now_ms: int
+    sale_starts_at_ms: int | None
+    available: int
+    admitted_unused: int
+    recent_admissions: int
+    """Admissions in the last ``recent_window_ms``: the rate the estimate of a wait is made from."""
+    recent_window_ms: int
+    admit_per_second: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingRoom:
+    """A product's waiting room as the public and the operators see it (``queue_info``)."""
+
+    product_id: int
+    on: bool
+    opened_at_ms: int | None = None
+    seed_sha256: str | None = None
+    seed: str | None = None
+    """Revealed once the sale has started."""
+    sale_starts_at_ms: int | None = None
+    pre_queue_last: int = 0
+    """Tickets 1 to this joined before the start: the pre-queue the seed shuffled."""
+    waiting: int = 0
+    admitted: int = 0
+    """Admitted and not yet used or expired."""
+    joined_total: int = 0
+    admitted_total: int = 0
+    used_total: int = 0
+    expired_total: int = 0
+    left_total: int = 0
+    admit_per_second: int | None = None
+    admission_ttl_ms: int | None = None
+    now_ms: int = 0
+    available: int = 0

@@ -12,7 +12,7 @@ from engine import Engine, calls, new_id, product_keys
 from engine.connection import connect
 from engine.exceptions import EngineUnavailable
 from engine.scripts import NAMES, source
-from engine.types import Hold, ReserveRequest
+from engine.types import Hold, ReserveRequest, WaitingRoomSettings
 from flashsale.stack.readiness import free_port
 
 T = TypeVar("T")
@@ -138,7 +138,12 @@ def test_the_engine_keeps_working_after_script_flush(engine: Engine, redis_clien
     )
     [batched] = engine.reserve_many(1, [ReserveRequest(1)])
     assert isinstance(batched, Hold)
-    assert len(NAMES) == 17
+    engine.set_stock(2, 1, waiting_room=WaitingRoomSettings())  # open since forever: no pre-queue to draw
+    ticket = engine.queue_join(2)
+    assert engine.queue_poll(ticket.ticket).state == "admitted"
+    assert engine.queue_info(2).admitted == 1
+    assert engine.queue_leave(ticket.ticket) == "left"
+    assert len(NAMES) == 21
 
 
 def test_each_script_loads_on_every_backend(redis_client: Any) -> None:

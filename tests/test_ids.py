@@ -168,6 +168,11 @@ def test_product_keys_share_the_product_hash_tag() -> None:
         "fs:{7}:tombs",
         "fs:{7}:outbox",
         "fs:{7}:hold_queue",
+        "fs:{7}:queue",
+        "fs:{7}:queue_wait",
+        "fs:{7}:queue_adm",
+        "fs:{7}:queue_tab",
+        "fs:{7}:queue_subs",
     ]
     assert len({key_slot(k.encode()) for k in keys.all()}) == 1
     assert product_keys(7) != product_keys(70)

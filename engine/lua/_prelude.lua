@@ -17,6 +17,16 @@
 --   KEYS[10] outbox     stream  events PostgreSQL must learn
 --   KEYS[11] hold_queue list    hold ulids in expiry order (a hold expiring no earlier than the last one
 --                               queued); released or converted ones stay until they reach the head
+-- The waiting room (docs/waiting-room.md), empty unless the product opted in:
+--   KEYS[12] queue      hash    on rate ttl abandon opened seed seed_sha256 seq pre_last tokens tokens_at sweep
+--                               win_at win_n win_prev, and counts q_joined q_admitted q_used q_expired q_left
+--   KEYS[13] queue_wait zset    waiting ticket numbers; score = the pre-queue's draw key (< 2^52) for a
+--                               ticket that joined before the start, 2^52 + its number after it
+--   KEYS[14] queue_adm  zset    admitted, unused ticket numbers, score = admission expires ms
+--   KEYS[15] queue_tab  string  a 30-byte record per ticket number n at offset 30 n: ticket secret (8 bytes),
+--                               admission token secret (8), joined ms (6), last polled ms (6), state (1),
+--                               owned by a buyer (1)
+--   KEYS[16] queue_subs hash    buyer (a verified token's sub) -> ticket number
 -- Hold states: a active, c converted, r released, x expired.
 -- Order states: p pending, d paid, v paid after it had expired (revived: a late success took its units
 -- again), c cancelled. `note` is the paying transaction or the cancel reason; while pending, the transaction
@@ -25,6 +35,7 @@
 local K_PRODUCT, K_HOLDS, K_HOLD_EXP, K_ORDERS, K_ORDER_EXP = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_TXNS, K_CUSTOMERS, K_IDEM, K_TOMBS, K_OUTBOX = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local K_HOLD_QUEUE = KEYS[11]
+local K_QUEUE, K_QUEUE_WAIT, K_QUEUE_ADM, K_QUEUE_TAB, K_QUEUE_SUBS = KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16]
 
 local PRODUCT_ID = K_PRODUCT and string.match(K_PRODUCT, '{(%d+)}')  -- none: a reserve_batch of nothing
 -- Closed orders answer for 24 h. A hold that ended answers for 24 h after its expiry, as long as its
@@ -244,13 +255,15 @@ local function outbox_last_id()
   error('XINFO STREAM did not report last-generated-id')
 end
 
--- Point every key above at the p-th product's eleven keys (KEYS[11 * (p - 1) + 1] onwards): a script that
+-- Point every key above at the p-th product's sixteen keys (KEYS[16 * (p - 1) + 1] onwards): a script that
 -- serves several products in one call (reserve_batch.lua) turns to each in turn. Every script starts at the first.
 local function use_product(p)
-  local b = (p - 1) * 11
+  local b = (p - 1) * 16
   K_PRODUCT, K_HOLDS, K_HOLD_EXP, K_ORDERS, K_ORDER_EXP = KEYS[b + 1], KEYS[b + 2], KEYS[b + 3], KEYS[b + 4], KEYS[b + 5]
   K_TXNS, K_CUSTOMERS, K_IDEM, K_TOMBS, K_OUTBOX = KEYS[b + 6], KEYS[b + 7], KEYS[b + 8], KEYS[b + 9], KEYS[b + 10]
   K_HOLD_QUEUE = KEYS[b + 11]
+  K_QUEUE, K_QUEUE_WAIT, K_QUEUE_ADM, K_QUEUE_TAB, K_QUEUE_SUBS = KEYS[b + 12], KEYS[b + 13], KEYS[b + 14],
+    KEYS[b + 15], KEYS[b + 16]
   PRODUCT_ID = string.match(K_PRODUCT, '{(%d+)}')
   TOMB_HASH.h, TOMB_HASH.o, TOMB_HASH.t, TOMB_HASH.i = K_HOLDS, K_ORDERS, K_TXNS, K_IDEM
 end
@@ -280,10 +293,202 @@ local function keyed_hold(idem, legacy, customer)
   return nil
 end
 
--- One reserve, for reserve.lua and reserve_batch.lua (contract and reply in reserve.lua). The product
+-- The waiting room. Ticket states: w waiting, a admitted, u used (its hold was made), e expired (the admission
+-- lapsed unused), l left (asked to, or not polled for `abandon` ms). A waiting ticket reads sold_out while the
+-- product is sold out; that is not stored: it ends when units return.
+local QUEUE_RECORD = 30
+local PRE_QUEUE_SPAN = 4503599627370496  -- 2^52: draw keys are below it, numbers after the start above it
+local SWEEP = 5          -- waiting tickets checked for abandonment per call
+local RATE_WINDOW_MS = 10000
+
+local function queue_on()
+  return redis.call('HGET', K_QUEUE, 'on') == '1'
+end
+
+local function queue_field(field)
+  return tonumber(redis.call('HGET', K_QUEUE, field) or '0')
+end
+
+-- Milliseconds as 6 bytes, big-endian, and back (plain arithmetic: exact below 2^53).
+local function ms_bytes(ms)
+  local out = {}
+  for i = 6, 1, -1 do
+    out[i] = string.char(ms % 256)
+    ms = math.floor(ms / 256)
+  end
+  return table.concat(out)
+end
+
+local function bytes_ms(s)
+  local ms = 0
+  for i = 1, 6 do ms = ms * 256 + string.byte(s, i) end
+  return ms
+end
+
+-- A ticket's record, or nil if its number was never given.
+local function read_ticket(n)
+  local raw = redis.call('GETRANGE', K_QUEUE_TAB, n * QUEUE_RECORD, n * QUEUE_RECORD + QUEUE_RECORD - 1)
+  if #raw < QUEUE_RECORD or string.sub(raw, 29, 29) == '\0' then return nil end
+  return { secret = string.sub(raw, 1, 8), token = string.sub(raw, 9, 16),
+           joined = bytes_ms(string.sub(raw, 17, 22)), seen = bytes_ms(string.sub(raw, 23, 28)),
+           state = string.sub(raw, 29, 29), owned = string.sub(raw, 30, 30) == '1' }
+end
+
+local function set_ticket_state(n, state)
+  redis.call('SETRANGE', K_QUEUE_TAB, n * QUEUE_RECORD + 28, state)
+end
+
+local function touch_ticket(n, now)
+  redis.call('SETRANGE', K_QUEUE_TAB, n * QUEUE_RECORD + 22, ms_bytes(now))
+end
+
+-- The start of the sale (0: none): joins before it form the shuffled pre-queue.
+local function sale_started(now)
+  local starts = counter('starts')
+  return starts == 0 or now >= starts
+end
+
+-- Admissions past their TTL expire: their places go to the next waiters.
+local function queue_expire(now, batch)
+  local due = redis.call('ZRANGEBYSCORE', K_QUEUE_ADM, '-inf', now, 'LIMIT', 0, batch)
+  for _, member in ipairs(due) do
+    set_ticket_state(tonumber(member), 'e')
+    redis.call('ZREM', K_QUEUE_ADM, member)
+  end
+  if #due > 0 then redis.call('HINCRBY', K_QUEUE, 'q_expired', #due) end
+end
+
+-- Drop a few waiting tickets not polled for `abandon` ms, from a cursor that walks the queue and wraps.
+local function queue_sweep(now, abandon)
+  local cursor = redis.call('HGET', K_QUEUE, 'sweep')
+  local from = cursor and '(' .. cursor or '-inf'
+  local batch = redis.call('ZRANGEBYSCORE', K_QUEUE_WAIT, from, '+inf', 'WITHSCORES', 'LIMIT', 0, SWEEP)
+  local left = 0
+  for i = 1, #batch, 2 do
+    local n = tonumber(batch[i])
+    local t = read_ticket(n)
+    if t and now - t.seen > abandon then
+      set_ticket_state(n, 'l')
+      redis.call('ZREM', K_QUEUE_WAIT, batch[i])
+      left = left + 1
+    end
+  end
+  if left > 0 then redis.call('HINCRBY', K_QUEUE, 'q_left', left) end
+  if #batch < 2 * SWEEP then
+    redis.call('HDEL', K_QUEUE, 'sweep')
+  else
+    redis.call('HSET', K_QUEUE, 'sweep', batch[#batch])
+  end
+end
+
+-- Count `k` admissions in the rate window (two buckets of RATE_WINDOW_MS).
+local function count_admissions(now, k)
+  local at = queue_field('win_at')
+  if now - at >= RATE_WINDOW_MS then
+    local prev = now - at < 2 * RATE_WINDOW_MS and queue_field('win_n') or 0
+    redis.call('HSET', K_QUEUE, 'win_at', now - (now % RATE_WINDOW_MS), 'win_n', 0, 'win_prev', prev)
+  end
+  if k > 0 then
+    redis.call('HINCRBY', K_QUEUE, 'win_n', k)
+    redis.call('HINCRBY', K_QUEUE, 'q_admitted', k)
+  end
+end
+
+-- Admit the next waiters, in queue order, so that the admitted and unused never exceed `available`, and no
+-- faster than `rate` a second when one is set. Before the start nobody is admitted.
+local function queue_admit(now, batch)
+  queue_expire(now, batch)
+  local abandon = queue_field('abandon')
+  queue_sweep(now, abandon)
+  if not sale_started(now) then return end
+  local slots = counter('available') - redis.call('ZCARD', K_QUEUE_ADM)
+  local rate = queue_field('rate')
+  local tokens
+  if rate > 0 then
+    local at = queue_field('tokens_at')
+    tokens = math.min(rate, queue_field('tokens') + (now - at) * rate / 1000)
+    slots = math.min(slots, math.floor(tokens))
+  end
+  local ttl = queue_field('ttl')
+  local admitted = 0
+  while slots > 0 and admitted < batch do
+    local head = redis.call('ZPOPMIN', K_QUEUE_WAIT)
+    if #head == 0 then break end
+    local n = tonumber(head[1])
+    local t = read_ticket(n)
+    if t and now - t.seen > abandon then
+      set_ticket_state(n, 'l')
+      redis.call('HINCRBY', K_QUEUE, 'q_left', 1)
+    elseif t then
+      set_ticket_state(n, 'a')
+      redis.call('ZADD', K_QUEUE_ADM, now + ttl, head[1])
+      slots, admitted = slots - 1, admitted + 1
+    end
+  end
+  if rate > 0 then redis.call('HSET', K_QUEUE, 'tokens', tokens - admitted, 'tokens_at', now) end
+  count_admissions(now, admitted)
+end
+
+-- Whether `admission` (ticket number, ':', the 8-byte token secret) admits `customer` now. Returns the ticket
+-- number, or nil and the reason: missing, invalid, expired, used.
+local function check_admission(admission, customer, now)
+  if admission == '' then return nil, 'missing' end
+  local sep = string.find(admission, ':', 1, true)
+  if not sep then return nil, 'invalid' end
+  local n = tonumber(string.sub(admission, 1, sep - 1))
+  if not n or n < 1 or n ~= math.floor(n) then return nil, 'invalid' end
+  local t = read_ticket(n)
+  if not t or t.token ~= string.sub(admission, sep + 1) then return nil, 'invalid' end
+  if t.owned and redis.call('HGET', K_QUEUE_SUBS, customer) ~= tostring(n) then return nil, 'invalid' end
+  if t.state == 'u' then return nil, 'used' end
+  if t.state ~= 'a' then return nil, 'expired' end
+  local expires = tonumber(redis.call('ZSCORE', K_QUEUE_ADM, n) or '0')
+  if now >= expires then return nil, 'expired' end
+  return n
+end
+
+-- The admission bought its hold: the ticket is used, its place in the admitted set is free.
+local function use_admission(n)
+  set_ticket_state(n, 'u')
+  redis.call('ZREM', K_QUEUE_ADM, n)
+  redis.call('HINCRBY', K_QUEUE, 'q_used', 1)
+end
+
+-- Whether the product is sold out for good unless units return: nothing available, held or pending.
+local function sold_out()
+  local c = redis.call('HMGET', K_PRODUCT, 'available', 'held', 'pending')
+  return tonumber(c[1] or '0') == 0 and tonumber(c[2] or '0') == 0 and tonumber(c[3] or '0') == 0
+end
+
+local TICKET_STATE = { w = 'waiting', a = 'admitted', u = 'used', e = 'expired', l = 'left' }
+
+-- What a ticket's holder sees (queue_join, queue_poll): {status, created, number, secret, state, position
+-- (0 before the start, and unless waiting), joined ms, admission expires ms (0 unless admitted), admission
+-- token secret ('' unless admitted), now, sale starts ms, available, admitted and unused, admissions in the
+-- rate window, the window's ms, rate cap (0 none)}
+local function ticket_view(status, created, n, t, now)
+  local state, position, expires, token = TICKET_STATE[t.state], 0, 0, ''
+  if t.state == 'w' then
+    if sale_started(now) then position = redis.call('ZRANK', K_QUEUE_WAIT, n) + 1 end
+    if sold_out() then state = 'sold_out' end
+  elseif t.state == 'a' then
+    expires, token = tonumber(redis.call('ZSCORE', K_QUEUE_ADM, n)), t.token
+  end
+  local w = redis.call('HMGET', K_QUEUE, 'win_at', 'win_n', 'win_prev', 'rate')
+  local win_at = tonumber(w[1] or '0')
+  local recent, window = 0, RATE_WINDOW_MS
+  if win_at > 0 and now - win_at < 2 * RATE_WINDOW_MS then
+    recent, window = tonumber(w[2] or '0') + tonumber(w[3] or '0'), now - win_at + RATE_WINDOW_MS
+  end
+  return { status, created, n, t.secret, state, position, t.joined, expires, token, now, counter('starts'),
+           counter('available'), redis.call('ZCARD', K_QUEUE_ADM), recent, window, tonumber(w[4] or '0') }
+end
+
+-- One reserve, for reserve.lua and reserve_batch.lua (contract and reply in reserve.lua). `admission` is
+-- the waiting room's ticket number, ':', and its admission token secret ('' for none). The product
 -- exists and reap_due has run at `now`; `state.full` says whether its last pass stopped at a limit (more
 -- may be due), and `state.pruned` whether this call has pruned tombstones yet.
-local function reserve_one(state, now, batch, qty, ulid, ttl, customer, idem, legacy)
+local function reserve_one(state, now, batch, qty, ulid, ttl, customer, idem, legacy, admission)
   -- A retry of the same call, or the same caller's idempotency key, gets the first hold back, as it is now.
   local existing
   if idem ~= '' then
@@ -302,6 +507,13 @@ local function reserve_one(state, now, batch, qty, ulid, ttl, customer, idem, le
   local starts, ends = c[8], c[9]
   if (starts > 0 and now < starts) or (ends > 0 and now >= ends) then
     return { 'sale_not_active', starts, ends, now }
+  end
+  -- A product with a waiting room sells only to an admitted ticket, one hold per admission.
+  local ticket
+  if queue_on() then
+    local reason
+    ticket, reason = check_admission(admission, customer, now)
+    if not ticket then return { 'admission_required', reason } end
   end
 
   local available = c[2]
@@ -333,6 +545,7 @@ local function reserve_one(state, now, batch, qty, ulid, ttl, customer, idem, le
   if customer ~= '' then redis.call('HINCRBY', K_CUSTOMERS, customer, qty) end
   write_hold(ulid, h)
   count('n_holds')
+  if ticket then use_admission(ticket) end
   -- The queue stays in expiry order. A hold that would break it (a shorter TTL than the last one
   -- queued, or a server clock that stepped back) is indexed by expiry in hold_exp instead.
   if h.expires >= c[10] then
@@ -349,4 +562,3 @@ local function reserve_one(state, now, batch, qty, ulid, ttl, customer, idem, le
   reply[#reply + 1] = available - qty
   return reply
 end
-

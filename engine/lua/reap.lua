@@ -1,5 +1,5 @@
 -- reap: expire overdue holds and unpaid orders of one product, and forget old tombstones.
--- KEYS: the product's eleven keys (see _prelude.lua).
+-- KEYS: the product's sixteen keys (see _prelude.lua).
 -- ARGV[1] batch size (per kind)
 -- returns {holds expired, orders expired, units returned, tombstones pruned, overdue left}
 local batch = tonumber(ARGV[1])

@@ -1,8 +1,12 @@
 -- set_stock: create a product, or change its total stock and sale settings.
 -- The total may never fall below the units already held, pending or sold.
--- KEYS: the product's eleven keys (see _prelude.lua).
+-- KEYS: the product's sixteen keys (see _prelude.lua).
 -- ARGV[1] total   ARGV[2] price cents   ARGV[3] max per customer (0 = none)
 -- ARGV[4] sale starts ms (0 = none)   ARGV[5] sale ends ms (0 = none)   ARGV[6] reap batch size
+-- ARGV[7] waiting room (1 on, 0 off)   ARGV[8] admissions a second at most (0 = no cap)
+-- ARGV[9] admission ttl ms   ARGV[10] a new secret seed (hex), taken only when the room opens
+-- ARGV[11] the seed's SHA-256 (hex)   ARGV[12] ms without a poll after which a waiting ticket is dropped.
+-- Opening the room starts it empty; closing it drops its tickets.
 -- returns {'ok', created (0/1), total, available, held, pending, sold}
 --       | {'stock_below_committed', committed}
 local total = tonumber(ARGV[1])
@@ -21,5 +25,14 @@ local committed = counter('held') + counter('pending') + counter('sold')
 if total < committed then return { 'stock_below_committed', committed } end
 redis.call('HSET', K_PRODUCT, 'total', total, 'available', total - committed,
   'price', ARGV[2], 'limit', ARGV[3], 'starts', ARGV[4], 'ends', ARGV[5])
+if ARGV[7] == '1' then
+  if not queue_on() then
+    redis.call('DEL', K_QUEUE, K_QUEUE_WAIT, K_QUEUE_ADM, K_QUEUE_TAB, K_QUEUE_SUBS)
+    redis.call('HSET', K_QUEUE, 'on', 1, 'opened', now_ms(), 'seed', ARGV[10], 'seed_sha256', ARGV[11], 'seq', 0)
+  end
+  redis.call('HSET', K_QUEUE, 'rate', ARGV[8], 'ttl', ARGV[9], 'abandon', ARGV[12])
+elseif queue_on() then
+  redis.call('DEL', K_QUEUE, K_QUEUE_WAIT, K_QUEUE_ADM, K_QUEUE_TAB, K_QUEUE_SUBS)
+end
 local c = counters()
 return { 'ok', created, c[1], c[2], c[3], c[4], c[5] }
