@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from api.errors import EXCEPTION_HANDLERS
 from api.feed import Feed
 from api.middleware import Observe
-from api.routes import admin, dashboard, demo_provider, health, holds, orders, pages, payments, products
+from api.routes import admin, dashboard, demo_provider, health, holds, orders, pages, payments, products, queue
 from api.services import Services
 from shared import logs
 from shared.settings import Settings, load
@@ -26,6 +26,7 @@ ROUTES = [
     *orders.routes,
     *payments.routes,
     *products.routes,
+    *queue.routes,
     *admin.routes,
     *health.routes,
     *dashboard.routes,

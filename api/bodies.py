@@ -35,6 +35,9 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from engine.calls import MAX_CUSTOMER_ID, MAX_IDEMPOTENCY_KEY, MAX_TRANSACTION_ID
 from engine.ids import MAX_PRODUCT_ID
 from engine.product_rules import (
+    DEFAULT_ADMISSION_TTL_SECONDS,
+    MAX_ADMISSION_TTL_SECONDS,
+    MAX_ADMIT_PER_SECOND,
     MAX_NAME,
     MAX_PER_CUSTOMER,
     MAX_PRICE_CENTS,
@@ -194,6 +197,36 @@ class WebhookRequest(Struct):
     status: WebhookStatus
 
 
+WaitingRoomOn = Annotated[bool, Meta(description="Holds need an admission from the product's waiting room.")]
+AdmitPerSecond = Annotated[
+    int, Meta(ge=1, le=MAX_ADMIT_PER_SECOND, description="The waiting room's admissions a second; null: no cap.")
+]
+AdmissionTtl = Annotated[
+    int,
+    Meta(
+        ge=1,
+        le=MAX_ADMISSION_TTL_SECONDS,
+        description=f"How long an admission waits for its hold (default {DEFAULT_ADMISSION_TTL_SECONDS}).",
+    ),
+]
+TICKET_PATTERN = "^q[1-9][0-9]{0,14}_[1-9][0-9]{0,14}_[0-9a-f]{16}$"
+ADMISSION_PATTERN = "^a[1-9][0-9]{0,14}_[1-9][0-9]{0,14}_[0-9a-f]{16}$"
+TicketText = Annotated[
+    str, Meta(pattern=_python(TICKET_PATTERN), max_length=64, extra_json_schema={"example": "q42_17_3f0c9d1e5a7b2c44"})
+]
+AdmissionToken = Annotated[
+    str,
+    Meta(
+        pattern=_python(ADMISSION_PATTERN),
+        max_length=64,
+        extra={"kind": "text"},
+        extra_json_schema={"example": "a42_17_9b1e0c4d2f6a8e13"},
+    ),
+]
+"""The ``X-Flashsale-Admission`` header's value."""
+TicketState = Literal["waiting", "admitted", "used", "expired", "sold_out", "left"]
+
+
 class ProductSpec(Struct, forbid_unknown_fields=True):
     """Every field is set: a field left out takes its default. One rule JSON Schema cannot state: sale_ends_at must
     be after sale_starts_at when both are set."""
@@ -204,6 +237,9 @@ class ProductSpec(Struct, forbid_unknown_fields=True):
     max_per_customer: MaxPerCustomer | None = None
     sale_starts_at: SaleStartsAt | None = None
     sale_ends_at: SaleEndsAt | None = None
+    waiting_room: WaitingRoomOn | None = None
+    admit_per_second: AdmitPerSecond | None = None
+    admission_ttl_seconds: AdmissionTtl | None = None
 
 
 class DemoPaymentRequest(Struct, forbid_unknown_fields=True):
@@ -268,6 +304,64 @@ class Product(Struct):
     max_per_customer: Annotated[int, Meta(ge=1, description="null: no limit.")] | None
     sale_starts_at: Timestamp | None
     sale_ends_at: Timestamp | None
+    waiting_room: Annotated[bool, Meta(description="Holds need an admission from the waiting room.")]
+    admit_per_second: Annotated[int, Meta(ge=1, description="null: no cap.")] | None
+    admission_ttl_seconds: Annotated[int, Meta(ge=1, description="null: no waiting room.")] | None
+
+
+class Ticket(Struct):
+    """A waiting-room ticket (docs/waiting-room.md). Poll again after the Retry-After seconds."""
+
+    ticket: TicketText
+    product_id: ProductId
+    number: Annotated[int, Meta(ge=1, description="Public: the draw lists numbers.")]
+    state: TicketState
+    position: (
+        Annotated[
+            int, Meta(ge=1, description="1-based among those still waiting; null unless waiting, and before the start.")
+        ]
+        | None
+    )
+    ahead: Annotated[int, Meta(ge=0)] | None
+    estimated_wait_seconds: Annotated[int, Meta(ge=0)] | None
+    joined_at: Timestamp
+    sale_starts_at: Timestamp | None
+    admission_token: (
+        Annotated[
+            str,
+            Meta(
+                pattern=_python(ADMISSION_PATTERN),
+                description="While admitted: send it as X-Flashsale-Admission.",
+            ),
+        ]
+        | None
+    )
+    admission_expires_at: Timestamp | None
+
+
+class WaitingRoom(Struct):
+    """A product's waiting room: the seed's SHA-256 at once, the seed after the start."""
+
+    product_id: ProductId
+    opened_at: Timestamp | None
+    seed_sha256: Annotated[str, Meta(pattern=_python("^[0-9a-f]{64}$"))] | None
+    seed: (
+        Annotated[str, Meta(pattern=_python("^[0-9a-f]{64}$"), description="Revealed once the sale has started.")]
+        | None
+    )
+    sale_starts_at: Timestamp | None
+    pre_queue_tickets: Annotated[int, Meta(ge=0, description="Tickets 1 to this joined before the start.")]
+    waiting: Units
+    admitted: Annotated[int, Meta(ge=0, description="Admitted and not yet used or expired.")]
+    admit_per_second: Annotated[int, Meta(ge=1)] | None
+    admission_ttl_seconds: Annotated[int, Meta(ge=1)] | None
+
+
+class WaitingRoomDraw(WaitingRoom):
+    tickets: Annotated[
+        list[int],
+        Meta(description="The pre-queue's ticket numbers: docs/waiting-room.md recomputes their order from the seed."),
+    ]
 
 
 class WebhookResult(Struct, omit_defaults=True):
@@ -357,6 +451,15 @@ class Problem(Struct, omit_defaults=True):
     sale_starts_at: Timestamp | UnsetType | None = UNSET
     sale_ends_at: Timestamp | UnsetType | None = UNSET
     checks: dict[str, Literal["ok", "down"]] | UnsetType = UNSET
+    reason: (
+        Annotated[
+            Literal["missing", "invalid", "expired", "used"],
+            Meta(description="admission_required: what is wrong with the admission."),
+        ]
+        | UnsetType
+    ) = UNSET
+    product_id: int | UnsetType = UNSET
+    seed_sha256: str | UnsetType = UNSET
 
 
 class DashboardProduct(Struct):
@@ -469,5 +572,8 @@ SCHEMAS: tuple[type[Struct], ...] = (
     DemoPayment,
     DemoLoginRequest,
     DemoLogin,
+    Ticket,
+    WaitingRoom,
+    WaitingRoomDraw,
 )
 """Every body and answer the document describes, in its order (what they refer to follows them)."""

@@ -39,6 +39,9 @@ ERROR_STATUS: dict[type[Exception], int] = {
     engine_errors.OutboxNotEmpty: 409,
     engine_errors.OutboxMoved: 409,
     engine_errors.InvalidId: 422,
+    engine_errors.AdmissionRequired: 403,
+    engine_errors.WaitingRoomOff: 409,
+    engine_errors.TicketNotFound: 404,
     engine_errors.NotReplicated: 503,
     engine_errors.EngineUnavailable: 503,
     # The durable record: a write that failed, and what it left behind (persistence/exceptions.py).
@@ -178,6 +181,8 @@ def _engine_extra(error: engine_errors.EngineError) -> dict[str, Any]:
             return {"order_id": error.order_id, "order_status": error.status}
         case engine_errors.StockBelowCommitted():
             return {"committed": error.committed, "requested": error.requested}
+        case engine_errors.AdmissionRequired():
+            return {"product_id": error.product_id, "reason": error.reason}
     return {}
 
 

@@ -195,6 +195,16 @@ UNAVAILABLE_OR_DB = _problem(
 INVALID_JSON = _problem("The body is not a JSON object, or is not sent as application/json", "invalid_json")
 TOO_LARGE = _problem(f"The body is larger than {MAX_BODY_BYTES} bytes", "payload_too_large")
 INVALID = _problem("Fields at fault, listed in `errors`", "validation_error")
+ADMISSION_HEADER: Schema = {
+    "name": "X-Flashsale-Admission",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": bodies.ADMISSION_PATTERN, "maxLength": 64},
+    "description": "The admission token of a waiting-room ticket (docs/waiting-room.md): required by a product with "
+    "a waiting room, used up by the hold it buys.",
+}
+
+TICKET: Schema = {"type": "string", "pattern": bodies.TICKET_PATTERN, "maxLength": 64}
 INVALID_PATH = _problem("The path parameter is not a valid id, listed in `errors`", "validation_error")
 BUYER_TOKEN = _problem(
     "With FLASHSALE_BUYER_AUTH=jwt: the buyer token is missing, malformed, expired, not yet valid, for another "
@@ -209,6 +219,9 @@ PRODUCT = ref(bodies.Product)
 
 
 def _paths() -> dict[str, Any]:
+    ticket = _path("ticket", TICKET, "Ticket, as returned by POST /api/products/{id}/queue.")
+    poll_hint = {"Retry-After": {"description": "Seconds until the next poll", "schema": {"type": "integer"}}}
+    no_room = _problem("The product has no waiting room", "waiting_room_off")
     product = _path("id", schema_of(bodies.ProductId), "Product id.")
     hold = _path("hold_id", schema_of(bodies.HoldId), "Hold id, as returned by POST /api/holds.")
     order = _path("order_id", schema_of(bodies.OrderId), "Order id, as returned by POST /api/orders.")
@@ -238,18 +251,107 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/api/products/{id}/queue": {
+            "post": {
+                "summary": "Join the product's waiting room",
+                "operationId": "joinQueue",
+                "tags": ["waiting room"],
+                "security": BUYER_SECURITY,
+                "parameters": [product],
+                "responses": {
+                    "201": {**_ok("A new ticket", ref(bodies.Ticket)), "headers": poll_hint},
+                    "401": BUYER_TOKEN,
+                    "200": {
+                        **_ok("This buyer's ticket, joined before (buyer tokens on)", ref(bodies.Ticket)),
+                        "headers": poll_hint,
+                    },
+                    "404": _problem("No such product", "product_not_found"),
+                    "409": _problem("No waiting room, or the sale has ended", "waiting_room_off", "sale_not_active"),
+                    "422": INVALID_PATH,
+                    "429": _problem("Too many requests from this address this second", "rate_limited"),
+                    "503": WRITE_UNAVAILABLE,
+                },
+            },
+            "get": {
+                "summary": "The product's waiting room: the seed's SHA-256 at once, the seed after the start",
+                "operationId": "getQueue",
+                "tags": ["waiting room"],
+                "parameters": [product],
+                "responses": {
+                    "200": _ok("The waiting room", ref(bodies.WaitingRoom)),
+                    "404": _problem("No such product", "product_not_found"),
+                    "409": no_room,
+                    "422": INVALID_PATH,
+                    "503": UNAVAILABLE,
+                },
+            },
+        },
+        "/api/products/{id}/queue/draw": {
+            "get": {
+                "summary": "The pre-queue's draw, once the sale has started: the seed and the ticket numbers",
+                "operationId": "getQueueDraw",
+                "tags": ["waiting room"],
+                "parameters": [product],
+                "responses": {
+                    "200": _ok("The draw", ref(bodies.WaitingRoomDraw)),
+                    "404": _problem("No such product", "product_not_found"),
+                    "409": _problem(
+                        "No waiting room, or the sale has not started", "waiting_room_off", "draw_not_revealed"
+                    ),
+                    "422": INVALID_PATH,
+                    "503": UNAVAILABLE,
+                },
+            }
+        },
+        "/api/queue/{ticket}": {
+            "get": {
+                "summary": "Where a ticket stands",
+                "operationId": "pollQueue",
+                "tags": ["waiting room"],
+                "security": BUYER_SECURITY,
+                "parameters": [ticket],
+                "responses": {
+                    "200": {**_ok("The ticket", ref(bodies.Ticket)), "headers": poll_hint},
+                    "401": BUYER_TOKEN,
+                    "404": _problem(
+                        "No such ticket (or its room was closed, or it is another buyer's)", "ticket_not_found"
+                    ),
+                    "422": INVALID_PATH,
+                    "503": UNAVAILABLE,
+                },
+            },
+            "delete": {
+                "summary": "Leave the waiting room",
+                "operationId": "leaveQueue",
+                "tags": ["waiting room"],
+                "security": BUYER_SECURITY,
+                "parameters": [ticket],
+                "responses": {
+                    "204": {"description": "Left (again: 204; a used or expired ticket is left as it was)"},
+                    "401": BUYER_TOKEN,
+                    "404": _problem(
+                        "No such ticket (or its room was closed, or it is another buyer's)", "ticket_not_found"
+                    ),
+                    "422": INVALID_PATH,
+                    "503": WRITE_UNAVAILABLE,
+                },
+            },
+        },
         "/api/holds": {
             "post": {
                 "summary": "Hold units of a product for a few minutes",
                 "operationId": "createHold",
                 "tags": ["buying"],
                 "security": BUYER_SECURITY,
-                "parameters": [IDEMPOTENCY_KEY],
+                "parameters": [IDEMPOTENCY_KEY, ADMISSION_HEADER],
                 "requestBody": _body(bodies.HoldRequest),
                 "responses": {
                     "201": _ok("The hold", ref(bodies.Hold)),
                     "400": INVALID_JSON,
                     "401": BUYER_TOKEN,
+                    "403": _problem(
+                        "The product has a waiting room, and this hold has no valid admission", "admission_required"
+                    ),
                     "404": _problem("No such product", "product_not_found"),
                     "409": _problem(
                         "The units cannot be held, or the Idempotency-Key was first used for another request",

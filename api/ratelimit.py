@@ -31,7 +31,7 @@ class RateLimited(ApiError):
         super().__init__(
             429,
             "rate_limited",
-            f"more than {limit} hold requests per second from this {scope}",
+            f"more than {limit} hold or queue-join requests per second from this {scope}",
             headers={"Retry-After": "1"},
             limit=limit,
         )

@@ -15,7 +15,14 @@ from typing import Any, Generic, TypeVar, cast
 from engine import exceptions as exc
 from engine.ids import ParsedId, format_id, new_id, new_ulid, parse_id
 from engine.keys import CLAIMS_COMPLETE_KEY, product_keys, product_slot, transaction_key
-from engine.product_rules import MAX_PER_CUSTOMER, MAX_PRICE_CENTS, MAX_QUANTITY, MAX_STOCK
+from engine.product_rules import (
+    MAX_ADMISSION_TTL_SECONDS,
+    MAX_ADMIT_PER_SECOND,
+    MAX_PER_CUSTOMER,
+    MAX_PRICE_CENTS,
+    MAX_QUANTITY,
+    MAX_STOCK,
+)
 from engine.text import encodable
 from engine.tickets import format_ticket, new_secret, parse_ticket
 from engine.types import (
@@ -56,8 +63,7 @@ TRANSACTION_RETENTION_MS = 7 * 86_400_000
 """How long Redis remembers a transaction id's claim (as long as a product remembers it, see lua/_prelude.lua).
 Past it, the durable record decides (api.settlement)."""
 CLAIM_MODES: tuple[ClaimMode, ...] = ("claim", "confirm", "record")
-MAX_ADMIT_PER_SECOND = 1_000_000
-MAX_ADMISSION_TTL_MS = 3_600_000
+MAX_ADMISSION_TTL_MS = MAX_ADMISSION_TTL_SECONDS * 1000
 MAX_ABANDON_MS = 3_600_000
 MAX_BUYER = MAX_CUSTOMER_ID
 

@@ -23,6 +23,11 @@ MAX_STOCK = 10**12
 MAX_PER_CUSTOMER = 10**9
 """The highest limit of units per customer; 0 means no limit."""
 MAX_NAME = 200
+MAX_ADMIT_PER_SECOND = 1_000_000
+"""The highest cap on a waiting room's admissions a second (docs/waiting-room.md)."""
+MAX_ADMISSION_TTL_SECONDS = 3600
+"""The longest a waiting room's admission may wait for its hold."""
+DEFAULT_ADMISSION_TTL_SECONDS = 60
 """Characters of a product's name, once stripped (the catalog's column holds as many)."""
 
 NOT_BLANK_PATTERN = "[^\\u0009-\\u000D\\u0020\\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"

@@ -18,9 +18,9 @@ from engine.ids import check_product_id
 TicketKind = Literal["ticket", "admission"]
 
 SECRET_BYTES = 8
-MAX_TICKET_NUMBER = 10**15
+MAX_TICKET_NUMBER = 10**15 - 1
 _PREFIX: dict[TicketKind, str] = {"ticket": "q", "admission": "a"}
-_RE = re.compile(r"([qa])([1-9][0-9]{0,14})_([1-9][0-9]{0,15})_([0-9a-f]{16})")
+_RE = re.compile(r"([qa])([1-9][0-9]{0,14})_([1-9][0-9]{0,14})_([0-9a-f]{16})")
 
 
 @dataclass(frozen=True, slots=True)

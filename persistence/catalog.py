@@ -18,7 +18,17 @@ import sqlalchemy.exc
 from engine import Engine
 from engine.exceptions import EngineError, NotReplicated, ProductNotFound, StockBelowCommitted
 from engine.ids import MAX_PRODUCT_ID
-from engine.product_rules import MAX_PER_CUSTOMER, MAX_PRICE_CENTS, MAX_STOCK, check_name, check_sale_window
+from engine.product_rules import (
+    DEFAULT_ADMISSION_TTL_SECONDS,
+    MAX_ADMISSION_TTL_SECONDS,
+    MAX_ADMIT_PER_SECOND,
+    MAX_PER_CUSTOMER,
+    MAX_PRICE_CENTS,
+    MAX_STOCK,
+    check_name,
+    check_sale_window,
+)
+from engine.types import WaitingRoomSettings
 from persistence.exceptions import CatalogWriteFailed, ProductPutIncomplete
 from persistence.models import products
 from persistence.times import opt_to_ms
@@ -39,6 +49,9 @@ class Product:
     sale_ends_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    waiting_room: bool = False
+    admit_per_second: int | None = None
+    admission_ttl_seconds: int = DEFAULT_ADMISSION_TTL_SECONDS
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,17 @@ class ProductSpec:
     max_per_customer: int = 0
     sale_starts_at: datetime | None = None
     sale_ends_at: datetime | None = None
+    waiting_room: bool = False
+    """Holds need an admission from the product's waiting room (docs/waiting-room.md)."""
+    admit_per_second: int | None = None
+    admission_ttl_seconds: int = DEFAULT_ADMISSION_TTL_SECONDS
+
+
+def room_settings(spec: ProductSpec | Product) -> WaitingRoomSettings | None:
+    """The engine's waiting room for a product, or None when it has none."""
+    if not spec.waiting_room:
+        return None
+    return WaitingRoomSettings(spec.admit_per_second, spec.admission_ttl_seconds * 1000)
 
 
 def _integer(spec: ProductSpec, field: str, low: int, high: int) -> int:
@@ -70,7 +94,23 @@ def validate(spec: ProductSpec) -> ProductSpec:
     _integer(spec, "stock", 0, MAX_STOCK)
     _integer(spec, "max_per_customer", 0, MAX_PER_CUSTOMER)
     starts, ends = check_sale_window(spec.sale_starts_at, spec.sale_ends_at)
-    return ProductSpec(spec.id, name, spec.price_cents, spec.stock, spec.max_per_customer, starts, ends)
+    if not isinstance(spec.waiting_room, bool):
+        raise ValueError(f"waiting_room: must be true or false, got {spec.waiting_room!r}")
+    if spec.admit_per_second is not None:
+        _integer(spec, "admit_per_second", 1, MAX_ADMIT_PER_SECOND)
+    _integer(spec, "admission_ttl_seconds", 1, MAX_ADMISSION_TTL_SECONDS)
+    return ProductSpec(
+        spec.id,
+        name,
+        spec.price_cents,
+        spec.stock,
+        spec.max_per_customer,
+        starts,
+        ends,
+        spec.waiting_room,
+        spec.admit_per_second,
+        spec.admission_ttl_seconds,
+    )
 
 
 def _product(m: sa.RowMapping) -> Product:
@@ -84,6 +124,9 @@ def _product(m: sa.RowMapping) -> Product:
         sale_ends_at=m["sale_ends_at"],
         created_at=m["created_at"],
         updated_at=m["updated_at"],
+        waiting_room=m["waiting_room"],
+        admit_per_second=m["admit_per_second"],
+        admission_ttl_seconds=m["admission_ttl_seconds"],
     )
 
 
@@ -106,6 +149,9 @@ def _values(spec: ProductSpec) -> dict[str, Any]:
         "max_per_customer": spec.max_per_customer,
         "sale_starts_at": spec.sale_starts_at,
         "sale_ends_at": spec.sale_ends_at,
+        "waiting_room": spec.waiting_room,
+        "admit_per_second": spec.admit_per_second,
+        "admission_ttl_seconds": spec.admission_ttl_seconds,
     }
 
 
@@ -117,6 +163,7 @@ def _set_engine(engine: Engine, settings: ProductSpec | Product) -> None:
         max_per_customer=settings.max_per_customer,
         starts_at_ms=opt_to_ms(settings.sale_starts_at),
         ends_at_ms=opt_to_ms(settings.sale_ends_at),
+        waiting_room=room_settings(settings),
     )
 
 
@@ -140,12 +187,25 @@ def _engine_took(engine: Engine, spec: ProductSpec) -> bool | None:
         return False
     except EngineError:
         return None
-    return (snap.total, snap.price_cents, snap.max_per_customer, snap.starts_at_ms, snap.ends_at_ms) == (
+    room = room_settings(spec)
+    return (
+        snap.total,
+        snap.price_cents,
+        snap.max_per_customer,
+        snap.starts_at_ms,
+        snap.ends_at_ms,
+        snap.waiting_room,
+        snap.admit_per_second,
+        snap.admission_ttl_ms,
+    ) == (
         spec.stock,
         spec.price_cents,
         spec.max_per_customer,
         opt_to_ms(spec.sale_starts_at),
         opt_to_ms(spec.sale_ends_at),
+        room is not None,
+        room.admit_per_second if room else None,
+        room.admission_ttl_ms if room else None,
     )
 
 

@@ -87,6 +87,11 @@ class ProductRow(Base):
     """Units one customer may hold, have pending or have bought; 0 means no limit."""
     sale_starts_at: Mapped[datetime | None]
     sale_ends_at: Mapped[datetime | None]
+    waiting_room: Mapped[bool] = mapped_column(server_default=sa.false())
+    """Holds need an admission from the product's waiting room (docs/waiting-room.md)."""
+    admit_per_second: Mapped[int | None]
+    """The waiting room's admissions a second at most; null: no cap."""
+    admission_ttl_seconds: Mapped[int] = mapped_column(server_default="60")
     version: Mapped[int] = mapped_column(server_default="1")
     """1 when created, one more at every change."""
     created_at: Mapped[datetime]

@@ -53,6 +53,10 @@ MERCHANT_DELIVERY_FAILED = "merchant_delivery_failed"
 """The merchant did not take an event (an error status, a timeout): it is tried again later."""
 MERCHANT_EVENT_DEAD_LETTERED = "merchant_event_dead_lettered"
 """An event was not delivered before its deadline: ``flashsale deliveries --failed``, then ``retry``."""
+QUEUE_LEFT = "queue_left"
+"""A buyer left a product's waiting room (docs/waiting-room.md)."""
+ADMISSION_REFUSED = "admission_refused"
+"""A hold of a product with a waiting room came without a valid admission: 403 admission_required."""
 
 
 _PROCESSORS: list[Any] = []

@@ -44,6 +44,9 @@ async def test_put_creates_a_product_in_the_database_and_the_engine(
         "max_per_customer": 2,
         "sale_starts_at": "2020-01-01T00:00:00.000Z",
         "sale_ends_at": "2100-01-01T00:00:00.000Z",
+        "waiting_room": False,
+        "admit_per_second": None,
+        "admission_ttl_seconds": None,
     }
     stored = get_product(db, 7)
     assert stored is not None
@@ -189,6 +192,9 @@ async def test_get_product_reports_live_availability(client: httpx.AsyncClient, 
         "max_per_customer",
         "sale_starts_at",
         "sale_ends_at",
+        "waiting_room",
+        "admit_per_second",
+        "admission_ttl_seconds",
     }
     assert (first["max_per_customer"], first["sale_starts_at"], first["sale_ends_at"]) == (None, None, None)
 

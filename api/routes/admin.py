@@ -17,7 +17,7 @@ from api.services import of
 from api.times import parse_sale_bound
 from api.validation import Fields, decode, path_product_id, read_json
 from engine.exceptions import EngineError, ProductRuleError
-from engine.product_rules import check_sale_window
+from engine.product_rules import DEFAULT_ADMISSION_TTL_SECONDS, check_sale_window
 from persistence.catalog import ProductSpec, put_product
 from persistence.exceptions import PersistenceError
 from shared.logs import PRODUCT_PUT_FAILED, get_logger
@@ -56,7 +56,18 @@ async def put(request: Request) -> Response:
     product_id = path_product_id(request)
     body = decode(await read_json(request), bodies.ProductSpec, also=_window)
     starts, ends = check_sale_window(_moment(body.sale_starts_at), _moment(body.sale_ends_at))
-    spec = ProductSpec(product_id, body.name, body.price_cents, body.stock, body.max_per_customer or 0, starts, ends)
+    spec = ProductSpec(
+        product_id,
+        body.name,
+        body.price_cents,
+        body.stock,
+        body.max_per_customer or 0,
+        starts,
+        ends,
+        waiting_room=bool(body.waiting_room),
+        admit_per_second=body.admit_per_second,
+        admission_ttl_seconds=body.admission_ttl_seconds or DEFAULT_ADMISSION_TTL_SECONDS,
+    )
     try:
         product, created = await threadpool.call(put_product, services.admin_engine, services.db, spec)
     except (EngineError, PersistenceError) as error:

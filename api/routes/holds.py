@@ -6,15 +6,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.bodies import HoldRequest, IdempotencyKey
+from api.bodies import AdmissionToken, HoldRequest, IdempotencyKey
 from api.buyer_auth import customer, owner
-from api.errors import ApiError
+from api.errors import ApiError, ValidationFailed
 from api.responses import active_hold_body, hold_body, json
 from api.routing import lean_route
 from api.services import of
 from api.validation import decode, header, path_id, read_json
 from engine import AsyncEngine
 from engine import exceptions as engine_errors
+from engine.tickets import parse_ticket
 from engine.types import Hold
 from shared import logs
 
@@ -24,6 +25,15 @@ log = logs.get_logger("api.holds")
 def expired(error: engine_errors.HoldExpired) -> engine_errors.HoldExpired:
     log.info(logs.HOLD_EXPIRED, hold_id=error.hold_id, expired_at_ms=error.expired_at_ms)
     return error
+
+
+def admission_product(admission: str) -> int:
+    """The product of an ``X-Flashsale-Admission`` token; a 422 naming the header if it is no admission token."""
+    try:
+        return parse_ticket(admission, "admission").product_id
+    except engine_errors.InvalidId:
+        example = "must be an admission token such as a42_17_3f0c9d1e5a7b2c44"
+        raise ValidationFailed([{"field": "X-Flashsale-Admission", "message": example}]) from None
 
 
 def raise_unless_active(hold: Hold) -> None:
@@ -43,14 +53,23 @@ async def create_hold(request: Request) -> Response:
     if buyer is not None and services.buyer_limiter is not None:
         await services.buyer_limiter.check(buyer.sub)
     key = header(request, b"idempotency-key")
-    body = decode(await read_json(request), HoldRequest, headers=(("Idempotency-Key", key, IdempotencyKey),))
+    admission = header(request, b"x-flashsale-admission")
+    headers = (("Idempotency-Key", key, IdempotencyKey), ("X-Flashsale-Admission", admission, AdmissionToken))
+    body = decode(await read_json(request), HoldRequest, headers=headers)
     product_id, quantity, claimed = body.product_id, body.quantity, body.customer_id
     # With buyer tokens the verified buyer is the customer: the limit and the key's scope follow the token.
     customer_id = customer(buyer, claimed)
+    if admission is not None and admission_product(admission) != product_id:
+        raise engine_errors.AdmissionRequired(product_id, "invalid")
     try:
-        hold = await services.engine.reserve(product_id, quantity, customer_id=customer_id, idempotency_key=key)
+        hold = await services.engine.reserve(
+            product_id, quantity, customer_id=customer_id, idempotency_key=key, admission=admission
+        )
     except engine_errors.OutOfStock as error:
         log.info(logs.OUT_OF_STOCK, product_id=product_id, requested=quantity, available=error.available)
+        raise
+    except engine_errors.AdmissionRequired as error:
+        log.info(logs.ADMISSION_REFUSED, product_id=product_id, reason=error.reason)
         raise
     # The engine replays a key only for the caller who used it (the same customer_id, or none for both),
     # so the hold named here is this caller's own: another caller's key finds nothing and makes a new hold.
