@@ -20,6 +20,7 @@ from engine.exceptions import InvalidId
 from engine.ids import parse_id
 from engine.keys import CLAIMS_COMPLETE_KEY, product_keys, transaction_key
 from engine.scripts import SALE_SCRIPTS
+from engine.tickets import parse_ticket
 from tests.support.api import ADMIN, EngineCalls, assert_problem, hold, order, signed
 
 pytestmark = pytest.mark.anyio
@@ -256,7 +257,21 @@ def test_any_string_is_either_refused_or_names_exactly_one_products_keys(value: 
         assert str(parsed) == value, "an id that parses is exactly its canonical form"
         keys = product_keys(parsed.product_id).all()
         assert all(KEY.match(key) and KEY.match(key).group(1) == str(parsed.product_id) for key in keys)  # type: ignore[union-attr]
-        assert len(set(keys)) == len(keys) == 11
+        assert len(set(keys)) == len(keys) == 16
+
+
+@given(st.text(max_size=70) | st.from_regex(r"[qa][0-9]{1,16}_[0-9]{1,16}_[0-9a-f]{16}", fullmatch=True))
+def test_any_string_is_either_refused_or_is_exactly_one_ticket_of_one_product(value: str) -> None:
+    for kind in ("ticket", "admission"):
+        try:
+            parsed = parse_ticket(value, kind)  # type: ignore[arg-type]
+        except InvalidId:
+            continue
+        assert str(parsed) == value, "a ticket that parses is exactly its canonical form"
+        assert 1 <= parsed.number < 10**15
+        assert len(parsed.secret) == 8
+        keys = product_keys(parsed.product_id).all()
+        assert all(KEY.match(key) and KEY.match(key).group(1) == str(parsed.product_id) for key in keys)  # type: ignore[union-attr]
 
 
 # A lone surrogate is valid JSON ("\ud800"): orjson refuses it, Python's parser accepts it, UTF-8 cannot encode it.
