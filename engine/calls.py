@@ -310,6 +310,7 @@ def prepare_across(requests: Sequence[ProductReserve]) -> list[PreparedReserve]:
             customer_id=r.request.customer_id,
             hold_id=r.request.hold_id,
             idempotency_key=r.request.idempotency_key,
+            admission=r.request.admission,
         )
         for r in requests
     ]

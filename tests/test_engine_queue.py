@@ -14,7 +14,7 @@ import pytest
 from engine import Engine
 from engine.exceptions import AdmissionRequired, InvalidId, TicketNotFound, WaitingRoomOff
 from engine.keys import product_keys
-from engine.types import ReserveRequest, WaitingRoomSettings
+from engine.types import ProductReserve, ReserveRequest, WaitingRoomSettings
 from tests.support.draw import draw_order
 
 P = 7
@@ -122,6 +122,26 @@ def test_a_batch_of_reserves_takes_each_its_own_admission(engine: Engine) -> Non
     )
 
     assert [type(r).__name__ for r in results] == ["Hold", "AdmissionRequired", "AdmissionRequired", "Hold"]
+
+
+def test_a_call_across_products_checks_each_products_own_admission(engine: Engine) -> None:
+    open_room(engine, 2)
+    engine.set_stock(P + 1, 2, waiting_room=WaitingRoomSettings())
+    engine.set_stock(P + 2, 2)  # no room: no admission needed
+    a, b = engine.queue_join(P), engine.queue_join(P + 1)
+
+    results = engine.reserve_across(
+        [
+            ProductReserve(P, ReserveRequest(1, admission=a.admission_token)),
+            ProductReserve(P + 1, ReserveRequest(1)),
+            ProductReserve(P + 2, ReserveRequest(1)),
+            ProductReserve(P + 1, ReserveRequest(1, admission=b.admission_token)),
+            ProductReserve(P, ReserveRequest(1, admission=a.admission_token)),
+        ]
+    )
+
+    assert [type(r).__name__ for r in results] == ["Hold", "AdmissionRequired", "Hold", "Hold", "AdmissionRequired"]
+    assert (engine.queue_poll(a.ticket).state, engine.queue_poll(b.ticket).state) == ("used", "used")
 
 
 def test_an_unused_admission_expires_and_its_place_goes_to_the_next_waiter(engine: Engine) -> None:
