@@ -273,8 +273,6 @@ class Fields:
                 self.fault(name, "must be true or false")
         elif isinstance(declared, inspect.LiteralType):
             self.choice(name, tuple(str(v) for v in declared.values))
-        elif isinstance(declared, inspect.BoolType):
-            self.boolean(name)
         elif isinstance(declared, inspect.StrType):
             words = extra.get("kind", "text")
             if words in ("hold", "order"):
@@ -308,15 +306,6 @@ class Fields:
             self.fault(name, f"must be an integer from {low} to {high}")
             return default
         return int(value)
-
-    def boolean(self, name: str, *, default: bool = False) -> bool:
-        value = self._get(name, False)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            self.fault(name, "must be true or false")
-            return default
-        return value
 
     def text(self, name: str, max_length: int, *, required: bool = True) -> str | None:
         value = self._get(name, required)
