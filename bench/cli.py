@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if report.failed_checks(results) or results["oversold_units"] else 0
 
 
-RATE_KEYS = ("rps", "per_second", "events_per_second", "bytes_per_hold")
+RATE_KEYS = ("rps", "per_second", "events_per_second", "bytes_per_hold", "bytes_per_ticket")
 
 
 def _rate(run: dict[str, Any]) -> float:

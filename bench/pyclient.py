@@ -37,6 +37,7 @@ class Flow:
         """Makes this run's transaction ids its own: an id reused for another order is refused (409)."""
         self.holds: list[str] = []
         self.orders: list[str] = []
+        self.tickets: list[str] = []
         self.pause = float(traffic.args[2]) / 1000 if traffic.script == "holds_paced" else 0.0
 
     def _post(self, path: str, body: bytes, extra: str = "") -> bytes:
@@ -59,6 +60,15 @@ class Flow:
             token = self.args[2 + n % (len(self.args) - 2)]
             body = f'{{"product_id":{product},"quantity":1}}'.encode()
             return self._post("/api/holds", body, f"Authorization: Bearer {token}\r\n")
+        if self.script == "queue_join":
+            return self._post(f"/api/products/{self.args[0]}/queue", b"")
+        if self.script == "queue_poll":
+            if not self.tickets:
+                with open(self.args[0], encoding="utf-8") as listed:
+                    self.tickets = listed.read().split()
+            return (
+                f"GET /api/queue/{self.tickets[n % len(self.tickets)]} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode()
+            )
         if self.script == "purchases":
             product, secret = int(self.args[0]), self.args[1]
             if self.orders:

@@ -17,8 +17,9 @@ from bench import drain_throughput, load, machine, redis_figures, servers
 from bench.baselines import pg_row_lock
 from bench.checks import StockCheck, check_stock
 from bench.traffic import HttpRun, Tool, Traffic
-from engine import Engine
+from engine import Engine, calls
 from engine.coalesce import MAX_BATCH
+from engine.keys import product_keys
 from engine.pipelining import MAX_CALLS
 from persistence.catalog import ProductSpec, put_product
 from persistence.db import make_engine
@@ -31,6 +32,10 @@ SPREAD_PRODUCTS = range(1001, 2001)
 PURCHASE_PRODUCT = 3001
 ENGINE_PRODUCT = 4001
 MEMORY_PRODUCT = 5001
+QUEUE_PRODUCT = 6001
+QUEUE_STOCK = 1000
+"""The waiting-room scenarios' stock: the first 1,000 tickets are admitted, the rest wait."""
+POLLED_TICKETS = 10_000
 DRAIN_SETTLE_SECONDS = 60.0
 LOTS = 10**9
 PACE_MS = 100
@@ -220,6 +225,75 @@ def holds_paced(bench: Bench, connections: int) -> Point:
     return Point(run, check, {"pause_ms": PACE_MS})
 
 
+def _put_room(bench: Bench) -> None:
+    spec = ProductSpec(QUEUE_PRODUCT, "bench waiting room", 100, QUEUE_STOCK, waiting_room=True)
+    put_product(bench.engine, bench.db, spec)
+
+
+def queue_join(bench: Bench, connections: int) -> Point:
+    """POST /api/products/{id}/queue on one product with a waiting room: every join a new ticket."""
+    bench.reset()
+    _put_room(bench)
+    traffic = Traffic("queue_join", (str(QUEUE_PRODUCT),))
+    with bench.flashsale(f"queue-join-{connections}") as url:
+        run, counts = bench.drive(url, traffic, connections)
+    room = bench.engine.queue_info(QUEUE_PRODUCT)
+    check = check_stock(bench.engine, [QUEUE_PRODUCT])
+    if room.joined_total < counts.get("201", 0):
+        check.problems.append(f"{counts.get('201', 0)} joins answered 201, {room.joined_total} tickets in Redis")
+    if room.admitted > QUEUE_STOCK:
+        check.problems.append(f"{room.admitted} admitted to {QUEUE_STOCK} units")
+    return Point(run, check, {"client_joins": counts.get("201", 0), "tickets": room.joined_total})
+
+
+def join_tickets(bench: Bench, product_id: int, n: int, chunk: int = 2000) -> list[str]:
+    """``n`` tickets, joined in pipelined batches of the engine's own ``queue_join`` call."""
+    script = bench.engine._scripts["queue_join"]
+    tickets: list[str] = []
+    for start in range(0, n, chunk):
+        batch = [calls.queue_join(product_id) for _ in range(min(chunk, n - start))]
+        pipe = bench.redis.pipeline(transaction=False)
+        for call in batch:
+            script(keys=call.keys, args=call.args, client=pipe)
+        tickets += [call.decode(reply).ticket for call, reply in zip(batch, pipe.execute(), strict=True)]
+    return tickets
+
+
+def queue_poll(bench: Bench, connections: int) -> Point:
+    """GET /api/queue/{ticket} over 10,000 tickets of one product, 1,000 admitted and 9,000 waiting."""
+    bench.reset()
+    _put_room(bench)
+    listed = bench.workdir / "tickets.txt"
+    listed.write_text("\n".join(join_tickets(bench, QUEUE_PRODUCT, POLLED_TICKETS)) + "\n", encoding="utf-8")
+    with bench.flashsale(f"queue-poll-{connections}") as url:
+        run, counts = bench.drive(url, Traffic("queue_poll", (str(listed),)), connections)
+    check = check_stock(bench.engine, [QUEUE_PRODUCT])
+    if counts.get("200", 0) < run.requests:
+        check.problems.append(f"{run.requests - counts.get('200', 0)} polls not answered 200")
+    return Point(run, check, {"tickets": POLLED_TICKETS})
+
+
+def queue_memory(bench: Bench) -> dict[str, Any]:
+    """Redis memory per waiting ticket: the room's keys before and after 100,000 joins."""
+    bench.reset()
+    _put_room(bench)
+    join_tickets(bench, QUEUE_PRODUCT, 1)
+    keys = product_keys(QUEUE_PRODUCT)
+    room = (keys.queue, keys.queue_wait, keys.queue_adm, keys.queue_tab, keys.queue_subs)
+
+    def room_bytes() -> int:
+        return sum(int(bench.redis.memory_usage(key, samples=0) or 0) for key in room)
+
+    before, used_before = room_bytes(), int(bench.redis.info("memory")["used_memory"])
+    n = bench.memory_holds
+    join_tickets(bench, QUEUE_PRODUCT, n)
+    return {
+        "tickets": n,
+        "bytes_per_ticket": round((room_bytes() - before) / n, 1),
+        "used_memory_per_ticket": round((int(bench.redis.info("memory")["used_memory"]) - used_before) / n, 1),
+    }
+
+
 def pg_row_lock_holds(bench: Bench, connections: int) -> Point:
     pg_row_lock.prepare(bench.database_url, range(HOT_PRODUCT, HOT_PRODUCT + 1), LOTS)
     env = {"BENCH_PG_URL": bench.database_url, "BENCH_POOL_SIZE": str(bench.pool_size)}
@@ -344,6 +418,8 @@ HTTP_SCENARIOS: dict[str, Callable[[Bench, int], Point]] = {
     "holds-paced": holds_paced,
     "holds-hot-2-workers": holds_hot_two_workers,
     "purchases": purchases,
+    "queue-join": queue_join,
+    "queue-poll": queue_poll,
 }
 LADDERS = ("livez", "holds-hot", "holds-hot-replicated", "pg-row-lock")
 """Run at every connection count given; the others at their FIXED_CONNECTIONS."""
@@ -353,6 +429,8 @@ FIXED_CONNECTIONS = {
     "holds-hot-2-workers": 500,
     "purchases": 50,
     "holds-hot-jwt": 50,
+    "queue-join": 50,
+    "queue-poll": 50,
 }
 OTHER_SCENARIOS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "redis-benchmark": redis_benchmark,
@@ -360,6 +438,7 @@ OTHER_SCENARIOS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "engine-alone": engine_alone,
     "drain": drain,
     "memory": memory,
+    "queue-memory": queue_memory,
 }
 ALL = (*HTTP_SCENARIOS, *OTHER_SCENARIOS)
 
