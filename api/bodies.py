@@ -462,6 +462,17 @@ class Problem(Struct, omit_defaults=True):
     seed_sha256: str | UnsetType = UNSET
 
 
+class WaitingRoomFigures(Struct):
+    """A product's waiting room on the dashboard."""
+
+    waiting: Units
+    admitted: Annotated[int, Meta(ge=0, description="Admitted, not yet used.")]
+    used: Units
+    expired: Units
+    left: Units
+    admissions_per_second: Annotated[float, Meta(ge=0)]
+
+
 class DashboardProduct(Struct):
     id: ProductId
     name: Annotated[str, Meta(description="null: the catalog does not know the product.")] | None
@@ -478,6 +489,7 @@ class DashboardProduct(Struct):
             "orders, paid, payment_failed, cancelled, order_expired, duplicate, refund_required."
         ),
     ]
+    queue: Annotated[WaitingRoomFigures, Meta(description="The product's waiting room; null: it has none.")] | None
 
 
 class Difference(Struct):

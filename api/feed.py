@@ -28,6 +28,7 @@ from api.times import iso
 from engine import AsyncEngine, Engine
 from engine.aio import deadline
 from engine.exceptions import EngineUnavailable
+from engine.types import WaitingRoom
 from persistence.deliveries import counts as delivery_counts
 from persistence.refunds import open_count
 from reconciliation.collect import collect
@@ -149,6 +150,21 @@ def product_body(figures: ProductFigures, name: str | None) -> dict[str, Any]:
         "sold": s.sold,
         "outbox_backlog": s.outbox_backlog,
         "counts": {name: figures.stats.get(name, 0) for name in COUNTS},
+        "queue": room_body(figures.room),
+    }
+
+
+def room_body(room: WaitingRoom | None) -> dict[str, Any] | None:
+    """A product's waiting room on the dashboard: who waits, who may buy, who bought, and how fast they go in."""
+    if room is None:
+        return None
+    return {
+        "waiting": room.waiting,
+        "admitted": room.admitted,
+        "used": room.used_total,
+        "expired": room.expired_total,
+        "left": room.left_total,
+        "admissions_per_second": room.admissions_per_second,
     }
 
 

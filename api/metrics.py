@@ -22,7 +22,7 @@ from api import threadpool
 from api.errors import DatabaseUnavailable
 from engine import AsyncEngine
 from engine.exceptions import EngineUnavailable, ProductNotFound
-from engine.types import Snapshot
+from engine.types import Snapshot, WaitingRoom
 from persistence.deliveries import counts as delivery_counts
 from persistence.refunds import open_count
 
@@ -116,6 +116,8 @@ _ENGINE_COUNTERS: tuple[tuple[str, str, str | None, dict[str, str]], ...] = (
 class ProductFigures:
     snapshot: Snapshot
     stats: dict[str, int]
+    room: WaitingRoom | None = None
+    """The product's waiting room, when it has one."""
 
 
 async def _product(engine: AsyncEngine, product_id: int, gate: asyncio.Semaphore) -> ProductFigures | None:
@@ -124,7 +126,8 @@ async def _product(engine: AsyncEngine, product_id: int, gate: asyncio.Semaphore
             snapshot = await engine.snapshot(product_id)
         except ProductNotFound:
             return None
-        return ProductFigures(snapshot, await engine.stats(product_id))
+        room = await engine.queue_info(product_id) if snapshot.waiting_room else None
+        return ProductFigures(snapshot, await engine.stats(product_id), room)
 
 
 async def engine_figures(engine: AsyncEngine) -> list[ProductFigures] | None:
@@ -165,6 +168,34 @@ def engine_families(figures: list[ProductFigures] | None) -> Iterator[Metric]:
             units.add_metric([pid, state], count)
     yield backlog
     yield units
+    yield from _room_families([f.room for f in figures if f.room is not None])
+
+
+def _room_families(rooms: list[WaitingRoom]) -> Iterator[Metric]:
+    waiting = GaugeMetricFamily(
+        "flashsale_queue_waiting", "Tickets waiting in a product's waiting room.", labels=["product_id"]
+    )
+    admitted = GaugeMetricFamily(
+        "flashsale_queue_admitted", "Tickets admitted and not yet used or expired.", labels=["product_id"]
+    )
+    tickets = CounterMetricFamily(
+        "flashsale_queue_tickets", "Waiting-room tickets by what happened to them.", labels=["product_id", "state"]
+    )
+    for room in rooms:
+        pid = str(room.product_id)
+        waiting.add_metric([pid], room.waiting)
+        admitted.add_metric([pid], room.admitted)
+        for state, count in (
+            ("joined", room.joined_total),
+            ("admitted", room.admitted_total),
+            ("used", room.used_total),
+            ("expired", room.expired_total),
+            ("left", room.left_total),
+        ):
+            tickets.add_metric([pid, state], count)
+    yield waiting
+    yield admitted
+    yield tickets
 
 
 class _Scrape:

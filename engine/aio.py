@@ -405,12 +405,13 @@ class AsyncEngine(EngineBase):
         second join finds the same ticket."""
         return await self._run(calls.queue_join(product_id, buyer))
 
-    async def queue_poll(self, ticket: str) -> Ticket:
-        """Where the ticket stands; polling keeps it in the room and admits the next waiters."""
-        return await self._run(calls.queue_poll(ticket))
+    async def queue_poll(self, ticket: str, owner: str | None = None) -> Ticket:
+        """Where the ticket stands; polling keeps it in the room and admits the next waiters. ``owner``: the
+        verified buyer asking (another buyer's ticket is TicketNotFound)."""
+        return await self._run(calls.queue_poll(ticket, owner))
 
-    async def queue_leave(self, ticket: str) -> TicketState:
-        return await self._run(calls.queue_leave(ticket))
+    async def queue_leave(self, ticket: str, owner: str | None = None) -> TicketState:
+        return await self._run(calls.queue_leave(ticket, owner))
 
     async def queue_info(self, product_id: int) -> WaitingRoom:
         return await self._run(calls.queue_info(product_id))

@@ -747,28 +747,31 @@ def queue_join(product_id: int, buyer: str | None = None) -> Call[Ticket]:
     return Call("queue_join", keys.all(), args, decode)
 
 
-def queue_poll(ticket: str) -> Call[Ticket]:
+def queue_poll(ticket: str, owner: str | None = None) -> Call[Ticket]:
+    """``owner``: the verified buyer asking; another buyer's ticket is not found."""
     parsed = parse_ticket(ticket)
+    who = check_buyer(owner)
 
     def decode(reply: Reply) -> Ticket:
         if text(reply[0]) == "ticket_not_found":
             raise exc.TicketNotFound(ticket)
         return _ticket(parsed.product_id, reply)
 
-    args: list[str | int | bytes] = [parsed.number, parsed.secret, REAP_BATCH]
+    args: list[str | int | bytes] = [parsed.number, parsed.secret, REAP_BATCH, who]
     return Call("queue_poll", product_keys(parsed.product_id).all(), args, decode)
 
 
-def queue_leave(ticket: str) -> Call[TicketState]:
+def queue_leave(ticket: str, owner: str | None = None) -> Call[TicketState]:
     """Leave the waiting room; the ticket's state after (``left``, or ``used``/``expired`` left as they were)."""
     parsed = parse_ticket(ticket)
+    who = check_buyer(owner)
 
     def decode(reply: Reply) -> TicketState:
         if text(reply[0]) == "ticket_not_found":
             raise exc.TicketNotFound(ticket)
         return cast(TicketState, text(reply[1]))
 
-    args: list[str | int | bytes] = [parsed.number, parsed.secret]
+    args: list[str | int | bytes] = [parsed.number, parsed.secret, who]
     return Call("queue_leave", product_keys(parsed.product_id).all(), args, decode)
 
 
@@ -784,6 +787,7 @@ def queue_info(product_id: int) -> Call[WaitingRoom]:
         starts, pre_last, waiting, admitted, joined, admitted_total, used, expired, left, rate, ttl, now, available = (
             _int(v) for v in reply[5:18]
         )
+        recent, window = _int(reply[18]), _int(reply[19])
         return WaitingRoom(
             product_id,
             on=True,
@@ -803,6 +807,7 @@ def queue_info(product_id: int) -> Call[WaitingRoom]:
             admission_ttl_ms=ttl,
             now_ms=now,
             available=available,
+            admissions_per_second=round(recent * 1000 / window, 2) if window else 0.0,
         )
 
     return Call("queue_info", keys.all(), [], decode)

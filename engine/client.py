@@ -254,12 +254,13 @@ class Engine(EngineBase):
         second join finds the same ticket."""
         return self._run(calls.queue_join(product_id, buyer))
 
-    def queue_poll(self, ticket: str) -> Ticket:
-        """Where the ticket stands; polling keeps it in the room and admits the next waiters."""
-        return self._run(calls.queue_poll(ticket))
+    def queue_poll(self, ticket: str, owner: str | None = None) -> Ticket:
+        """Where the ticket stands; polling keeps it in the room and admits the next waiters. ``owner``: the
+        verified buyer asking (another buyer's ticket is TicketNotFound)."""
+        return self._run(calls.queue_poll(ticket, owner))
 
-    def queue_leave(self, ticket: str) -> TicketState:
-        return self._run(calls.queue_leave(ticket))
+    def queue_leave(self, ticket: str, owner: str | None = None) -> TicketState:
+        return self._run(calls.queue_leave(ticket, owner))
 
     def queue_info(self, product_id: int) -> WaitingRoom:
         return self._run(calls.queue_info(product_id))

@@ -260,3 +260,5 @@ class WaitingRoom:
     admission_ttl_ms: int | None = None
     now_ms: int = 0
     available: int = 0
+    admissions_per_second: float = 0.0
+    """Admissions a second over the last 10 to 20 s."""

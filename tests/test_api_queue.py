@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis
+import sqlalchemy as sa
 
+from api.app import create_app
 from engine import Engine
-from tests.support.api import ADMIN, assert_problem
+from engine.types import WaitingRoomSettings
+from tests.support.api import ADMIN, assert_problem, make_settings, serve
+from tests.support.buyers import JWT_ENV, bearer
 from tests.support.draw import draw_order
 
 pytestmark = pytest.mark.anyio
@@ -128,6 +135,62 @@ async def test_a_product_without_a_room_refuses_joins(client: httpx.AsyncClient)
     assert_problem(await client.post(f"/api/products/{P}/queue"), 409, "waiting_room_off")
     assert_problem(await client.get(f"/api/products/{P}/queue"), 409, "waiting_room_off")
     assert (await hold_with(client, None)).status_code == 201
+
+
+@pytest.fixture
+async def jwt_client(
+    redis_url: str, database_url: str, tmp_path: Path, real_redis: redis.Redis, db: sa.Engine
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve(create_app(make_settings(redis_url, database_url, tmp_path, **JWT_ENV))) as http:
+        yield http
+
+
+async def test_with_buyer_tokens_200_concurrent_joins_by_one_buyer_give_one_ticket_only_they_can_use(
+    jwt_client: httpx.AsyncClient, engine_sync: Engine
+) -> None:
+    alice, bob = bearer("alice"), bearer("bob")
+    engine_sync.set_stock(P, 1, price_cents=100, waiting_room=WaitingRoomSettings())
+
+    answers = await asyncio.gather(*(jwt_client.post(f"/api/products/{P}/queue", headers=alice) for _ in range(200)))
+
+    assert sorted(a.status_code for a in answers) == [200] * 199 + [201]
+    assert len({a.json()["ticket"] for a in answers}) == 1
+    ticket = answers[0].json()
+    assert ticket["state"] == "admitted"
+    assert_problem(await jwt_client.post(f"/api/products/{P}/queue"), 401, "invalid_buyer_token")
+    assert_problem(await jwt_client.get(f"/api/queue/{ticket['ticket']}", headers=bob), 404, "ticket_not_found")
+    assert_problem(await jwt_client.delete(f"/api/queue/{ticket['ticket']}", headers=bob), 404, "ticket_not_found")
+    hold = {"product_id": P, "quantity": 1}
+    stolen = await jwt_client.post(
+        "/api/holds", json=hold, headers={**bob, "X-Flashsale-Admission": ticket["admission_token"]}
+    )
+    assert assert_problem(stolen, 403, "admission_required")["reason"] == "invalid"
+    own = await jwt_client.post(
+        "/api/holds", json=hold, headers={**alice, "X-Flashsale-Admission": ticket["admission_token"]}
+    )
+    assert own.status_code == 201, own.text
+    polled = await jwt_client.get(f"/api/queue/{ticket['ticket']}", headers=alice)
+    assert polled.json()["state"] == "used"
+    assert (await jwt_client.post(f"/api/products/{P}/queue", headers=alice)).json()["ticket"] == ticket["ticket"]
+
+
+async def test_metrics_and_the_dashboard_show_each_waiting_room(client: httpx.AsyncClient) -> None:
+    await put_room(client, 1)
+    first, _, third = await join(client), await join(client), await join(client)
+    assert (await hold_with(client, first["admission_token"])).status_code == 201
+    await client.delete(f"/api/queue/{third['ticket']}")
+
+    metrics = (await client.get("/metrics")).text
+    stats = (await client.get("/api/admin/stats", headers=ADMIN)).json()
+
+    assert f'flashsale_queue_waiting{{product_id="{P}"}} 1.0' in metrics
+    assert f'flashsale_queue_admitted{{product_id="{P}"}} 0.0' in metrics
+    assert f'flashsale_queue_tickets_total{{product_id="{P}",state="used"}} 1.0' in metrics
+    assert f'flashsale_queue_tickets_total{{product_id="{P}",state="left"}} 1.0' in metrics
+    [product] = stats["products"]
+    queue = product["queue"]
+    assert (queue["waiting"], queue["admitted"], queue["used"], queue["left"]) == (1, 0, 1, 1)
+    assert queue["admissions_per_second"] > 0
 
 
 @pytest.mark.slow

@@ -222,6 +222,11 @@ def test_a_buyer_has_one_ticket_and_only_that_buyer_may_use_its_admission(engine
 
     assert (first.created, again.created, again.ticket) == (True, False, first.ticket)
     assert bob.ticket != first.ticket
+    with pytest.raises(TicketNotFound):
+        engine.queue_poll(first.ticket, owner="bob")
+    with pytest.raises(TicketNotFound):
+        engine.queue_leave(first.ticket, owner="bob")
+    assert engine.queue_poll(first.ticket, owner="alice").state == "admitted"
     with pytest.raises(AdmissionRequired):
         engine.reserve(P, 1, customer_id="bob", admission=first.admission_token)
     assert engine.reserve(P, 1, customer_id="alice", admission=first.admission_token).customer_id == "alice"

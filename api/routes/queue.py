@@ -56,8 +56,12 @@ async def join(request: Request) -> Response:
     services = of(request)
     if services.limiter is not None:
         await services.limiter.check(request.client.host if request.client else "unknown")
+    buyer = await services.buyer_auth.authenticate(request)
+    if buyer is not None and services.buyer_limiter is not None:
+        await services.buyer_limiter.check(buyer.sub)
     product_id = path_product_id(request)
-    ticket = await services.engine.queue_join(product_id)
+    # With buyer tokens the ticket is the verified buyer's: a second join finds it again (200).
+    ticket = await services.engine.queue_join(product_id, buyer.sub if buyer is not None else None)
     return _ticket_answer(ticket, 201 if ticket.created else 200)
 
 
@@ -86,14 +90,17 @@ async def draw(request: Request) -> Response:
 
 
 async def ticket_resource(request: Request) -> Response:
+    services = of(request)
+    buyer = await services.buyer_auth.authenticate(request)
+    owner = buyer.sub if buyer is not None else None
     ticket = path_ticket(request)
-    engine = of(request).engine
+    engine = services.engine
     if request.method == "DELETE":
-        state = await engine.queue_leave(ticket)
+        state = await engine.queue_leave(ticket, owner)
         parsed = parse_ticket(ticket)
         log.info(logs.QUEUE_LEFT, product_id=parsed.product_id, ticket_number=parsed.number, state=state)
         return Response(status_code=204)
-    return _ticket_answer(await engine.queue_poll(ticket))
+    return _ticket_answer(await engine.queue_poll(ticket, owner))
 
 
 routes = [

@@ -134,6 +134,27 @@ function showRows(products) {
   for (const gone of rows.values()) gone.remove();
 }
 
+function showQueues(products) {
+  const withRoom = products.filter((p) => p.queue);
+  $('queues').hidden = withRoom.length === 0;
+  const body = $('queue-table').tBodies[0];
+  const rows = new Map([...body.rows].map((row) => [row.dataset.productId, row]));
+  for (const p of withRoom) {
+    let row = rows.get(String(p.id));
+    if (!row) {
+      row = fromTemplate('queue-row-template');
+      row.dataset.productId = p.id;
+      body.append(row);
+    }
+    rows.delete(String(p.id));
+    part(row, 'id').textContent = p.id;
+    part(row, 'name').textContent = p.name ?? '(not in the catalog)';
+    for (const field of ['waiting', 'admitted', 'used', 'expired', 'left']) part(row, field).textContent = p.queue[field];
+    part(row, 'rate').textContent = p.queue.admissions_per_second.toFixed(1);
+  }
+  for (const gone of rows.values()) gone.remove();
+}
+
 function showVerdict(verdict, backlog) {
   $('verdict').textContent = verdict.status;
   $('verdict').dataset.status = verdict.status;
@@ -215,6 +236,7 @@ function show(stats) {
   showTotals(stats.products);
   showMerchant(stats.merchant);
   showRows(stats.products);
+  showQueues(stats.products);
   drawRates(stats);
   $('updated').textContent = `Updated ${new Date(stats.at).toLocaleTimeString()} (version ${stats.version}).`;
 }

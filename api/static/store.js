@@ -40,14 +40,14 @@ async function buyerHeaders() {
   return { Authorization: `Bearer ${login.token}` };
 }
 
-async function buyer(method, path, body) {
+async function buyer(method, path, body, extra = {}) {
   try {
-    return await api(method, path, body, await buyerHeaders());
+    return await api(method, path, body, { ...(await buyerHeaders()), ...extra });
   } catch (error) {
     // A token the server no longer takes (it restarted with another secret): log in again, once.
     if (!(error instanceof ApiProblem) || error.code !== 'invalid_buyer_token' || login === 'none') throw error;
     login = null;
-    return api(method, path, body, await buyerHeaders());
+    return api(method, path, body, { ...(await buyerHeaders()), ...extra });
   }
 }
 
@@ -65,6 +65,10 @@ function refusal(problem) {
       return 'You released this hold.';
     case 'rate_limited':
       return 'Too many requests: try again in a moment.';
+    case 'admission_required':
+      return 'Your turn in the queue is over: join the queue again.';
+    case 'waiting_room_off':
+      return 'This product has no queue any more: press Buy.';
     case 'order_not_pending':
       return `The order is already ${problem.body.order_status}.`;
     default:
@@ -82,10 +86,81 @@ function saleWindow(product, now) {
   return { open: true, state: 'On sale', text: ends ? `Sale ends in ${duration(ends - now)}` : 'On sale now, no end set.' };
 }
 
+// --- the waiting room: join, poll as the server asks (Retry-After), buy once admitted ------------------
+
+function queueText(ticket) {
+  switch (ticket.state) {
+    case 'waiting':
+      if (ticket.position === null) return 'You are in the queue: your place is drawn when the sale starts.';
+      return ticket.estimated_wait_seconds === null
+        ? `You are number ${ticket.position}.`
+        : `You are number ${ticket.position}, about ${ticket.estimated_wait_seconds} s.`;
+    case 'admitted':
+      return `It is your turn: buy within ${duration(Date.parse(ticket.admission_expires_at) - serverNow())}.`;
+    case 'sold_out':
+      return 'Sold out for now: you keep your place if units come back.';
+    case 'used':
+      return 'You bought with your turn in the queue.';
+    case 'expired':
+      return 'Your turn passed: join the queue again.';
+    case 'left':
+      return 'You left the queue.';
+    default:
+      return ticket.state;
+  }
+}
+
+async function queueCall(method, path) {
+  const headers = { Accept: 'application/json', ...(await buyerHeaders()) };
+  const response = await fetch(path, { method, headers, cache: 'no-store' });
+  noteServerClock(response);
+  const data = await response.json();
+  if (!response.ok) throw new ApiProblem(response.status, data || {});
+  const after = Number(response.headers.get('Retry-After'));
+  return { ticket: data, after: Number.isFinite(after) && after > 0 ? after : null };
+}
+
+async function joinQueue(card) {
+  const message = part(card.element, 'message');
+  message.textContent = '';
+  try {
+    const { ticket, after } = await queueCall('POST', `/api/products/${card.product.id}/queue`);
+    card.ticket = ticket;
+    renderProduct(card);
+    watchQueue(card, after);
+  } catch (error) {
+    message.textContent = error instanceof ApiProblem ? refusal(error) : `The shop is not answering: ${error.message}`;
+  }
+}
+
+async function watchQueue(card, after) {
+  let wait = after;
+  while (card.ticket && ['waiting', 'sold_out', 'admitted'].includes(card.ticket.state)) {
+    await sleep(Math.min(wait ?? 1, 2) * 1000); // the server's hint, but a demo page moves on within 2 s
+    try {
+      const polled = await queueCall('GET', `/api/queue/${card.ticket.ticket}`);
+      card.ticket = polled.ticket;
+      wait = polled.after;
+    } catch (error) {
+      if (error.code === 'ticket_not_found') card.ticket = null;
+    }
+    renderProduct(card);
+  }
+}
+
 function renderProduct(card) {
   const { element, product } = card;
   const sale = saleWindow(product, serverNow());
   const soldOut = product.available === 0;
+  const queue = part(element, 'queue');
+  queue.hidden = !product.waiting_room;
+  if (product.waiting_room) {
+    const ticket = card.ticket;
+    const live = ticket && ['waiting', 'sold_out', 'admitted'].includes(ticket.state);
+    queue.textContent = ticket ? queueText(ticket) : 'This sale has a queue: join it to buy.';
+    element.dataset.queue = ticket ? ticket.state : 'none';
+    part(element, 'buy').textContent = live && ticket.state !== 'admitted' ? 'Waiting…' : live ? 'Buy' : 'Join the queue';
+  }
   part(element, 'name').textContent = product.name;
   part(element, 'price').textContent = money(product.price_cents);
   part(element, 'available').textContent = product.available;
@@ -94,7 +169,9 @@ function renderProduct(card) {
   const state = soldOut && sale.open ? 'Sold out' : sale.state;
   part(element, 'state').textContent = state;
   element.dataset.state = state.toLowerCase().replace(' ', '-');
-  part(element, 'buy').disabled = soldOut || !sale.open || card.busy;
+  const waiting = product.waiting_room && card.ticket && ['waiting', 'sold_out'].includes(card.ticket.state);
+  const joining = product.waiting_room && !(card.ticket && card.ticket.state === 'admitted');
+  part(element, 'buy').disabled = joining ? waiting || card.busy : soldOut || !sale.open || card.busy;
 }
 
 function showProducts(products) {
@@ -125,12 +202,17 @@ async function refreshProducts() {
 }
 
 async function buy(card) {
+  const admitted = card.ticket && card.ticket.state === 'admitted';
+  if (card.product.waiting_room && !admitted) return joinQueue(card);
   const message = part(card.element, 'message');
   message.textContent = '';
   card.busy = true;
   renderProduct(card);
   try {
-    const hold = await buyer('POST', '/api/holds', { product_id: card.product.id, quantity: 1, customer_id: shopper });
+    const headers = admitted ? { 'X-Flashsale-Admission': card.ticket.admission_token } : {};
+    const body = { product_id: card.product.id, quantity: 1, customer_id: shopper };
+    const hold = await buyer('POST', '/api/holds', body, headers);
+    if (admitted) card.ticket = { ...card.ticket, state: 'used' };
     addPurchase({ hold, order: null, phase: 'held', message: '', product: card.product });
   } catch (error) {
     message.textContent = error instanceof ApiProblem ? refusal(error) : `The shop is not answering: ${error.message}`;

@@ -342,6 +342,12 @@ local function touch_ticket(n, now)
   redis.call('SETRANGE', K_QUEUE_TAB, n * QUEUE_RECORD + 22, ms_bytes(now))
 end
 
+-- Whether `owner` (a verified buyer, '' for anyone) may see ticket n: a ticket a buyer joined is that buyer's.
+local function ticket_owned_by(n, t, owner)
+  if owner == '' or not t.owned then return true end
+  return redis.call('HGET', K_QUEUE_SUBS, owner) == tostring(n)
+end
+
 -- The start of the sale (0: none): joins before it form the shuffled pre-queue.
 local function sale_started(now)
   local starts = counter('starts')

@@ -9,6 +9,7 @@ from flashsale.cli.db import migrate
 from flashsale.cli.deliveries import deliveries
 from flashsale.cli.pay import pay
 from flashsale.cli.product import product, seed
+from flashsale.cli.queue import queue
 from flashsale.cli.race import race
 from flashsale.cli.reconcile import reconcile
 from flashsale.cli.refunds import refunds
@@ -33,6 +34,7 @@ cli.add_command(product)
 cli.add_command(seed)
 cli.add_command(reconcile)
 cli.add_command(refunds)
+cli.add_command(queue)
 cli.add_command(deliveries)
 cli.add_command(race)
 cli.add_command(pay)
