@@ -30,7 +30,6 @@ from engine.types import (
     ProductReserve,
     ReapResult,
     ReserveRequest,
-    RestoredOrder,
     RestoredPayment,
     Settlement,
     Snapshot,
@@ -586,7 +585,7 @@ def restore(
     starts_at_ms: int | None,
     ends_at_ms: int | None,
     sold: int,
-    orders: Sequence[RestoredOrder] = (),
+    orders: Sequence[Order] = (),
     payments: Sequence[RestoredPayment] = (),
     customers: dict[str, int] | None = None,
 ) -> Call[StockChange]:

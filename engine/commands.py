@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from engine import outbox
 from engine.calls import text
 from engine.keys import PRODUCTS_KEY, product_keys
 from engine.types import OutboxEvent
@@ -80,7 +81,7 @@ def decode_entries(product_id: int, reply: list[Any]) -> list[OutboxEvent]:
     events = []
     for entry_id, raw in reply:
         fields = {text(k): text(v) for k, v in raw.items()}
-        events.append(OutboxEvent(product_id, text(entry_id), fields.get("event", ""), fields))
+        events.append(outbox.entry(product_id, text(entry_id), fields))
     return events
 
 
