@@ -8,9 +8,8 @@ import msgspec
 from starlette.responses import Response
 
 from api import bodies
-from api.times import iso, ms, opt_ms
+from api.times import iso
 from engine.types import Hold, Order, Snapshot, Ticket, WaitingRoom
-from persistence.order_reads import OrderRecord
 
 _encoder = msgspec.json.Encoder()
 
@@ -73,25 +72,6 @@ def product_body(name: str, snapshot: Snapshot) -> bodies.Product:
         waiting_room=snapshot.waiting_room,
         admit_per_second=snapshot.admit_per_second,
         admission_ttl_seconds=snapshot.admission_ttl_ms // 1000 if snapshot.admission_ttl_ms else None,
-    )
-
-
-def durable_order(record: OrderRecord) -> Order:
-    """An order as PostgreSQL keeps it, as the engine's ``Order``: the API renders either with ``order_body``."""
-    return Order(
-        order_id=record.id,
-        hold_id=record.hold_id,
-        product_id=record.product_id,
-        customer_id=record.customer_id,
-        quantity=record.quantity,
-        amount_cents=record.amount_cents,
-        status=record.status,
-        created_at_ms=ms(record.created_at),
-        expires_at_ms=ms(record.expires_at),
-        closed_at_ms=opt_ms(record.paid_at or record.cancelled_at),
-        transaction_id=record.transaction_id,
-        cancel_reason=record.cancel_reason,
-        revived=record.revived,
     )
 
 

@@ -30,13 +30,12 @@ import sqlalchemy as sa
 from api import threadpool
 from api.errors import DatabaseUnavailable, OrderStateUnknown
 from api.metrics import TRANSACTIONS_REUSED
-from engine import AsyncEngine
+from engine import AsyncEngine, outbox
 from engine import exceptions as engine_errors
 from engine.coalesce import Coalescer
-from engine.types import OrderStatus, OutboxEvent, PaymentResult, Settlement
+from engine.types import Order, OrderStatus, OutboxEvent, PaymentResult, Settlement
 from persistence.conflicts import log_conflicts
 from persistence.order_reads import (
-    OrderRecord,
     PaymentRecord,
     get_order,
     get_payment,
@@ -44,7 +43,6 @@ from persistence.order_reads import (
     recorded_transaction_ids,
 )
 from persistence.order_writes import apply_events
-from persistence.times import to_ms
 from shared import logs
 from shared.settings import DEFAULT_PAYMENT_GRACE_SECONDS
 
@@ -303,32 +301,13 @@ def log_settlement(s: Settlement) -> None:
         )
 
 
-def late_payment(record: OrderRecord, transaction_id: str, result: PaymentResult, payload: str) -> OutboxEvent:
+def late_payment(order: Order, transaction_id: str, result: PaymentResult, payload: str) -> OutboxEvent:
     """A ``payment`` event for an order the engine has forgotten (closed over a day ago), never applied.
 
     The engine cannot write it, having no record of the order, so the API hands it to the same writer
     the outbox drain uses: the payment is in PostgreSQL before the provider is told it was received.
     """
-    note = record.transaction_id if record.status == "paid" else record.cancel_reason
-    closed = record.paid_at or record.cancelled_at
-    fields = {
-        "event": "payment",
-        "at": str(int(time.time() * 1000)),
-        "order_id": record.id,
-        "product_id": str(record.product_id),
-        "hold_id": record.hold_id,
-        "customer_id": record.customer_id or "",
-        "quantity": str(record.quantity),
-        "amount_cents": str(record.amount_cents),
-        "status": record.status,
-        "created_ms": str(to_ms(record.created_at)),
-        "expires_ms": str(to_ms(record.expires_at)),
-        "closed_ms": str(to_ms(closed)) if closed else "0",
-        "note": note or "",
-        "transaction_id": transaction_id,
-        "result": result,
-        "applied": "0",
-        "refund_required": "1" if result == "success" else "0",
-        "payload": payload,
-    }
-    return OutboxEvent(record.product_id, "0-0", "payment", fields)
+    payment = outbox.Payment(
+        transaction_id, result, applied=False, refund_required=result == "success", payload=payload
+    )
+    return outbox.payment_event(order, payment, int(time.time() * 1000))

@@ -1,4 +1,5 @@
-"""The asyncio engine: the same calls as ``Engine``, awaited, over ``redis.asyncio`` clients."""
+"""The asyncio engine: every operation of engine.operations, awaited, over ``redis.asyncio`` clients; concurrent
+reserves coalesced, concurrent calls pipelined, each under a deadline."""
 
 from __future__ import annotations
 
@@ -9,41 +10,17 @@ from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
 from redis import exceptions as redis_errors
-from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from engine import calls
-from engine.client_base import EngineBase
+from engine.calls import Call, PreparedReserve, reserve_batch
 from engine.coalesce import MAX_BATCH, Coalescer
+from engine.commands import Command
 from engine.exceptions import UNAVAILABLE, EngineError, EngineUnavailable, reply_error
-from engine.keys import CLAIMS_COMPLETE_KEY, PRODUCTS_KEY, product_keys, product_slot, transaction_key
+from engine.keys import CLAIMS_COMPLETE_KEY, product_slot, transaction_key
+from engine.operations import AsyncOperations, Steps
 from engine.pipelining import MAX_CALLS, Pipeliner
-from engine.plain_replies import decode_entries, decode_product_ids, decode_stats
 from engine.replication import AsyncAcknowledger, waits
-from engine.types import (
-    Cancellation,
-    CancelReason,
-    ClaimMode,
-    Hold,
-    Order,
-    OrderStatus,
-    OutboxEvent,
-    OutboxMark,
-    PaymentProcessing,
-    PaymentResult,
-    ProductReserve,
-    ReapResult,
-    ReserveRequest,
-    RestoredOrder,
-    RestoredPayment,
-    Settlement,
-    Snapshot,
-    StockChange,
-    Ticket,
-    TicketState,
-    TransactionClaim,
-    WaitingRoom,
-    WaitingRoomSettings,
-)
+from engine.types import Hold
 
 T = TypeVar("T")
 
@@ -72,7 +49,7 @@ def deadline(at: float | None) -> Iterator[None]:
         DEADLINE.reset(token)
 
 
-class AsyncEngine(EngineBase):
+class AsyncEngine(AsyncOperations):
     """Concurrent reserves of a product share one script call of up to ``coalesce`` reserves (engine.coalesce).
 
     ``coalesce=1`` sends each reserve alone, as ``reserve.lua``. Concurrent script calls on different
@@ -106,17 +83,14 @@ class AsyncEngine(EngineBase):
         # Waiting for the replicas takes a round trip of the primary's to them: a second batch (or round trip)
         # goes meanwhile, so that the wait overlaps the next scripts instead of adding to them.
         in_flight = ACKED_IN_FLIGHT if self._acker is not None else 1
-        # Reserves of every product share a batch: on one Redis all go in one queue, on a cluster one queue per
-        # hash slot (a script call reaches one slot); today's concurrent calls carry the slots' batches side by side.
-        self._cluster = isinstance(redis, AsyncRedisCluster)
-        self._coalescer: Coalescer[calls.PreparedReserve, Hold] | None = (
+        self._coalescer: Coalescer[PreparedReserve, Hold] | None = (
             Coalescer(self._reserve_batch, max_batch=coalesce, max_in_flight=in_flight, check=self._packable)
             if coalesce > 1
             else None
         )
         self._pipeliner = (
             Pipeliner(redis, max_calls=pipeline, timeout=timeout, acker=self._acker, max_trips=in_flight)
-            if pipeline > 1 and not isinstance(redis, AsyncRedisCluster)
+            if pipeline > 1 and not self.cluster
             else None
         )
 
@@ -147,134 +121,39 @@ class AsyncEngine(EngineBase):
                 raise
             raise translated from error
 
-    def _packable(self, request: calls.PreparedReserve) -> None:
+    def _packable(self, request: PreparedReserve) -> None:
         """Encode a reserve's arguments as redis-py will: one that cannot be sent fails alone, not its batch."""
         for value in request.batch_args():
             self._encode(value)
 
-    async def _run(self, call: calls.Call[T]) -> T:
-        script = self._scripts[call.script]
-        acked = self._acker is not None and waits(call.script)
+    async def _run(self, call: Call[T]) -> T:
         if self._pipeliner is not None:
+            acked = self._acker is not None and waits(call.script)
+            script = self._scripts[call.script]
             reply = await self._bounded(self._pipeliner.call(script, call.keys, call.args, acked=acked))
-        elif acked:
-            reply = await self._bounded(self._acked(script, call))
         else:
-            reply = await self._bounded(script(keys=call.keys, args=call.args))
+            reply = await self._bounded(self._script_reply(call))
         return call.decode(reply)
 
-    async def _acked(self, script: Any, call: calls.Call[Any]) -> Any:
-        assert self._acker is not None
-        (reply,) = await self._acker.scripts([(script, call.keys, call.args, True)])
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
+    async def _command(self, command: Command[T]) -> T:
+        return command.decode(await self._bounded(self._command_reply(command)))
 
-    async def _add_product(self, product_id: int) -> None:
-        if self._acker is not None:
-            await self._bounded(self._acker.command(PRODUCTS_KEY, "SADD", PRODUCTS_KEY, product_id))
-        else:
-            await self._bounded(self.redis.sadd(PRODUCTS_KEY, product_id))
-
-    async def _reserve_batch(self, _: int, requests: Sequence[calls.PreparedReserve]) -> list[Hold | EngineError]:
-        return await self._run(calls.reserve_batch(requests, self.hold_ttl_ms))
-
-    async def set_stock(
-        self,
-        product_id: int,
-        total: int,
-        *,
-        price_cents: int = 0,
-        max_per_customer: int = 0,
-        starts_at_ms: int | None = None,
-        ends_at_ms: int | None = None,
-        waiting_room: WaitingRoomSettings | None = None,
-    ) -> StockChange:
-        change = await self._run(
-            calls.set_stock(
-                product_id,
-                total,
-                price_cents=price_cents,
-                max_per_customer=max_per_customer,
-                starts_at_ms=starts_at_ms,
-                ends_at_ms=ends_at_ms,
-                waiting_room=waiting_room,
-            )
-        )
-        await self._add_product(product_id)
-        return change
-
-    async def reserve(
-        self,
-        product_id: int,
-        quantity: int,
-        *,
-        customer_id: str | None = None,
-        hold_id: str | None = None,
-        idempotency_key: str | None = None,
-        admission: str | None = None,
-    ) -> Hold:
+    def _reserve(self, request: PreparedReserve) -> Coroutine[Any, Any, Hold]:
+        # Not a coroutine function of its own: the hot path awaits one frame fewer.
         if self._coalescer is None:
-            return await self._run(
-                calls.reserve(
-                    product_id,
-                    quantity,
-                    self.hold_ttl_ms,
-                    customer_id=customer_id,
-                    hold_id=hold_id,
-                    idempotency_key=idempotency_key,
-                    admission=admission,
-                )
-            )
-        request = calls.reserve_request(
-            product_id,
-            quantity,
-            customer_id=customer_id,
-            hold_id=hold_id,
-            idempotency_key=idempotency_key,
-            admission=admission,
-        )
-        queue = product_slot(product_id) if self._cluster else 0
-        return await self._bounded(self._coalescer.submit(queue, request))
+            return cast("Coroutine[Any, Any, Hold]", super()._reserve(request))
+        # Reserves of every product share a batch: on one Redis all go in one queue, on a cluster one queue per
+        # hash slot (a script call reaches one slot); concurrent calls carry the slots' batches side by side.
+        queue = product_slot(request.product_id) if self.cluster else 0
+        return self._bounded(self._coalescer.submit(queue, request))
 
-    async def reserve_many(self, product_id: int, requests: Sequence[ReserveRequest]) -> list[Hold | EngineError]:
-        """Several reserves of one product in one script call: each a Hold, or the error it met, in order."""
-        return await self._reserve_batch(0, calls.prepare(product_id, requests))
+    async def _reserve_batch(self, _: int, requests: Sequence[PreparedReserve]) -> list[Hold | EngineError]:
+        return await self._run(reserve_batch(requests, self.hold_ttl_ms))
 
-    async def reserve_across(self, requests: Sequence[ProductReserve]) -> list[Hold | EngineError]:
-        """Reserves of several products: one script call on one Redis, one per hash slot on a cluster (sent
-        concurrently). Each answer is a Hold, or the error it met, in the order of ``requests``."""
-        prepared = calls.prepare_across(requests)
-        groups = calls.by_slot(prepared) if self._cluster else [list(range(len(prepared)))]
-        answers = await asyncio.gather(*(self._reserve_batch(0, [prepared[i] for i in group]) for group in groups))
-        results: list[Hold | EngineError | None] = [None] * len(prepared)
-        for group, answered in zip(groups, answers, strict=True):
-            for i, result in zip(group, answered, strict=True):
-                results[i] = result
-        return cast(list[Hold | EngineError], results)
-
-    async def release(self, hold_id: str, *, owner: str | None = None) -> Hold:
-        """``owner``: the verified buyer asking; another's hold is HoldNotFound and stays as it is."""
-        return await self._run(calls.release(hold_id, owner))
-
-    async def hold(self, hold_id: str, *, owner: str | None = None) -> Hold:
-        return await self._run(calls.hold_status(hold_id, owner))
-
-    async def convert(self, hold_id: str, *, order_id: str | None = None, owner: str | None = None) -> Order:
-        return await self._run(calls.convert(hold_id, self.order_ttl_ms, order_id, owner))
-
-    async def settle(self, order_id: str, transaction_id: str, result: PaymentResult, payload: str = "") -> Settlement:
-        return await self._run(calls.settle(order_id, transaction_id, result, payload))
-
-    async def processing(self, order_id: str, transaction_id: str, grace_ms: int) -> PaymentProcessing:
-        """A payment under way: a pending order's expiry moves, once, to ``grace_ms`` from now."""
-        return await self._run(calls.processing(order_id, transaction_id, grace_ms))
-
-    async def claim_transaction(
-        self, transaction_id: str, order_id: str, mode: ClaimMode = "claim"
-    ) -> TransactionClaim:
-        """Bind a transaction id to one order for the whole sale; TransactionReused if another order holds it."""
-        return await self._run(calls.claim_transaction(transaction_id, order_id, mode, marked=not self._cluster))
+    async def _steps(self, steps: Steps[T]) -> T:
+        if steps.together:
+            return steps.answer(list(await asyncio.gather(*(self._execute(step) for step in steps.steps))))
+        return steps.answer([await self._execute(step) for step in steps.steps])
 
     async def vouch_claims(self, recorded: Sequence[str]) -> int | None:
         """Mark the claim store complete if every transaction id PostgreSQL records (``recorded``, all of them) is
@@ -284,7 +163,7 @@ class AsyncEngine(EngineBase):
         claims outlive it (they keep their ids for ``TRANSACTION_RETENTION_MS``), a restart or failover changes
         the run id, so while the mark counts, a transaction id without a claim is one PostgreSQL does not have.
         A payment reaches PostgreSQL only after its claim was made here, so ids recorded meanwhile are covered."""
-        if self._cluster:
+        if self.cluster:
             return None  # the mark would live in one slot, the claims in all of them
         memory = await self._bounded(self.redis.info("memory"))
         if memory.get("maxmemory_policy") != "noeviction":
@@ -305,113 +184,3 @@ class AsyncEngine(EngineBase):
         run_id = (await self._bounded(self.redis.info("server")))["run_id"]
         await self._bounded(self.redis.set(CLAIMS_COMPLETE_KEY, run_id, px=lifetime))
         return lifetime
-
-    async def release_transaction(self, transaction_id: str, order_id: str) -> bool:
-        """Give back the order's claim of a transaction id (the order exists nowhere)."""
-        return await self._run(calls.release_transaction(transaction_id, order_id))
-
-    async def count_refund(self, product_id: int) -> None:
-        """Count a refund found outside the scripts (a payment for an order Redis no longer keeps)."""
-        await self._bounded(self.redis.hincrby(product_keys(product_id).product, "n_refund_required", 1))
-
-    async def cancel(
-        self, order_id: str, reason: CancelReason = "cancelled", *, owner: str | None = None
-    ) -> Cancellation:
-        """``owner``: the verified buyer asking; another's order is OrderNotFound and stays as it is."""
-        return await self._run(calls.cancel(order_id, reason, owner))
-
-    async def order(self, order_id: str, *, owner: str | None = None) -> Order:
-        return await self._run(calls.order_status(order_id, owner))
-
-    async def order_states(self, product_id: int, order_ids: Sequence[str]) -> dict[str, OrderStatus | None]:
-        """The stored status of each order (None: unknown to the engine), in calls of at most 1,000; changes nothing."""
-        states: dict[str, OrderStatus | None] = {}
-        for start in range(0, len(order_ids), calls.MAX_ORDER_STATES):
-            chunk = order_ids[start : start + calls.MAX_ORDER_STATES]
-            found: dict[str, OrderStatus | None] = await self._run(calls.order_states(product_id, chunk))
-            states.update(found)
-        return states
-
-    async def reap(self, product_id: int, batch: int = calls.REAP_BATCH) -> ReapResult:
-        return await self._run(calls.reap(product_id, batch))
-
-    async def snapshot(self, product_id: int) -> Snapshot:
-        return await self._run(calls.snapshot(product_id))
-
-    async def outbox_mark(self, product_id: int) -> OutboxMark:
-        """Read before the snapshot a ``restore`` applies; the restore is refused if the outbox moved since."""
-        return await self._run(calls.outbox_mark(product_id))
-
-    async def restore(
-        self,
-        product_id: int,
-        *,
-        mark: OutboxMark,
-        total: int,
-        price_cents: int,
-        max_per_customer: int,
-        starts_at_ms: int | None,
-        ends_at_ms: int | None,
-        sold: int,
-        orders: Sequence[RestoredOrder] = (),
-        payments: Sequence[RestoredPayment] = (),
-        customers: dict[str, int] | None = None,
-    ) -> StockChange:
-        change = await self._run(
-            calls.restore(
-                product_id,
-                mark=mark,
-                total=total,
-                price_cents=price_cents,
-                max_per_customer=max_per_customer,
-                starts_at_ms=starts_at_ms,
-                ends_at_ms=ends_at_ms,
-                sold=sold,
-                orders=orders,
-                payments=payments,
-                customers=customers or {},
-            )
-        )
-        await self._add_product(product_id)
-        return change
-
-    async def product_ids(self) -> list[int]:
-        return decode_product_ids(await self._bounded(self.redis.smembers(PRODUCTS_KEY)))
-
-    async def read_outbox(self, product_id: int, count: int = 1000) -> list[OutboxEvent]:
-        """The oldest ``count`` events; with ``ack``, only once the replicas have them (see ``Engine.read_outbox``)."""
-        key = product_keys(product_id).outbox
-        if self._acker is not None:
-            reply = await self._bounded(self._acker.command(key, "XRANGE", key, "-", "+", "COUNT", count))
-        else:
-            reply = await self._bounded(self.redis.xrange(key, count=count))
-        return decode_entries(product_id, reply)
-
-    async def ack_outbox(self, product_id: int, entry_ids: Sequence[str]) -> int:
-        if not entry_ids:
-            return 0
-        return int(await self._bounded(self.redis.xdel(product_keys(product_id).outbox, *entry_ids)))
-
-    async def outbox_backlog(self, product_id: int) -> int:
-        return int(await self._bounded(self.redis.xlen(product_keys(product_id).outbox)))
-
-    async def stats(self, product_id: int) -> dict[str, int]:
-        """Running counts kept by the scripts (holds, refusals, expiries, orders, payments, duplicates)."""
-        raw = await self._bounded(self.redis.hgetall(product_keys(product_id).product))
-        return decode_stats(raw)
-
-    async def queue_join(self, product_id: int, buyer: str | None = None) -> Ticket:
-        """Join the product's waiting room (WaitingRoomOff if it has none); ``buyer``: a verified buyer, whose
-        second join finds the same ticket."""
-        return await self._run(calls.queue_join(product_id, buyer))
-
-    async def queue_poll(self, ticket: str, owner: str | None = None) -> Ticket:
-        """Where the ticket stands; polling keeps it in the room and admits the next waiters. ``owner``: the
-        verified buyer asking (another buyer's ticket is TicketNotFound)."""
-        return await self._run(calls.queue_poll(ticket, owner))
-
-    async def queue_leave(self, ticket: str, owner: str | None = None) -> TicketState:
-        return await self._run(calls.queue_leave(ticket, owner))
-
-    async def queue_info(self, product_id: int) -> WaitingRoom:
-        return await self._run(calls.queue_info(product_id))

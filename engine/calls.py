@@ -39,7 +39,6 @@ from engine.types import (
     ProductReserve,
     ReapResult,
     ReserveRequest,
-    RestoredOrder,
     RestoredPayment,
     Settlement,
     Snapshot,
@@ -334,6 +333,11 @@ def reserve(
         idempotency_key=idempotency_key,
         admission=admission,
     )
+    return reserve_alone(request, ttl_ms)
+
+
+def reserve_alone(request: PreparedReserve, ttl_ms: int) -> Call[Hold]:
+    """A checked reserve sent in a script call of its own (``reserve.lua``), not in a batch."""
     args: list[str | int | bytes] = [
         request.quantity,
         request.ulid,
@@ -397,7 +401,7 @@ def _owner(owner: str | None) -> str:
     return _check_text(owner, "owner", MAX_CUSTOMER_ID)
 
 
-def release(hold_id: str, owner: str | None = None) -> Call[Hold]:
+def release(hold_id: str, *, owner: str | None = None) -> Call[Hold]:
     """Release the hold; one that is not ``owner``'s (when given) is HoldNotFound and stays as it is."""
     hold = parse_id(hold_id, "hold")
     who = _owner(owner)
@@ -412,7 +416,8 @@ def release(hold_id: str, owner: str | None = None) -> Call[Hold]:
     return Call("release", product_keys(hold.product_id).all(), [hold.ulid, who], decode)
 
 
-def hold_status(hold_id: str, owner: str | None = None) -> Call[Hold]:
+def hold_status(hold_id: str, *, owner: str | None = None) -> Call[Hold]:
+    """The hold, expired first if overdue; one that is not ``owner``'s (when given) is HoldNotFound."""
     hold = parse_id(hold_id, "hold")
     who = _owner(owner)
 
@@ -424,7 +429,7 @@ def hold_status(hold_id: str, owner: str | None = None) -> Call[Hold]:
     return Call("hold_status", product_keys(hold.product_id).all(), [hold.ulid, who], decode)
 
 
-def convert(hold_id: str, ttl_ms: int, order_id: str | None = None, owner: str | None = None) -> Call[Order]:
+def convert(hold_id: str, ttl_ms: int, order_id: str | None = None, *, owner: str | None = None) -> Call[Order]:
     hold = parse_id(hold_id, "hold")
     who = _owner(owner)
     order = parse_id(new_id("order", hold.product_id) if order_id is None else order_id, "order")
@@ -530,7 +535,8 @@ def processing(order_id: str, transaction_id: str, grace_ms: int) -> Call[Paymen
     return Call("processing", product_keys(order.product_id).all(), [order.ulid, txn, grace_ms], decode)
 
 
-def cancel(order_id: str, reason: CancelReason = "cancelled", owner: str | None = None) -> Call[Cancellation]:
+def cancel(order_id: str, reason: CancelReason = "cancelled", *, owner: str | None = None) -> Call[Cancellation]:
+    """Cancel the pending order; one that is not ``owner``'s (when given) is OrderNotFound and stays as it is."""
     order = parse_id(order_id, "order")
     who = _owner(owner)
 
@@ -545,7 +551,9 @@ def cancel(order_id: str, reason: CancelReason = "cancelled", owner: str | None 
     return Call("cancel", product_keys(order.product_id).all(), [order.ulid, reason, who], decode)
 
 
-def order_status(order_id: str, owner: str | None = None) -> Call[Order]:
+def order_status(order_id: str, *, owner: str | None = None) -> Call[Order]:
+    """The order, cancelled first if pending past its expiry; one that is not ``owner``'s (when given) is
+    OrderNotFound."""
     order = parse_id(order_id, "order")
     who = _owner(owner)
 
@@ -637,9 +645,9 @@ def restore(
     starts_at_ms: int | None,
     ends_at_ms: int | None,
     sold: int,
-    orders: Sequence[RestoredOrder],
-    payments: Sequence[RestoredPayment],
-    customers: dict[str, int],
+    orders: Sequence[Order] = (),
+    payments: Sequence[RestoredPayment] = (),
+    customers: dict[str, int] | None = None,
 ) -> Call[StockChange]:
     """Refused (``OutboxNotEmpty``, ``OutboxMoved``) unless ``mark`` was read with an empty outbox and no
     event was appended since: the snapshot then holds every event the product ever wrote."""
@@ -650,6 +658,7 @@ def restore(
         # Events still in the outbox may be applied to PostgreSQL after the snapshot and deleted before the
         # restore: a mark is only good when everything before it was already in PostgreSQL.
         raise exc.OutboxNotEmpty(product_id, mark.backlog)
+    quotas = customers or {}
     args: list[str | int] = [
         total,
         price_cents,
@@ -659,7 +668,7 @@ def restore(
         sold,
         len(orders),
         len(payments),
-        len(customers),
+        len(quotas),
         mark.last_id,
     ]
     state = {"pending": "p", "paid": "d", "cancelled": "c"}
@@ -676,7 +685,7 @@ def restore(
         if paid.product_id != product_id:
             raise exc.InvalidId(p.order_id, "order")
         args += [_check_encodable(p.transaction_id, "transaction_id"), paid.ulid, p.result, int(p.applied)]
-    for customer, units in customers.items():
+    for customer, units in quotas.items():
         args += [_check_encodable(customer, "customer_id"), units]
 
     def decode(reply: Reply) -> StockChange:

@@ -1,8 +1,12 @@
-"""What both engine clients are built on: the Redis client, the hold and order TTLs, the registered scripts."""
+"""What both engine clients are built on: the Redis client (a cluster or not), the hold and order TTLs, the registered
+scripts."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import RedisCluster
 
 from engine.replication import Acknowledgement
 from engine.scripts import NAMES, source
@@ -25,6 +29,8 @@ class EngineBase:
         if hold_ttl_ms < 1 or order_ttl_ms < 1:
             raise ValueError("hold and order TTLs must be positive")
         self.redis = redis
+        self.cluster = isinstance(redis, RedisCluster | AsyncRedisCluster)
+        """A Redis Cluster client: a script call reaches one hash slot."""
         self.hold_ttl_ms = hold_ttl_ms
         self.order_ttl_ms = order_ttl_ms
         self.ack = ack

@@ -30,6 +30,17 @@ class ProductRuleError(ValueError):
         self.reason = reason
 
 
+class EventUnreadable(ValueError):
+    """An outbox event this version cannot read (engine.outbox): ``reason`` names the field and says why. The drain
+    reports it with its entry, as ``persistence.exceptions.MalformedEvent``."""
+
+    code = "event_unreadable"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class EngineUnavailable(EngineError):
     """Redis did not answer; raised from the driver's ConnectionError or TimeoutError."""
 

@@ -71,10 +71,7 @@ class Pipeliner:
         try:
             if acked:
                 assert self._acker is not None
-                (reply,) = await self._acker.scripts([(script, keys, args, True)])
-                if isinstance(reply, Exception):
-                    raise reply
-                return reply
+                return await self._acker.script(script, keys, args)
             return await script(keys=keys, args=args)
         finally:
             self._release()

@@ -197,9 +197,12 @@ class Acknowledger:
     def command(self, key: str, *command: Any) -> Any:
         """One command on ``key``'s node, answered once replicated; raises what it or the trip failed with."""
         (result,) = self.trip(key, [command], [True])
-        if isinstance(result, Exception):
-            raise result
-        return result
+        return _answer(result)
+
+    def script(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """One script call, answered once replicated; raises what it or the trip failed with."""
+        (result,) = self.scripts([(script, keys, args, True)])
+        return _answer(result)
 
 
 class AsyncAcknowledger:
@@ -266,6 +269,15 @@ class AsyncAcknowledger:
 
     async def command(self, key: str, *command: Any) -> Any:
         (result,) = await self.trip(key, [command], [True])
-        if isinstance(result, Exception):
-            raise result
-        return result
+        return _answer(result)
+
+    async def script(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        (result,) = await self.scripts([(script, keys, args, True)])
+        return _answer(result)
+
+
+def _answer(result: Any) -> Any:
+    """A call's result, or the error it answered with raised."""
+    if isinstance(result, Exception):
+        raise result
+    return result

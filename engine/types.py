@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 HoldStatus = Literal["active", "converted", "released", "expired"]
 OrderStatus = Literal["pending", "paid", "cancelled"]
@@ -11,6 +11,9 @@ PaymentResult = Literal["success", "failed"]
 CancelReason = Literal["payment_failed", "expired", "cancelled"]
 ClaimMode = Literal["claim", "confirm", "record"]
 TicketState = Literal["waiting", "admitted", "used", "expired", "sold_out", "left"]
+ORDER_STATUSES: tuple[OrderStatus, ...] = get_args(OrderStatus)
+CANCEL_REASONS: tuple[CancelReason, ...] = get_args(CancelReason)
+PAYMENT_RESULTS: tuple[PaymentResult, ...] = get_args(PaymentResult)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,12 @@ class Order:
     cancel_reason: CancelReason | None
     revived: bool = False
     """Paid by a success that arrived after the order had expired unpaid, its units taken again."""
+
+    @property
+    def note(self) -> str:
+        """What the engine stores of how the order closed: the paying transaction, or the cancel reason ('' for
+        neither)."""
+        return (self.transaction_id if self.status == "paid" else self.cancel_reason) or ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,23 +181,6 @@ class OutboxMark:
     """Events not yet drained; a restore needs a mark taken with none."""
     last_id: str
     """The stream's last generated id ('0-0' for none): any later event, even drained, moves it."""
-
-
-@dataclass(frozen=True, slots=True)
-class RestoredOrder:
-    """A durable order handed to ``restore`` (from PostgreSQL)."""
-
-    order_id: str
-    hold_id: str
-    customer_id: str | None
-    quantity: int
-    amount_cents: int
-    status: OrderStatus
-    created_at_ms: int
-    expires_at_ms: int
-    closed_at_ms: int | None
-    note: str
-    """The paying transaction id, or the cancel reason."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import orjson
 import sqlalchemy as sa
 
+from engine import outbox
 from engine.ids import new_ulid
 from persistence.models import merchant_events
 from persistence.times import iso, to_ms
@@ -57,10 +58,10 @@ CATALOGUE: dict[EventType, str] = {
     "product.low_stock": "the product's available units fell below its `low_stock_threshold`",
 }
 _ORDER_EVENTS: dict[str, EventType] = {
-    "order_created": "order.created",
-    "order_paid": "order.paid",
-    "order_cancelled": "order.cancelled",
-    "order_revived": "order.revived",
+    outbox.ORDER_CREATED: "order.created",
+    outbox.ORDER_PAID: "order.paid",
+    outbox.ORDER_CANCELLED: "order.cancelled",
+    outbox.ORDER_REVIVED: "order.revived",
 }
 
 

@@ -14,10 +14,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from engine.product_rules import MAX_NAME
+from engine.types import CANCEL_REASONS, ORDER_STATUSES, PAYMENT_RESULTS
 
-ORDER_STATUSES = ("pending", "paid", "cancelled")
-CANCEL_REASONS = ("payment_failed", "expired", "cancelled")
-PAYMENT_STATUSES = ("success", "failed")
 REFUND_STATUSES = ("requested", "sent", "confirmed")
 REFUND_REASONS = ("already_paid", "expired", "payment_failed", "cancelled")
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
@@ -132,7 +130,7 @@ class OrderRow(Base):
 
 class PaymentRow(Base):
     __tablename__ = "payments"
-    __table_args__ = (sa.CheckConstraint(_in("status", PAYMENT_STATUSES), name="status"),)
+    __table_args__ = (sa.CheckConstraint(_in("status", PAYMENT_RESULTS), name="status"),)
 
     transaction_id: Mapped[str] = mapped_column(sa.String(TRANSACTION_ID_LENGTH), primary_key=True)
     order_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH), sa.ForeignKey("orders.id"), index=True)
@@ -157,7 +155,7 @@ class PaymentConflictRow(Base):
 
     __tablename__ = "payment_conflicts"
     __table_args__ = (
-        sa.CheckConstraint(_in("status", PAYMENT_STATUSES), name="status"),
+        sa.CheckConstraint(_in("status", PAYMENT_RESULTS), name="status"),
         sa.Index(None, "product_id", "resolved_at"),
     )
 

@@ -1,4 +1,5 @@
-"""Orders and payments as PostgreSQL keeps them, for readers that find them no longer hot in Redis."""
+"""Orders and payments read back from PostgreSQL, for readers that find them no longer hot in Redis. An order
+reads as the engine's ``Order``; a payment as a ``PaymentRecord``."""
 
 from __future__ import annotations
 
@@ -9,29 +10,9 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
-from engine.types import CancelReason, OrderStatus, PaymentResult
+from engine.types import CancelReason, Order, OrderStatus, PaymentResult
 from persistence.models import orders, payments
-
-
-@dataclass(frozen=True)
-class OrderRecord:
-    id: str
-    product_id: int
-    hold_id: str
-    customer_id: str | None
-    quantity: int
-    amount_cents: int
-    status: OrderStatus
-    created_at: datetime
-    updated_at: datetime
-    expires_at: datetime
-    paid_at: datetime | None
-    cancelled_at: datetime | None
-    cancel_reason: CancelReason | None
-    transaction_id: str | None
-    """The transaction that paid the order."""
-    revived: bool = False
-    """Paid by a success after it had expired unpaid (its units taken again)."""
+from persistence.times import opt_to_ms, to_ms
 
 
 @dataclass(frozen=True)
@@ -45,22 +26,21 @@ class PaymentRecord:
     refund_required: bool = False
 
 
-def order_record(m: sa.RowMapping) -> OrderRecord:
-    return OrderRecord(
-        id=m["id"],
-        product_id=m["product_id"],
+def order_from_row(m: sa.RowMapping) -> Order:
+    """An ``orders`` row as the engine's ``Order``: what the API renders, what a restore and a late payment take."""
+    return Order(
+        order_id=m["id"],
         hold_id=m["hold_id"],
+        product_id=m["product_id"],
         customer_id=m["customer_id"],
         quantity=m["quantity"],
         amount_cents=m["amount_cents"],
         status=cast(OrderStatus, m["status"]),
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-        expires_at=m["expires_at"],
-        paid_at=m["paid_at"],
-        cancelled_at=m["cancelled_at"],
-        cancel_reason=cast(CancelReason | None, m["cancel_reason"]),
+        created_at_ms=to_ms(m["created_at"]),
+        expires_at_ms=to_ms(m["expires_at"]),
+        closed_at_ms=opt_to_ms(m["paid_at"] or m["cancelled_at"]),
         transaction_id=m["transaction_id"],
+        cancel_reason=cast(CancelReason | None, m["cancel_reason"]),
         revived=bool(m["revived"]),
     )
 
@@ -77,10 +57,10 @@ def payment_record(m: sa.RowMapping) -> PaymentRecord:
     )
 
 
-def get_order(db: sa.Engine, order_id: str) -> OrderRecord | None:
+def get_order(db: sa.Engine, order_id: str) -> Order | None:
     with db.connect() as connection:
         row = connection.execute(sa.select(orders).where(orders.c.id == order_id)).mappings().first()
-    return None if row is None else order_record(row)
+    return None if row is None else order_from_row(row)
 
 
 def get_payment(db: sa.Engine, transaction_id: str) -> PaymentRecord | None:

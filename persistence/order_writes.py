@@ -11,31 +11,31 @@ Every order event carries the whole order, so events may arrive twice or out of 
 - a success no order took records a refund request (``persistence.refunds``), once per charge;
 - with ``merchant_events``, each transition adds its merchant event (``persistence.merchant_events``) in the
   same transaction, once.
-Works the same on PostgreSQL and SQLite (``INSERT ... ON CONFLICT``).
+Works the same on PostgreSQL and SQLite (``INSERT ... ON CONFLICT``). engine.outbox owns the events' format and
+reads their fields; this module turns what it reads into rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from engine import outbox
+from engine.exceptions import EventUnreadable
 from engine.types import OutboxEvent
 from persistence import merchant_events as merchant
 from persistence.exceptions import MalformedEvent
-from persistence.models import CANCEL_REASONS, ORDER_STATUSES, PAYMENT_STATUSES, orders, payment_conflicts, payments
+from persistence.models import orders, payment_conflicts, payments
 from persistence.payloads import payload_json
 from persistence.refunds import record_requests, request_row
 from persistence.times import from_ms
 from persistence.upsert import insert
 
-ORDER_EVENTS = frozenset(
-    {"order_created", "order_paid", "order_cancelled", "order_revived", "payment_processing", "payment"}
-)
-HOLD_EXPIRED = "hold_expired"
+R = TypeVar("R")
 
 _COUNT_ROWS = {"preserve_rowcount": True}
 """SQLAlchemy keeps an INSERT's rowcount only when asked."""
@@ -80,72 +80,47 @@ class AppliedBatch:
     """Merchant events this batch added (a replayed batch adds none)."""
 
 
-def _field(event: OutboxEvent, name: str) -> str:
+def _readable(event: OutboxEvent, read: Callable[[Mapping[str, str]], R]) -> R:
     try:
-        return event.fields[name]
-    except KeyError:
-        raise MalformedEvent(event, f"missing field {name!r}") from None
-
-
-def _int(event: OutboxEvent, name: str) -> int:
-    try:
-        return int(_field(event, name))
-    except ValueError:
-        raise MalformedEvent(event, f"field {name!r} is not an integer") from None
-
-
-def _choice(event: OutboxEvent, name: str, allowed: tuple[str, ...]) -> str:
-    value = _field(event, name)
-    if value not in allowed:
-        raise MalformedEvent(event, f"field {name!r} is {value!r}")
-    return value
+        return read(event.fields)
+    except EventUnreadable as error:
+        raise MalformedEvent(event, str(error)) from None
 
 
 def order_row(event: OutboxEvent) -> dict[str, Any]:
-    status = _choice(event, "status", ORDER_STATUSES)
-    note = _field(event, "note")
-    closed = from_ms(_int(event, "closed_ms")) if status != "pending" else None
-    if status == "cancelled" and note not in CANCEL_REASONS:
-        raise MalformedEvent(event, f"cancel reason {note!r}")
+    """The orders row of the order an order event carries (engine.outbox owns the fields)."""
+    order = _readable(event, outbox.read_order)
+    closed = None if order.closed_at_ms is None else from_ms(order.closed_at_ms)
     return {
-        "id": _field(event, "order_id"),
-        "product_id": _int(event, "product_id"),
-        "hold_id": _field(event, "hold_id"),
-        "customer_id": _field(event, "customer_id") or None,
-        "quantity": _int(event, "quantity"),
-        "amount_cents": _int(event, "amount_cents"),
-        "status": status,
-        "created_at": from_ms(_int(event, "created_ms")),
-        "updated_at": from_ms(_int(event, "at")),
-        "expires_at": from_ms(_int(event, "expires_ms")),
-        "paid_at": closed if status == "paid" else None,
-        "cancelled_at": closed if status == "cancelled" else None,
-        "cancel_reason": note if status == "cancelled" else None,
-        "transaction_id": note if status == "paid" else None,
-        "revived": event.event == "order_revived" or (status == "paid" and event.fields.get("revived") == "1"),
+        "id": order.order_id,
+        "product_id": order.product_id,
+        "hold_id": order.hold_id,
+        "customer_id": order.customer_id,
+        "quantity": order.quantity,
+        "amount_cents": order.amount_cents,
+        "status": order.status,
+        "created_at": from_ms(order.created_at_ms),
+        "updated_at": from_ms(_readable(event, outbox.read_at)),
+        "expires_at": from_ms(order.expires_at_ms),
+        "paid_at": closed if order.status == "paid" else None,
+        "cancelled_at": closed if order.status == "cancelled" else None,
+        "cancel_reason": order.cancel_reason,
+        "transaction_id": order.transaction_id,
+        "revived": order.revived,
     }
 
 
-def _flag(event: OutboxEvent, name: str, default: str | None = None) -> bool:
-    value = event.fields.get(name, default) if default is not None else _field(event, name)
-    if value not in ("0", "1"):
-        raise MalformedEvent(event, f"field {name!r} is {value!r}")
-    return value == "1"
-
-
-def payment_row(event: OutboxEvent) -> dict[str, Any]:
-    status = _choice(event, "result", PAYMENT_STATUSES)
-    applied = _flag(event, "applied")
-    # Events written before settle carried the flag: a success not applied always needed a refund then.
-    refund = _flag(event, "refund_required", "1" if status == "success" and not applied else "0")
+def payment_row(event: OutboxEvent, order_id: str) -> dict[str, Any]:
+    """The payments row of a ``payment`` event, whose order is ``order_id``."""
+    payment = _readable(event, outbox.read_payment)
     return {
-        "transaction_id": _field(event, "transaction_id"),
-        "order_id": _field(event, "order_id"),
-        "status": status,
-        "applied": applied,
-        "received_at": from_ms(_int(event, "at")),
-        "payload": payload_json(event.fields.get("payload", "")),
-        "refund_required": refund,
+        "transaction_id": payment.transaction_id,
+        "order_id": order_id,
+        "status": payment.result,
+        "applied": payment.applied,
+        "received_at": from_ms(_readable(event, outbox.read_at)),
+        "payload": payload_json(payment.payload),
+        "refund_required": payment.refund_required,
     }
 
 
@@ -181,10 +156,10 @@ def batch_rows(events: Sequence[OutboxEvent]) -> BatchRows:
     events_out: list[merchant.MerchantEvent] = []
     expired = 0
     for event in events:
-        if event.event == HOLD_EXPIRED:
+        if event.event == outbox.HOLD_EXPIRED:
             expired += 1
             continue
-        if event.event not in ORDER_EVENTS:
+        if event.event not in outbox.ORDER_EVENTS:
             raise MalformedEvent(event, "unknown event")
         row = order_row(event)
         seen = order_rows.get(row["id"])
@@ -193,8 +168,8 @@ def batch_rows(events: Sequence[OutboxEvent]) -> BatchRows:
         announced = merchant.for_order(event.event, row)
         if announced is not None:
             events_out.append(announced)
-        if event.event == "payment":
-            payment = payment_row(event)
+        if event.event == outbox.PAYMENT:
+            payment = payment_row(event, row["id"])
             products[payment["order_id"]] = row["product_id"]
             first = payment_rows.setdefault(payment["transaction_id"], payment)
             if first["order_id"] != payment["order_id"]:

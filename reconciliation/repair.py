@@ -12,10 +12,10 @@ import sqlalchemy as sa
 
 from engine import Engine
 from engine.exceptions import OutboxMoved, OutboxNotEmpty
-from engine.types import RestoredOrder, RestoredPayment, StockChange
+from engine.types import Order, RestoredPayment, StockChange
 from persistence.models import orders, payments, products
-from persistence.order_reads import order_record
-from persistence.times import opt_to_ms, to_ms
+from persistence.order_reads import order_from_row
+from persistence.times import opt_to_ms
 from reconciliation.collect import CLOSED_ORDER_WINDOW, catalog_ids, engine_side
 from reconciliation.exceptions import NotInCatalog, RebuildUnsettled
 from workers.drain import DrainFailed, DrainResult, drain
@@ -37,7 +37,7 @@ def drain_to_end(engine: Engine, db: sa.Engine, product_ids: Sequence[int] | Non
 
 def _restore_arguments(
     connection: sa.Connection, product_id: int, now: datetime
-) -> tuple[sa.RowMapping, int, list[RestoredOrder], list[RestoredPayment], dict[str, int]]:
+) -> tuple[sa.RowMapping, int, list[Order], list[RestoredPayment], dict[str, int]]:
     product = connection.execute(sa.select(products).where(products.c.id == product_id)).mappings().first()
     if product is None:
         raise NotInCatalog(product_id)
@@ -53,22 +53,7 @@ def _restore_arguments(
     )
     restored = []
     for row in connection.execute(sa.select(orders).where(mine, recent).order_by(orders.c.created_at)).mappings():
-        record = order_record(row)
-        closed = record.paid_at or record.cancelled_at
-        restored.append(
-            RestoredOrder(
-                order_id=record.id,
-                hold_id=record.hold_id,
-                customer_id=record.customer_id,
-                quantity=record.quantity,
-                amount_cents=record.amount_cents,
-                status=record.status,
-                created_at_ms=to_ms(record.created_at),
-                expires_at_ms=to_ms(record.expires_at),
-                closed_at_ms=opt_to_ms(closed),
-                note=record.transaction_id or record.cancel_reason or "",
-            )
-        )
+        restored.append(order_from_row(row))
     kept = {order.order_id for order in restored}
     transactions = connection.execute(
         sa.select(payments.c.transaction_id, payments.c.order_id, payments.c.status, payments.c.applied)

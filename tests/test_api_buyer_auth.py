@@ -335,3 +335,26 @@ def test_the_secret_flashsale_up_keeps_is_used_when_no_key_is_named(tmp_path: Pa
     settings: Settings = load({"FLASHSALE_VAR_DIR": str(tmp_path), "FLASHSALE_BUYER_AUTH": "jwt"})
     assert settings.buyer_jwt_secret == BUYER_SECRET
     assert settings.buyer_auth == "jwt"
+
+
+async def test_a_jwks_served_over_http_is_fetched_and_refetched_for_a_new_kid() -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from tests.support.browser import serve_in_thread
+
+    first, second = rsa_key(), ec_key()
+    published = [jwks(("k1", first))]
+
+    async def document(request: Any) -> Response:
+        return Response(published[-1], media_type="application/json")
+
+    with serve_in_thread(Starlette(routes=[Route("/jwks.json", document)])) as base:
+        verifier = auth(FLASHSALE_BUYER_AUTH="jwt", FLASHSALE_BUYER_JWKS_URL=f"{base}/jwks.json")
+        await verifier.start()
+        assert (await verifier.verify(signed(first, "RS256", "hana", headers={"kid": "k1"}))).sub == "hana"
+        published.append(jwks(("k1", first), ("k2", second)))
+        assert isinstance(verifier.keys, buyer_auth.JwksKeys)
+        verifier.keys._fetched_at = -1e9
+        assert (await verifier.verify(signed(second, "ES256", "hana", headers={"kid": "k2"}))).sub == "hana"

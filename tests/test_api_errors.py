@@ -11,7 +11,7 @@ from types import ModuleType
 import pytest
 
 from api.errors import ERROR_STATUS, EXCEPTION_HANDLERS, status_of
-from engine.exceptions import EngineError, ProductRuleError
+from engine.exceptions import EngineError, EventUnreadable, ProductRuleError
 from persistence.exceptions import PersistenceError
 from reconciliation.exceptions import ReconciliationError
 from shared.settings import ConfigError
@@ -30,6 +30,7 @@ NEVER_IN_A_REQUEST: dict[type[BaseException], str] = {
     AlreadyRunning: "the run lock of `flashsale up`",
     DrainFailed: "the drain's, which the API never loads (import-linter's api-reads-only contract)",
     ProductRuleError: "the admin route checks every product rule into its 422 before it puts the product",
+    EventUnreadable: "the outbox's readers raise it inside the drain's write, which reports it as MalformedEvent",
 }
 
 

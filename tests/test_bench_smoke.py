@@ -26,7 +26,16 @@ from tests.conftest import unavailable
 from tests.support.bare_machine import shadow_path
 
 PROJECT = Path(__file__).resolve().parents[1]
-SMOKE_SCENARIOS = {"holds-hot", "holds-hot-replicated", "purchases", "redis-benchmark", "engine", "memory", "drain"}
+SMOKE_SCENARIOS = {
+    "holds-hot",
+    "holds-hot-replicated",
+    "holds-hot-jwt",
+    "purchases",
+    "redis-benchmark",
+    "engine",
+    "memory",
+    "drain",
+}
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +80,15 @@ def test_smoke_holds_are_counted_by_client_and_engine_alike(smoke: dict[str, Any
     assert hot["errors"] == {}
     assert hot["server_cpu_us_per_request"] > 0  # what each hold cost the server, and the load meanwhile
     assert hot["load_average"] >= 0
+
+
+@pytest.mark.slow
+def test_smoke_holds_with_buyer_tokens_are_all_taken(smoke: dict[str, Any]) -> None:
+    [jwt] = smoke["scenarios"]["holds-hot-jwt"]
+    assert jwt["buyers"] == jwt["connections"] == 50
+    assert jwt["counts"].get("201", 0) > 0
+    assert set(jwt["counts"]) == {"201"}  # no 401: every connection's token verified
+    assert jwt["check"]["ok"], jwt["check"]
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from engine.exceptions import (
     OrderNotFound,
 )
 from engine.product_rules import MAX_PRICE_CENTS, MAX_QUANTITY
-from engine.types import RestoredOrder
+from engine.types import Order
 from tests.support.clock import FakeClock, clocked_engine
 
 MakeEngine = Callable[..., Engine]
@@ -478,9 +478,10 @@ def test_a_retried_convert_of_an_order_paid_at_once_replays_it_for_a_day() -> No
 
 def test_a_restored_pending_order_keeps_its_hold_answering_while_the_order_is_pending() -> None:
     with clocked_engine(order_ttl_ms=WEEK_MS) as (engine, clock):
-        order = RestoredOrder(
+        order = Order(
             order_id=new_id("order", 1),
             hold_id=new_id("hold", 1),
+            product_id=1,
             customer_id="alice",
             quantity=1,
             amount_cents=100,
@@ -488,7 +489,8 @@ def test_a_restored_pending_order_keeps_its_hold_answering_while_the_order_is_pe
             created_at_ms=clock.ms - 1_000,
             expires_at_ms=clock.ms + 6 * DAY_MS,
             closed_at_ms=None,
-            note="",
+            transaction_id=None,
+            cancel_reason=None,
         )
         engine.restore(
             1,

@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Callable
+from importlib.resources import files
+from typing import Any
 
-from engine import Engine
-from engine.types import Order, OutboxEvent
+import pytest
+import redis
+
+from engine import Engine, calls, outbox
+from engine.exceptions import HoldExpired
+from engine.keys import product_keys
+from engine.scripts import NAMES
+from engine.types import Hold, Order, OutboxEvent, ReserveRequest, WaitingRoomSettings
 
 MakeEngine = Callable[..., Engine]
-
-ORDER_FIELDS = {
-    "event",
-    "at",
-    "order_id",
-    "product_id",
-    "hold_id",
-    "customer_id",
-    "quantity",
-    "amount_cents",
-    "status",
-    "created_ms",
-    "expires_ms",
-    "closed_ms",
-    "note",
-}
-PAYMENT_FIELDS = ORDER_FIELDS | {"transaction_id", "result", "applied", "refund_required", "payload"}
-HOLD_EXPIRED_FIELDS = {"event", "at", "product_id", "hold_id", "customer_id", "quantity"}
 
 
 def sleep_past(instant_ms: int) -> None:
@@ -39,29 +30,11 @@ def drain(engine: Engine, product_id: int = 1) -> list[OutboxEvent]:
     return events
 
 
-def order_fields(order: Order) -> dict[str, str]:
-    """The whole order as every order event carries it."""
-    note = (order.transaction_id if order.status == "paid" else order.cancel_reason) or ""
-    return {
-        "order_id": order.order_id,
-        "product_id": str(order.product_id),
-        "hold_id": order.hold_id,
-        "customer_id": order.customer_id or "",
-        "quantity": str(order.quantity),
-        "amount_cents": str(order.amount_cents),
-        "status": order.status,
-        "created_ms": str(order.created_at_ms),
-        "expires_ms": str(order.expires_at_ms),
-        "closed_ms": str(order.closed_at_ms or 0),
-        "note": note,
-    }
-
-
 def assert_order_event(event: OutboxEvent, name: str, order: Order) -> None:
     assert event.event == name
     assert event.fields["event"] == name
-    assert set(event.fields) == (PAYMENT_FIELDS if name == "payment" else ORDER_FIELDS)
-    assert {k: event.fields[k] for k in order_fields(order)} == order_fields(order)
+    assert list(event.fields) == list(outbox.FIELDS[name])
+    assert {k: event.fields[k] for k in outbox.ORDER} == outbox.order_fields(order)
     assert abs(int(event.fields["at"]) - time.time() * 1000) < 5_000
 
 
@@ -145,7 +118,7 @@ def test_expiry_writes_hold_expired_and_order_cancelled(make_engine: MakeEngine)
 
     lapsed, cancelled = drain(engine)
     assert lapsed.event == "hold_expired"
-    assert set(lapsed.fields) == HOLD_EXPIRED_FIELDS
+    assert list(lapsed.fields) == list(outbox.FIELDS["hold_expired"])
     assert {k: lapsed.fields[k] for k in ("product_id", "hold_id", "customer_id", "quantity")} == {
         "product_id": "1",
         "hold_id": hold.hold_id,
@@ -199,3 +172,151 @@ def test_each_product_has_its_own_outbox(engine: Engine) -> None:
     [event] = engine.read_outbox(2)
     assert (event.product_id, event.fields["product_id"]) == (2, "2")
     assert engine.product_ids() == [1, 2]
+
+
+# --- The contract with engine/outbox.py: every script, run against Redis itself --------------------------------
+
+
+def declared_writes(script: str) -> set[str]:
+    """The events a script's header says it writes (its ``-- outbox:`` line)."""
+    [line] = [line for line in _lua(script).splitlines() if line.startswith("-- outbox:")]
+    names = line.removeprefix("-- outbox:").strip()
+    return set() if names == "nothing" else {name.strip() for name in names.split(",")}
+
+
+def _lua(script: str) -> str:
+    return (files("engine") / "lua" / f"{script}.lua").read_text(encoding="utf-8")
+
+
+class Writes:
+    """Which events each script call writes, with each entry's field names in order; the outbox is emptied after
+    each call, so that ``restore`` may run too."""
+
+    def __init__(self, client: redis.Redis, *engines: Engine) -> None:
+        self.client = client
+        self.events: dict[str, set[str]] = defaultdict(set)
+        self.fields: dict[str, set[tuple[str, ...]]] = defaultdict(set)
+        for engine in engines:
+            self._spy(engine)
+
+    def _spy(self, engine: Engine) -> None:
+        run = engine._run
+
+        def spied(call: calls.Call[Any]) -> Any:
+            try:
+                return run(call)
+            finally:
+                self._take(call.script)
+
+        engine._run = spied  # type: ignore[method-assign]
+
+    def _take(self, script: str) -> None:
+        self.events[script]  # a script that wrote nothing was run all the same
+        outbox_key = product_keys(1).outbox
+        entries = self.client.xrange(outbox_key)
+        for entry_id, raw in entries:
+            names = tuple(name.decode() for name in raw)
+            self.events[script].add(raw[b"event"].decode())
+            self.fields[raw[b"event"].decode()].add(names)
+            self.client.xdel(outbox_key, entry_id)
+
+
+def every_script_once_each_way(engine: Engine, short: Engine) -> None:
+    """Each script made to write every event it can write (``short``'s holds and orders expire within 1 ms)."""
+
+    def expired_hold() -> Hold:
+        hold = short.reserve(1, 1, customer_id="bob")
+        sleep_past(hold.expires_at_ms)
+        return hold
+
+    def expired_order() -> Order:
+        order = short.convert(engine.reserve(1, 1, customer_id="ann").hold_id)
+        sleep_past(order.expires_at_ms)
+        return order
+
+    engine.set_stock(1, 1_000, price_cents=300)
+    for reaps in (
+        lambda: engine.reserve(1, 1),
+        lambda: engine.reserve_many(1, [ReserveRequest(1)]),
+        lambda: engine.set_stock(1, 1_000, price_cents=300),
+        lambda: engine.snapshot(1),
+        lambda: engine.reap(1),
+    ):
+        expired_hold()
+        reaps()
+        expired_order()
+        reaps()
+    engine.hold(expired_hold().hold_id)
+    with pytest.raises(HoldExpired):
+        engine.release(expired_hold().hold_id)
+    with pytest.raises(HoldExpired):
+        engine.convert(expired_hold().hold_id)
+    late = expired_order()
+    engine.convert(late.hold_id, order_id=late.order_id)  # replays the order, cancelled on the way
+    engine.order(expired_order().order_id)
+    engine.cancel(engine.convert(engine.reserve(1, 1).hold_id).order_id)
+    paid = engine.convert(engine.reserve(1, 1).hold_id)
+    engine.settle(paid.order_id, "txn-1", "success", "{}")
+    engine.settle(engine.convert(engine.reserve(1, 1).hold_id).order_id, "txn-2", "failed")
+    engine.processing(engine.convert(engine.reserve(1, 1).hold_id).order_id, "txn-4", 60_000)
+    engine.processing(expired_order().order_id, "txn-5", 60_000)  # cancelled on the way
+    engine.settle(expired_order().order_id, "txn-6", "success")  # cancelled on the way, then revived
+    engine.set_stock(1, 1_000, price_cents=300, waiting_room=WaitingRoomSettings())  # a waiting room, for a while
+    brief = Engine(engine.redis, hold_ttl_ms=200)  # a hold that lapses after the order below (not spied on)
+    for step in ("queue_join", "queue_poll"):
+        first, second = engine.queue_join(1), engine.queue_join(1)
+        lapsing = brief.reserve(1, 1, admission=first.admission_token)
+        unpaid = short.convert(engine.reserve(1, 1, admission=second.admission_token).hold_id)
+        sleep_past(max(lapsing.expires_at_ms, unpaid.expires_at_ms))
+        engine.queue_join(1) if step == "queue_join" else engine.queue_poll(first.ticket)  # reaps them
+    engine.queue_leave(engine.queue_join(1).ticket)
+    engine.queue_info(1)
+    engine.set_stock(1, 1_000, price_cents=300)  # the room closed: holds need no admission again
+    engine.claim_transaction("txn-3", paid.order_id)
+    engine.release_transaction("txn-3", paid.order_id)
+    engine.order_states(1, [paid.order_id])
+    snapshot = engine.snapshot(1)
+    engine.restore(
+        1,
+        mark=engine.outbox_mark(1),
+        total=snapshot.total,
+        price_cents=300,
+        max_per_customer=0,
+        starts_at_ms=None,
+        ends_at_ms=None,
+        sold=snapshot.sold,
+    )
+
+
+def test_every_script_writes_the_events_its_header_names_with_the_fields_engine_outbox_declares(
+    real_redis: redis.Redis,
+) -> None:
+    engine, short = Engine(real_redis), Engine(real_redis, hold_ttl_ms=1, order_ttl_ms=1)
+    writes = Writes(real_redis, engine, short)
+
+    every_script_once_each_way(engine, short)
+
+    assert set(writes.events) == set(NAMES), "a script the tour does not run"
+    assert {script: writes.events[script] for script in NAMES} == {script: declared_writes(script) for script in NAMES}
+    assert dict(writes.fields) == {event: {fields} for event, fields in outbox.FIELDS.items()}
+
+
+def test_every_declared_event_has_a_script_that_writes_it() -> None:
+    written = set().union(*(declared_writes(script) for script in NAMES))
+
+    assert written == set(outbox.FIELDS)
+    assert set(outbox.FIELDS) >= outbox.ORDER_EVENTS
+
+
+def test_a_payment_written_from_python_has_the_fields_settle_writes(engine: Engine) -> None:
+    engine.set_stock(1, 10, price_cents=300)
+    order = engine.convert(engine.reserve(1, 2, customer_id="alice").hold_id)
+    engine.settle(order.order_id, "txn-1", "success", "{}")
+    settled = engine.settle(order.order_id, "txn-2", "success", '{"id":"txn-2"}')
+    [*_, written] = drain(engine)
+
+    payment = outbox.Payment("txn-2", "success", applied=False, refund_required=True, payload='{"id":"txn-2"}')
+    built = outbox.payment_event(settled.order, payment, int(written.fields["at"]))
+
+    assert list(built.fields.items()) == list(written.fields.items())
+    assert (outbox.read_order(built.fields), outbox.read_payment(built.fields)) == (settled.order, payment)

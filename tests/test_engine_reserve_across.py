@@ -180,7 +180,7 @@ def test_concurrent_reserves_of_many_products_share_one_script_call(async_client
             assert (s.held, s.available) == (2, 0)
         assert sum(len(b) for b in batches) == len(wanted)
         assert len(batches) < len(wanted) // 2  # batches of many reserves, not one call per reserve
-        if engine._cluster:  # a call reaches one hash slot
+        if engine.cluster:  # a call reaches one hash slot
             assert all(len({product_slot(p) for p in batch}) == 1 for batch in batches)
         else:  # one Redis: one queue for every product
             assert max(len(set(batch)) for batch in batches) > 10

@@ -18,7 +18,7 @@ from engine.exceptions import (
     OutboxNotEmpty,
     StockBelowCommitted,
 )
-from engine.types import RestoredOrder, RestoredPayment, StockChange
+from engine.types import Order, RestoredPayment, StockChange
 
 MakeEngine = Callable[..., Engine]
 
@@ -29,11 +29,12 @@ def drain(engine: Engine, product_id: int = 1) -> None:
 
 def durable_order(
     status: str, quantity: int, *, customer: str | None = None, note: str = "", expires_in_ms: int = 600_000
-) -> RestoredOrder:
+) -> Order:
     now = int(time.time() * 1000)
-    return RestoredOrder(
+    return Order(
         order_id=new_id("order", 1),
         hold_id=new_id("hold", 1),
+        product_id=1,
         customer_id=customer,
         quantity=quantity,
         amount_cents=quantity * 100,
@@ -41,11 +42,12 @@ def durable_order(
         created_at_ms=now - 1_000,
         expires_at_ms=now + expires_in_ms,
         closed_at_ms=None if status == "pending" else now - 500,
-        note=note,
+        transaction_id=note if status == "paid" else None,
+        cancel_reason=note if status == "cancelled" else None,  # type: ignore[arg-type]
     )
 
 
-def restore(engine: Engine, orders: list[RestoredOrder], **overrides: object) -> StockChange:
+def restore(engine: Engine, orders: list[Order], **overrides: object) -> StockChange:
     settings: dict[str, object] = {
         "total": 20,
         "price_cents": 100,
@@ -199,9 +201,10 @@ def test_restored_pending_orders_still_expire(engine: Engine) -> None:
 
 
 def test_restore_rejects_orders_of_another_product(engine: Engine) -> None:
-    stray = RestoredOrder(
+    stray = Order(
         order_id=new_id("order", 2),
         hold_id=new_id("hold", 2),
+        product_id=2,
         customer_id=None,
         quantity=1,
         amount_cents=0,
@@ -209,7 +212,8 @@ def test_restore_rejects_orders_of_another_product(engine: Engine) -> None:
         created_at_ms=0,
         expires_at_ms=0,
         closed_at_ms=None,
-        note="",
+        transaction_id=None,
+        cancel_reason=None,
     )
 
     with pytest.raises(InvalidId):

@@ -65,7 +65,7 @@ def test_order_created_inserts_a_pending_order(db: sa.Engine) -> None:
     order = get_order(db, ORDER)
     assert order is not None
     assert (order.status, order.quantity, order.amount_cents, order.customer_id) == ("pending", 2, 500, "alice")
-    assert order.expires_at.timestamp() == 901
+    assert order.expires_at_ms == 901_000
 
 
 @pytest.mark.usefixtures("product")
@@ -96,7 +96,7 @@ def test_a_final_status_never_changes_again(db: sa.Engine) -> None:
 
     order = get_order(db, ORDER)
     assert order is not None
-    assert (order.status, order.cancel_reason, order.paid_at) == ("cancelled", "expired", None)
+    assert (order.status, order.cancel_reason, order.transaction_id) == ("cancelled", "expired", None)
 
 
 @pytest.mark.usefixtures("product")
@@ -319,10 +319,7 @@ def test_engine_events_round_trip_every_field(real_engine: Engine, db: sa.Engine
     apply_events(db, real_engine.read_outbox(7))
 
     record = get_order(db, order.order_id)
-    assert record is not None
+    assert record == settlement.order
     assert record.hold_id == hold.hold_id
     assert (record.quantity, record.amount_cents, record.customer_id) == (3, 750, "bob")
-    assert int(record.created_at.timestamp() * 1000) == order.created_at_ms
-    assert int(record.expires_at.timestamp() * 1000) == order.expires_at_ms
-    assert record.paid_at is not None
-    assert int(record.paid_at.timestamp() * 1000) == settlement.order.closed_at_ms
+    assert record.closed_at_ms is not None

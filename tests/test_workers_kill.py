@@ -191,8 +191,14 @@ def test_workers_killed_at_random_moments_then_rerun_write_everything_once(
     rng = random.Random(7)
 
     for _ in range(3):
+        committed = count_rows(db, "orders")
         worker = start_worker(private_redis.url, database_url, tmp_path, batch_size=20)
-        wait_until(lambda w=worker: outbox_was_read(client) or w.poll() is not None, "the worker started draining")
+        # Killed at a random moment once it is draining for real (a batch of this round committed), however long a
+        # busy machine takes to get it there: the kill lands mid-drain, not before the first batch.
+        wait_until(
+            lambda w=worker, n=committed: count_rows(db, "orders") > n or w.poll() is not None,
+            "the worker committed a batch",
+        )
         time.sleep(rng.uniform(0.0, 0.3))
         if worker.poll() is None:
             os.kill(worker.pid, signal.SIGKILL)

@@ -14,11 +14,11 @@ from datetime import timedelta
 import sqlalchemy as sa
 import sqlalchemy.exc
 
-from engine import Engine
+from engine import Engine, outbox
 from engine.types import OutboxEvent
 from persistence.conflicts import log_conflicts
 from persistence.exceptions import MalformedEvent
-from persistence.order_writes import HOLD_EXPIRED, AppliedBatch, apply_events
+from persistence.order_writes import AppliedBatch, apply_events
 from shared import logs
 
 DEFAULT_BATCH_SIZE = 500
@@ -79,41 +79,47 @@ class MerchantOutbox:
 
 
 def log_refunds(events: Sequence[OutboxEvent]) -> None:
-    """A refund request is recorded with its payment: log it once the batch committed."""
+    """A refund request is recorded with its payment: log it once the batch committed (so it is readable)."""
     for event in events:
-        f = event.fields
-        if event.event == "payment" and f.get("refund_required") == "1":
+        if event.event != outbox.PAYMENT:
+            continue
+        payment = outbox.read_payment(event.fields)
+        if payment.refund_required:
+            order = outbox.read_order(event.fields)
             log.warning(
                 logs.REFUND_REQUESTED,
                 product_id=event.product_id,
-                order_id=f.get("order_id"),
-                transaction_id=f.get("transaction_id"),
-                amount_cents=int(f.get("amount_cents", "0")),
-                customer_id=f.get("customer_id") or None,
+                order_id=order.order_id,
+                transaction_id=payment.transaction_id,
+                amount_cents=order.amount_cents,
+                customer_id=order.customer_id,
             )
 
 
 def log_releases(events: Sequence[OutboxEvent]) -> None:
-    """Units the engine gave back by expiry: only the outbox tells of them, so the drain logs them."""
+    """Units the engine gave back by expiry: only the outbox tells of them, so the drain logs them (once applied,
+    so every order event of the batch is readable)."""
     for event in events:
-        f = event.fields
-        if event.event == HOLD_EXPIRED:
+        if event.event == outbox.HOLD_EXPIRED:
+            hold = outbox.read_hold(event.fields)
             log.info(
                 logs.HOLD_EXPIRED,
                 product_id=event.product_id,
-                hold_id=f.get("hold_id"),
-                customer_id=f.get("customer_id") or None,
-                quantity=int(f.get("quantity", "0")),
+                hold_id=hold.hold_id,
+                customer_id=hold.customer_id,
+                quantity=hold.quantity,
             )
-        elif event.event == "order_cancelled" and f.get("note") == "expired":
-            log.info(
-                logs.ORDER_CANCELLED,
-                product_id=event.product_id,
-                order_id=f.get("order_id"),
-                customer_id=f.get("customer_id") or None,
-                quantity=int(f.get("quantity", "0")),
-                reason="expired",
-            )
+        elif event.event == outbox.ORDER_CANCELLED:
+            order = outbox.read_order(event.fields)
+            if order.cancel_reason == "expired":
+                log.info(
+                    logs.ORDER_CANCELLED,
+                    product_id=event.product_id,
+                    order_id=order.order_id,
+                    customer_id=order.customer_id,
+                    quantity=order.quantity,
+                    reason="expired",
+                )
 
 
 def drain_batch(

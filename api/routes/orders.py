@@ -13,7 +13,7 @@ from api import threadpool
 from api.bodies import IdempotencyKey, OrderRequest
 from api.buyer_auth import owner
 from api.errors import OrderStateUnknown
-from api.responses import durable_order, json, order_body
+from api.responses import json, order_body
 from api.routes.holds import expired
 from api.services import of
 from api.validation import decode, header, path_id, read_json
@@ -44,10 +44,10 @@ def idempotent_order_id(hold_id: str, key: str) -> str:
 # Another buyer's hold or order answers 404 as if it did not exist: the scripts check the owner in the same atomic
 # call as the change (engine/lua/_prelude.lua), and _durable the record PostgreSQL keeps.
 async def _durable(db: sa.Engine, order_id: str, who: str | None) -> Order:
-    record = await threadpool.call(get_order, db, order_id)
-    if record is None or (who is not None and record.customer_id != who):
+    order = await threadpool.call(get_order, db, order_id)
+    if order is None or (who is not None and order.customer_id != who):
         raise engine_errors.OrderNotFound(order_id)
-    return durable_order(record)
+    return order
 
 
 async def create_order(request: Request) -> Response:

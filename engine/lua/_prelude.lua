@@ -14,7 +14,10 @@
 --   KEYS[7]  customers  hash    customer id -> units held, pending or sold
 --   KEYS[8]  idem       hash    idempotency key scoped to its caller (a digest) -> hold ulid
 --   KEYS[9]  tombs      zset    "h:<ulid>" "o:<ulid>" "t:<txn>" "i:<key>", score = purge at ms
---   KEYS[10] outbox     stream  events PostgreSQL must learn
+--   KEYS[10] outbox     stream  events PostgreSQL must learn. Their names and fields (in order) are engine/outbox.py's
+--                               `FIELDS`: `emit` writes the order events, `expire_hold` hold_expired. Each script's
+--                               `-- outbox:` line names the events it writes; tests/test_engine_outbox.py runs every
+--                               script and holds the entries, and those lines, to both.
 --   KEYS[11] hold_queue list    hold ulids in expiry order (a hold expiring no earlier than the last one
 --                               queued); released or converted ones stay until they reach the head
 -- The waiting room (docs/waiting-room.md), empty unless the product opted in:
@@ -122,7 +125,8 @@ local function uncommit(customer, qty)
   end
 end
 
--- Append an order event, carrying the whole order so that events may be applied in any order.
+-- Append an order event (order_created, order_paid, order_cancelled, payment), carrying the whole order
+-- (engine/outbox.py `ORDER`) so that events may be applied in any order; a payment's own fields come in `extra`.
 local function emit(event, ulid, o, now, extra)
   local args = { 'XADD', K_OUTBOX, '*', 'event', event, 'at', now,
     'order_id', 'o' .. PRODUCT_ID .. '_' .. ulid, 'product_id', PRODUCT_ID,

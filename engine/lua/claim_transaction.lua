@@ -6,6 +6,7 @@
 --   while it names this server, every id PostgreSQL records is claimed here, so an id without a claim is new and
 --   its claim is confirmed at once (engine/keys.py CLAIMS_COMPLETE_KEY). A restart or a failover changes the run
 --   id, so a server that may have lost claims never trusts the mark it inherited.
+-- outbox: nothing
 -- ARGV[1] order id   ARGV[2] retention ms   ARGV[3] mode:
 --   'claim'    take the id for the order if nobody holds it (provisional until confirmed);
 --   'confirm'  PostgreSQL knows no other order for it: mark the order's claim confirmed;

@@ -1,6 +1,7 @@
 -- queue_info: a product's waiting room, as the public and the operators see it; changes nothing.
 -- The seed is revealed once the sale has started (the pre-queue is drawn by then); its SHA-256 at once.
 -- KEYS: the product's sixteen keys (see _prelude.lua).
+-- outbox: nothing
 -- ARGV: none
 -- returns {'ok', on (0/1), opened ms, seed_sha256, seed ('' before the start), sale starts ms,
 --          pre-queue's last ticket number, waiting, admitted and unused, joined, admitted, used, expired,

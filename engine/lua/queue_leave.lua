@@ -1,6 +1,7 @@
 -- queue_leave: a ticket's holder leaves the waiting room; a waiting place or an unused admission goes to the
 -- next waiter. Leaving twice, or after the ticket was used or expired, changes nothing.
 -- KEYS: the product's sixteen keys (see _prelude.lua).
+-- outbox: nothing
 -- ARGV[1] ticket number   ARGV[2] ticket secret (8 bytes)
 -- ARGV[3] the verified buyer asking ('' for anyone): a buyer's ticket answers its own buyer only
 -- returns {'ok', state after} | {'ticket_not_found'} (also: another buyer's)

@@ -1,5 +1,6 @@
 -- release: give an active hold back before it expires. Releasing twice has one effect.
 -- KEYS: the product's sixteen keys (see _prelude.lua).
+-- outbox: hold_expired
 -- ARGV[1] hold ulid   ARGV[2] owner: the verified buyer asking ('' for anyone)
 -- returns {'ok', ulid, qty, expires_ms, state, order, customer}
 --       | {'hold_not_found'} (also: not the owner's) | {'hold_expired', expires_ms} | {'hold_already_used', order ulid}

@@ -2,6 +2,7 @@
 -- PostgreSQL), so that the transaction id is free for the order it really pays.
 -- Sale-wide, without the prelude (see claim_transaction.lua).
 -- KEYS[1] claim   string  "order id|c" or "order id|p"
+-- outbox: nothing
 -- ARGV[1] order id
 -- returns 1 when the order's claim was deleted, else 0 (another order's claim, or none)
 local K_CLAIM = KEYS[1]

@@ -3,6 +3,7 @@
 -- Refused while the outbox still holds events PostgreSQL has not learnt, and when any event was appended
 -- after the mark (outbox_mark.lua) read before the snapshot: even one drained since, the snapshot may miss it.
 -- KEYS: the product's sixteen keys (see _prelude.lua).
+-- outbox: nothing
 -- ARGV[1] total   ARGV[2] price cents   ARGV[3] max per customer   ARGV[4] starts ms   ARGV[5] ends ms
 -- ARGV[6] units sold   ARGV[7] n orders   ARGV[8] n transactions   ARGV[9] n customers
 -- ARGV[10] the outbox's last generated id when the snapshot was taken, then:

@@ -1,6 +1,7 @@
 -- set_stock: create a product, or change its total stock and sale settings.
 -- The total may never fall below the units already held, pending or sold.
 -- KEYS: the product's sixteen keys (see _prelude.lua).
+-- outbox: hold_expired, order_cancelled
 -- ARGV[1] total   ARGV[2] price cents   ARGV[3] max per customer (0 = none)
 -- ARGV[4] sale starts ms (0 = none)   ARGV[5] sale ends ms (0 = none)   ARGV[6] reap batch size
 -- ARGV[7] waiting room (1 on, 0 off)   ARGV[8] admissions a second at most (0 = no cap)

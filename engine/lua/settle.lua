@@ -1,5 +1,6 @@
 -- settle: apply one payment result to an order, at most once per transaction id.
 -- KEYS: the product's sixteen keys (see _prelude.lua).
+-- outbox: order_paid, order_revived, payment, order_cancelled
 -- ARGV[1] order ulid   ARGV[2] transaction id   ARGV[3] 'success' | 'failed'   ARGV[4] raw payload
 -- returns {'applied' | 'revived' | 'not_applied' | 'duplicate', applied (0/1), refund_required (0/1), <order reply>...}
 --       | {'order_not_found'} | {'duplicate_forgotten', applied, order ulid} (the order is no longer kept)
