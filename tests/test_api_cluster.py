@@ -6,6 +6,7 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 import sqlalchemy as sa
@@ -87,3 +88,42 @@ async def test_one_transaction_id_pays_one_order_across_shards(
     assert first["order_id"] not in answers[1].text
     assert (cluster_engine.snapshot(1).sold, cluster_engine.snapshot(2).sold) == (1, 0)
     assert cluster_engine.order(second["order_id"]).status == "pending"
+
+
+async def test_slow_payments_on_a_cluster_processing_then_a_revival(
+    cluster_url: str,
+    cluster_engine: Engine,
+    redis_url: str,
+    database_url: str,
+    tmp_path: Path,
+    real_redis: redis.Redis,
+    db: sa.Engine,
+) -> None:
+    for product_id in (1, 2, 3):  # products on different shards
+        cluster_engine.set_stock(product_id, 5, price_cents=100)
+    settings = make_settings(
+        cluster_url,
+        database_url,
+        tmp_path,
+        FLASHSALE_REDIS_CLUSTER="1",
+        FLASHSALE_QUEUE_REDIS_URL=redis_url,
+        FLASHSALE_ORDER_TTL_SECONDS="1",
+    )
+
+    async def webhook(http: httpx.AsyncClient, order_id: str, txn: str, status: str) -> dict[str, object]:
+        raw, headers = signed({"order_id": order_id, "transaction_id": txn, "status": status})
+        return (await http.post("/api/payments/webhook", content=raw, headers=headers)).json()  # type: ignore[no-any-return]
+
+    async with serve(create_app(settings)) as http:
+        held = [await order(http, p) for p in (1, 2, 3)]
+        processing = await webhook(http, held[0]["order_id"], "t-p", "processing")
+        await asyncio.sleep(1.1)  # past the order TTL: the others lapse unpaid
+        paid = await webhook(http, held[0]["order_id"], "t-p", "success")
+        revived = await webhook(http, held[1]["order_id"], "t-r", "success")
+
+    assert processing["applied"] is True
+    assert (paid["status"], paid["revived"]) == ("paid", False)
+    assert (revived["status"], revived["revived"]) == ("paid", True)
+    snapshots = [cluster_engine.snapshot(p) for p in (1, 2, 3)]
+    assert all(s.consistent for s in snapshots)
+    assert [(s.available, s.pending, s.sold) for s in snapshots] == [(4, 0, 1), (4, 0, 1), (5, 0, 0)]

@@ -56,6 +56,8 @@ def client_of() -> Iterator[Callable[[RedisServer], Engine]]:
 @dataclass
 class Outage:
     killed: float
+    restarting: float
+    """When its start began: until then nothing answers on its port."""
     back: float
     slow: float
     """Answers the API gave slower than DEADLINE_BOUND_SECONDS from before the kill until Redis was back."""
@@ -70,10 +72,12 @@ def kill_and_restart(start: StartRedis, server: RedisServer, api: Api, *extra: s
         server.process.kill()
         server.process.wait(10)
         time.sleep(DOWN_SECONDS)
+        restarting = time.monotonic()
         start("engine", *extra, port=server.port)
         back = time.monotonic()
         probed = probe.answers()
-    return Outage(killed, back, answered_slower_than(api.url, DEADLINE_BOUND_SECONDS) - slow_before, probed)
+    slow = answered_slower_than(api.url, DEADLINE_BOUND_SECONDS) - slow_before
+    return Outage(killed, restarting, back, slow, probed)
 
 
 def check_outage(outcome: Outcome, load: Background, outage: Outage) -> None:
@@ -81,7 +85,7 @@ def check_outage(outcome: Outcome, load: Background, outage: Outage) -> None:
     API's waiting out the deadline."""
     killed, back = outage.killed, outage.back
     during = [(taken, key) for at, taken, key in load.load.tally.error_latencies if killed <= at <= back]
-    probed = [(taken, key) for at, taken, key in outage.probed if killed <= at and at + taken <= back]
+    probed = [(taken, key) for at, taken, key in outage.probed if killed <= at and at + taken <= outage.restarting]
     slowest = max((taken for taken, _ in during), default=None)
     probe_slowest = max((taken for taken, _ in probed), default=None)
     outcome.figures.update(
