@@ -148,6 +148,14 @@ Name = Annotated[
 ]
 PriceCents = Annotated[int, Meta(ge=0, le=MAX_PRICE_CENTS)]
 Stock = Annotated[int, Meta(ge=0, le=MAX_STOCK, description="Total units; never below those held, pending or sold.")]
+LowStockThreshold = Annotated[
+    int,
+    Meta(
+        ge=0,
+        le=MAX_STOCK,
+        description="Below it (and above 0), the merchant hears product.low_stock; 0 or null: never.",
+    ),
+]
 MaxPerCustomer = Annotated[int, Meta(ge=0, le=MAX_PER_CUSTOMER, description="0 or null: no limit.")]
 SaleStartsAt = Annotated[
     str,
@@ -240,6 +248,7 @@ class ProductSpec(Struct, forbid_unknown_fields=True):
     waiting_room: WaitingRoomOn | None = None
     admit_per_second: AdmitPerSecond | None = None
     admission_ttl_seconds: AdmissionTtl | None = None
+    low_stock_threshold: LowStockThreshold | None = None
 
 
 class DemoPaymentRequest(Struct, forbid_unknown_fields=True):

@@ -168,6 +168,7 @@ def set_stock(
     starts_at_ms: int | None = None,
     ends_at_ms: int | None = None,
     waiting_room: WaitingRoomSettings | None = None,
+    low_stock_threshold: int = 0,
 ) -> Call[StockChange]:
     """``waiting_room``: the product's waiting room (None: none). Opening one starts it empty, with a new secret
     seed whose SHA-256 is published at once; closing one drops its tickets."""
@@ -175,6 +176,7 @@ def set_stock(
     _check_count(total, "total", 0, MAX_STOCK)
     _check_count(price_cents, "price_cents", 0, MAX_PRICE_CENTS)
     _check_count(max_per_customer, "max_per_customer", 0, MAX_PER_CUSTOMER)
+    _check_count(low_stock_threshold, "low_stock_threshold", 0, MAX_STOCK)
 
     def decode(reply: Reply) -> StockChange:
         status = text(reply[0])
@@ -185,6 +187,7 @@ def set_stock(
 
     args: list[str | int] = [total, price_cents, max_per_customer, starts_at_ms or 0, ends_at_ms or 0, REAP_BATCH]
     args += room_args(waiting_room)
+    args.append(low_stock_threshold)
     return Call("set_stock", keys.all(), args, decode)
 
 

@@ -1,11 +1,11 @@
 """The outbox event format, owned here: the event names, the fields of each, and the one builder of an order's fields.
 
 The outbox (``fs:{<product>}:outbox``) crosses from Redis to PostgreSQL. Its writers are the Lua scripts
-(``emit`` and ``expire_hold`` in engine/lua/_prelude.lua; each script's header names the events it writes) and,
-for a payment the engine cannot write (its order long forgotten), ``payment_event`` here. Its readers are the
-drain (persistence/order_writes.py, through ``read_order`` and ``read_payment``) and the drain's log
-(workers/drain.py, through ``read_hold``). tests/test_engine_outbox.py runs every script against Redis and checks
-each entry carries exactly the fields ``FIELDS`` declares for its event, in that order.
+(``emit``, ``expire_hold`` and ``stock_moved`` in engine/lua/_prelude.lua; each script's header names the events
+it writes) and, for a payment the engine cannot write (its order long forgotten), ``payment_event`` here. Its
+readers are the drain (persistence/order_writes.py, through ``read_order``, ``read_payment`` and ``read_stock``)
+and the drain's log (workers/drain.py, through ``read_hold``). tests/test_engine_outbox.py runs every script
+against Redis and checks each entry carries exactly the fields ``FIELDS`` declares for its event, in that order.
 
 To add an event type:
 1. name it below and declare its fields in ``FIELDS``, in the order the writer appends them (``HEADER`` first);
@@ -45,6 +45,9 @@ ORDER_REVIVED = "order_revived"
 PAYMENT_PROCESSING = "payment_processing"
 PAYMENT = "payment"
 HOLD_EXPIRED = "hold_expired"
+PRODUCT_STOCK = "product_stock"
+"""A stock transition (``STOCK_KINDS``), written by ``stock_moved`` in engine/lua/_prelude.lua: the merchant hears
+it; no row of its own."""
 
 HEADER = ("event", "at")
 """Every event starts with its name and the Redis time it was written at (epoch ms)."""
@@ -67,6 +70,10 @@ PAYMENT_RESULT = ("transaction_id", "result", "applied", "refund_required", "pay
 """What a payment adds to its order: ``applied`` and ``refund_required`` are '0' or '1'; ``payload`` the raw
 webhook body."""
 HOLD = ("product_id", "hold_id", "customer_id", "quantity")
+STOCK = ("product_id", "kind", "available", "threshold")
+"""A stock transition: ``kind`` one of ``STOCK_KINDS``, ``available`` after it, ``threshold`` the product's
+low-stock threshold (0 for none)."""
+STOCK_KINDS = ("sold_out", "back_in_stock", "low_stock")
 OPTIONAL = ("revived",)
 """Fields an order event may carry that no writer writes, read as absent: ``revived`` ('1' on a paid order: paid
 after it had expired; ``order_revived`` says so by its name). A field a writer writes is declared in ``FIELDS``."""
@@ -79,6 +86,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     PAYMENT_PROCESSING: (*HEADER, *ORDER, "transaction_id"),
     PAYMENT: (*HEADER, *ORDER, *PAYMENT_RESULT),
     HOLD_EXPIRED: (*HEADER, *HOLD),
+    PRODUCT_STOCK: (*HEADER, *STOCK),
 }
 """Each event's fields, in the order they are written."""
 
@@ -184,6 +192,22 @@ class ExpiredHold:
 def read_hold(fields: Mapping[str, str]) -> ExpiredHold:
     """The hold a ``hold_expired`` event tells of, for the log (nothing is stored from it: never refused)."""
     return ExpiredHold(fields.get("hold_id"), fields.get("customer_id") or None, int(fields.get("quantity", "0")))
+
+
+@dataclass(frozen=True, slots=True)
+class StockMove:
+    """What a ``product_stock`` event says: the product's ``available`` crossed 0 or its low-stock threshold."""
+
+    product_id: int
+    kind: str
+    available: int
+    threshold: int
+
+
+def read_stock(fields: Mapping[str, str]) -> StockMove:
+    """The stock transition a ``product_stock`` event carries."""
+    kind = _choice(fields, "kind", STOCK_KINDS)
+    return StockMove(_int(fields, "product_id"), kind, _int(fields, "available"), _int(fields, "threshold"))
 
 
 def _flag(value: bool) -> str:

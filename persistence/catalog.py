@@ -52,6 +52,7 @@ class Product:
     waiting_room: bool = False
     admit_per_second: int | None = None
     admission_ttl_seconds: int = DEFAULT_ADMISSION_TTL_SECONDS
+    low_stock_threshold: int = 0
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class ProductSpec:
     """Holds need an admission from the product's waiting room (docs/waiting-room.md)."""
     admit_per_second: int | None = None
     admission_ttl_seconds: int = DEFAULT_ADMISSION_TTL_SECONDS
+    low_stock_threshold: int = 0
+    """Below it (and above 0) the merchant hears ``product.low_stock``; 0: never."""
 
 
 def room_settings(spec: ProductSpec | Product) -> WaitingRoomSettings | None:
@@ -93,6 +96,7 @@ def validate(spec: ProductSpec) -> ProductSpec:
     _integer(spec, "price_cents", 0, MAX_PRICE_CENTS)
     _integer(spec, "stock", 0, MAX_STOCK)
     _integer(spec, "max_per_customer", 0, MAX_PER_CUSTOMER)
+    _integer(spec, "low_stock_threshold", 0, MAX_STOCK)
     starts, ends = check_sale_window(spec.sale_starts_at, spec.sale_ends_at)
     if not isinstance(spec.waiting_room, bool):
         raise ValueError(f"waiting_room: must be true or false, got {spec.waiting_room!r}")
@@ -110,6 +114,7 @@ def validate(spec: ProductSpec) -> ProductSpec:
         spec.waiting_room,
         spec.admit_per_second,
         spec.admission_ttl_seconds,
+        spec.low_stock_threshold,
     )
 
 
@@ -127,6 +132,7 @@ def _product(m: sa.RowMapping) -> Product:
         waiting_room=m["waiting_room"],
         admit_per_second=m["admit_per_second"],
         admission_ttl_seconds=m["admission_ttl_seconds"],
+        low_stock_threshold=m["low_stock_threshold"],
     )
 
 
@@ -152,6 +158,7 @@ def _values(spec: ProductSpec) -> dict[str, Any]:
         "waiting_room": spec.waiting_room,
         "admit_per_second": spec.admit_per_second,
         "admission_ttl_seconds": spec.admission_ttl_seconds,
+        "low_stock_threshold": spec.low_stock_threshold,
     }
 
 
@@ -164,6 +171,7 @@ def _set_engine(engine: Engine, settings: ProductSpec | Product) -> None:
         starts_at_ms=opt_to_ms(settings.sale_starts_at),
         ends_at_ms=opt_to_ms(settings.sale_ends_at),
         waiting_room=room_settings(settings),
+        low_stock_threshold=settings.low_stock_threshold,
     )
 
 

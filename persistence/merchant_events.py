@@ -139,6 +139,22 @@ def for_refund(refund: dict[str, Any]) -> MerchantEvent:
     )
 
 
+STOCK_EVENTS: dict[str, EventType] = {
+    "sold_out": "product.sold_out",
+    "back_in_stock": "product.back_in_stock",
+    "low_stock": "product.low_stock",
+}
+
+
+def for_stock(
+    product_id: int, stream_id: str, kind: str, available: int, threshold: int, at: datetime
+) -> MerchantEvent:
+    """The merchant event of a ``product_stock`` outbox event: one per transition (its outbox entry's id)."""
+    event_type = STOCK_EVENTS[kind]
+    data = {"product_id": product_id, "available": available, "low_stock_threshold": threshold or None}
+    return MerchantEvent(event_type, f"product:{product_id}", f"{event_type}:{product_id}:{stream_id}", at, data)
+
+
 def body(event_id: str, event: MerchantEvent) -> str:
     """The JSON sent to the merchant, exactly."""
     document = {"id": event_id, "type": event.type, "created_at": _iso(event.happened_at), "data": event.data}

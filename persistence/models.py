@@ -92,6 +92,8 @@ class ProductRow(Base):
     admission_ttl_seconds: Mapped[int] = mapped_column(server_default="60")
     version: Mapped[int] = mapped_column(server_default="1")
     """1 when created, one more at every change."""
+    low_stock_threshold: Mapped[int] = mapped_column(server_default="0")
+    """Below it (and above 0) the merchant hears ``product.low_stock``; 0: never."""
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -124,6 +124,13 @@ def payment_row(event: OutboxEvent, order_id: str) -> dict[str, Any]:
     }
 
 
+def stock_event(event: OutboxEvent) -> merchant.MerchantEvent:
+    """The merchant event of a ``product_stock`` event (a stock transition: no row of its own)."""
+    move = _readable(event, outbox.read_stock)
+    at = from_ms(_readable(event, outbox.read_at))
+    return merchant.for_stock(move.product_id, event.id, move.kind, move.available, move.threshold, at)
+
+
 def _later(new: dict[str, Any], old: dict[str, Any]) -> bool:
     """Whether ``new`` is a more advanced snapshot of the same order: a final status beats pending."""
     return (new["status"] != "pending", new["updated_at"]) > (old["status"] != "pending", old["updated_at"])
@@ -158,6 +165,9 @@ def batch_rows(events: Sequence[OutboxEvent]) -> BatchRows:
     for event in events:
         if event.event == outbox.HOLD_EXPIRED:
             expired += 1
+            continue
+        if event.event == outbox.PRODUCT_STOCK:
+            events_out.append(stock_event(event))
             continue
         if event.event not in outbox.ORDER_EVENTS:
             raise MalformedEvent(event, "unknown event")

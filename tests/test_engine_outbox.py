@@ -129,8 +129,25 @@ def test_expiry_writes_hold_expired_and_order_cancelled(make_engine: MakeEngine)
     assert cancelled.fields["note"] == "expired"
 
 
+def test_stock_transitions_write_product_stock(engine: Engine) -> None:
+    engine.set_stock(1, 3, low_stock_threshold=2)
+    hold = engine.reserve(1, 2)
+    engine.reserve(1, 1)
+    engine.release(hold.hold_id)
+
+    low, sold_out, back = drain(engine)
+
+    assert [e.event for e in (low, sold_out, back)] == ["product_stock"] * 3
+    assert all(list(e.fields) == list(outbox.FIELDS["product_stock"]) for e in (low, sold_out, back))
+    assert [outbox.read_stock(e.fields) for e in (low, sold_out, back)] == [
+        outbox.StockMove(1, "low_stock", 1, 2),
+        outbox.StockMove(1, "sold_out", 0, 2),
+        outbox.StockMove(1, "back_in_stock", 2, 2),
+    ]
+
+
 def test_refusals_reads_and_replays_write_nothing(engine: Engine) -> None:
-    engine.set_stock(1, 3)
+    engine.set_stock(1, 4)  # the reserve and release below never reach 0: no stock transition either
     hold = engine.reserve(1, 2, idempotency_key="k")
     order = engine.convert(hold.hold_id)
     engine.settle(order.order_id, "txn-1", "success")
@@ -288,6 +305,68 @@ def every_script_once_each_way(engine: Engine, short: Engine) -> None:
     )
 
 
+def every_stock_move(engine: Engine, short: Engine) -> None:
+    """Each script that moves ``available`` made to move it across 0 (product_stock sold_out, back_in_stock), and
+    one across the low-stock threshold; ``edge`` sets the units on sale first (set_stock, itself a transition)."""
+
+    def edge(available: int, low: int = 0, room: WaitingRoomSettings | None = None) -> None:
+        snap = engine.snapshot(1)
+        total = snap.total - snap.available + available
+        engine.set_stock(1, total, price_cents=300, low_stock_threshold=low, waiting_room=room)
+
+    def expired_hold() -> Hold:
+        hold = short.reserve(1, 1)  # sells out
+        sleep_past(hold.expires_at_ms)
+        return hold
+
+    def expired_order() -> Order:
+        order = short.convert(engine.reserve(1, 1).hold_id)  # sells out
+        sleep_past(order.expires_at_ms)
+        return order
+
+    edge(2, low=2)
+    engine.reserve(1, 1)  # low_stock
+    for takes in (lambda: engine.reserve(1, 1), lambda: engine.reserve_many(1, [ReserveRequest(1)])):
+        edge(1)
+        takes()
+    for gives_back in (
+        lambda: engine.reserve(1, 1),
+        lambda: engine.reserve_many(1, [ReserveRequest(1)]),
+        lambda: engine.set_stock(1, engine.snapshot(1).total, price_cents=300),
+        lambda: engine.snapshot(1),
+        lambda: engine.reap(1),
+    ):
+        edge(1)
+        expired_hold()
+        gives_back()
+    edge(1)
+    engine.hold(expired_hold().hold_id)
+    edge(1)
+    with pytest.raises(HoldExpired):
+        engine.release(expired_hold().hold_id)
+    edge(1)
+    with pytest.raises(HoldExpired):
+        engine.convert(expired_hold().hold_id)
+    edge(1)
+    engine.release(engine.reserve(1, 1).hold_id)
+    edge(1)
+    engine.order(expired_order().order_id)
+    edge(1)
+    engine.cancel(engine.convert(engine.reserve(1, 1).hold_id).order_id)
+    edge(1)
+    engine.processing(expired_order().order_id, "txn-7", 60_000)  # cancelled on the way: back in stock
+    edge(1)
+    engine.settle(expired_order().order_id, "txn-8", "success")  # back in stock, then revived: sold out
+    for step in ("queue_join", "queue_poll"):
+        edge(1)  # no room: opening one below starts it empty
+        edge(1, room=WaitingRoomSettings())
+        ticket = engine.queue_join(1)
+        lapsing = short.reserve(1, 1, admission=ticket.admission_token)  # sells out
+        sleep_past(lapsing.expires_at_ms)
+        engine.queue_join(1) if step == "queue_join" else engine.queue_poll(ticket.ticket)  # back in stock
+    edge(1)  # the room closed
+
+
 def test_every_script_writes_the_events_its_header_names_with_the_fields_engine_outbox_declares(
     real_redis: redis.Redis,
 ) -> None:
@@ -295,6 +374,7 @@ def test_every_script_writes_the_events_its_header_names_with_the_fields_engine_
     writes = Writes(real_redis, engine, short)
 
     every_script_once_each_way(engine, short)
+    every_stock_move(engine, short)
 
     assert set(writes.events) == set(NAMES), "a script the tour does not run"
     assert {script: writes.events[script] for script in NAMES} == {script: declared_writes(script) for script in NAMES}

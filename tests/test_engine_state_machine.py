@@ -133,6 +133,15 @@ class ModelProduct:
 
     # What the Lua prelude does, in plain Python.
 
+    def add_available(self, delta: int) -> None:
+        """Move ``available``; crossing 0 is a stock transition the outbox announces (no threshold here)."""
+        before, after = self.available, self.available + delta
+        self.available = after
+        if after == 0 and before > 0:
+            self.outbox.append(("product_stock", "sold_out", "0"))
+        elif before == 0 and after > 0:
+            self.outbox.append(("product_stock", "back_in_stock", str(after)))
+
     def unindex(self, h: ModelHold) -> None:
         """A hold leaves hold_exp when it stops being active; its queue entry stays until the queue's head pops it."""
         if h.index == "late":
@@ -141,14 +150,14 @@ class ModelProduct:
     def expire_hold(self, h: ModelHold) -> None:
         self.unindex(h)
         self.held -= h.qty
-        self.available += h.qty
+        self.add_available(h.qty)
         h.state = "expired"
         self.stats["expired"] += 1
         self.outbox.append(("hold_expired", h.hold_id, str(h.qty)))
 
     def cancel_order(self, o: ModelOrder, now: int, reason: str) -> None:
         self.pending -= o.qty
-        self.available += o.qty
+        self.add_available(o.qty)
         o.status, o.closed, o.reason = "cancelled", now, reason
         self.stats[{"expired": "order_expired", "payment_failed": "payment_failed"}.get(reason, "cancelled")] += 1
         self.outbox.append(o.event("order_cancelled"))
@@ -225,7 +234,11 @@ class Model:
         committed = prod.held + prod.pending + prod.sold
         if total < committed:
             return exc.StockBelowCommitted(p, total, committed)
-        prod.total, prod.available = total, total - committed
+        prod.total = total
+        if created:  # a new product put on sale is no transition; a restock or a cut is
+            prod.available = total - committed
+        else:
+            prod.add_available(total - committed - prod.available)
         prod.price, prod.limit, prod.starts, prod.ends = price, limit, starts, ends
         return StockChange(p, created, total, prod.available, prod.held, prod.pending, prod.sold)
 
@@ -250,7 +263,7 @@ class Model:
             h.index, prod.queued_until = "queue", h.expires
         else:
             h.index = "late"
-        prod.available -= qty
+        prod.add_available(-qty)
         prod.held += qty
         prod.stats["holds"] += 1
         if idem:
@@ -269,7 +282,7 @@ class Model:
             return exc.HoldExpired(hold_id, h.expires)
         if h.state == "active":
             prod.held -= h.qty
-            prod.available += h.qty
+            prod.add_available(h.qty)
             h.state = "released"
             prod.unindex(h)
             prod.stats["released"] += 1
@@ -327,7 +340,7 @@ class Model:
         elif result == "success" and o.reason == "expired" and prod.available >= o.qty:
             # expired unpaid, its units still on sale: revived, paid after all
             applied = revived = True
-            prod.available -= o.qty
+            prod.add_available(-o.qty)
             prod.sold += o.qty
             o.status, o.closed, o.txn, o.reason, o.revived = "paid", now, txn, None, True
             prod.stats["revived"] += 1
@@ -394,6 +407,8 @@ def describe(event: OutboxEvent) -> Event:
     f = event.fields
     if event.event == "hold_expired":
         return ("hold_expired", f["hold_id"], f["quantity"])
+    if event.event == "product_stock":
+        return ("product_stock", f["kind"], f["available"])
     described = (event.event, f["order_id"], f["status"], f["note"])
     if event.event == "payment":
         described += (f["transaction_id"], f["result"], f["applied"], f["refund_required"])

@@ -67,6 +67,7 @@ async def put(request: Request) -> Response:
         waiting_room=bool(body.waiting_room),
         admit_per_second=body.admit_per_second,
         admission_ttl_seconds=body.admission_ttl_seconds or DEFAULT_ADMISSION_TTL_SECONDS,
+        low_stock_threshold=body.low_stock_threshold or 0,
     )
     try:
         product, created = await threadpool.call(put_product, services.admin_engine, services.db, spec)

@@ -15,9 +15,10 @@
 --   KEYS[8]  idem       hash    idempotency key scoped to its caller (a digest) -> hold ulid
 --   KEYS[9]  tombs      zset    "h:<ulid>" "o:<ulid>" "t:<txn>" "i:<key>", score = purge at ms
 --   KEYS[10] outbox     stream  events PostgreSQL must learn. Their names and fields (in order) are engine/outbox.py's
---                               `FIELDS`: `emit` writes the order events, `expire_hold` hold_expired. Each script's
---                               `-- outbox:` line names the events it writes; tests/test_engine_outbox.py runs every
---                               script and holds the entries, and those lines, to both.
+--                               `FIELDS`: `emit` writes the order events, `expire_hold` hold_expired, `stock_moved`
+--                               product_stock. Each script's `-- outbox:` line names the events it writes;
+--                               tests/test_engine_outbox.py runs every script and holds the entries, and those
+--                               lines, to both.
 --   KEYS[11] hold_queue list    hold ulids in expiry order (a hold expiring no earlier than the last one
 --                               queued); released or converted ones stay until they reach the head
 -- The waiting room (docs/waiting-room.md), empty unless the product opted in:
@@ -125,6 +126,28 @@ local function uncommit(customer, qty)
   end
 end
 
+-- The product's stock transitions, for the merchant (event product_stock, `kind`): sold_out (available
+-- reached 0), back_in_stock (it left 0), low_stock (it fell below the product's `low` threshold, still above
+-- 0). Every change of `available` goes through add_available, so each transition is written exactly once.
+local function stock_moved(before, after, now)
+  if before == after then return end
+  local low = counter('low')
+  local kind = nil
+  if after == 0 and before > 0 then kind = 'sold_out'
+  elseif before == 0 and after > 0 then kind = 'back_in_stock'
+  elseif low > 0 and after < low and before >= low then kind = 'low_stock' end
+  if kind then
+    redis.call('XADD', K_OUTBOX, '*', 'event', 'product_stock', 'at', now, 'product_id', PRODUCT_ID,
+      'kind', kind, 'available', after, 'threshold', low)
+  end
+end
+
+local function add_available(delta, now)
+  local after = redis.call('HINCRBY', K_PRODUCT, 'available', delta)
+  stock_moved(after - delta, after, now)
+  return after
+end
+
 -- Append an order event (order_created, order_paid, order_cancelled, payment), carrying the whole order
 -- (engine/outbox.py `ORDER`) so that events may be applied in any order; a payment's own fields come in `extra`.
 local function emit(event, ulid, o, now, extra)
@@ -142,7 +165,7 @@ end
 -- An active hold past its expiry: its units go back to available.
 local function expire_hold(ulid, h, now)
   redis.call('HINCRBY', K_PRODUCT, 'held', -h.qty)
-  redis.call('HINCRBY', K_PRODUCT, 'available', h.qty)
+  add_available(h.qty, now)
   uncommit(h.customer, h.qty)
   h.state = 'x'
   write_hold(ulid, h)
@@ -163,7 +186,7 @@ end
 -- Move a pending order to cancelled and give its units back.
 local function cancel_order(ulid, o, now, reason)
   redis.call('HINCRBY', K_PRODUCT, 'pending', -o.qty)
-  redis.call('HINCRBY', K_PRODUCT, 'available', o.qty)
+  add_available(o.qty, now)
   uncommit(o.customer, o.qty)
   o.state, o.closed, o.note = 'c', now, reason
   write_order(ulid, o)
@@ -550,7 +573,7 @@ local function reserve_one(state, now, batch, qty, ulid, ttl, customer, idem, le
   end
 
   local h = { state = 'a', qty = qty, expires = now + ttl, order = '', customer = customer }
-  redis.call('HINCRBY', K_PRODUCT, 'available', -qty)
+  add_available(-qty, now)
   redis.call('HINCRBY', K_PRODUCT, 'held', qty)
   if customer ~= '' then redis.call('HINCRBY', K_CUSTOMERS, customer, qty) end
   write_hold(ulid, h)

@@ -1,6 +1,6 @@
 -- cancel: cancel a pending order and give its units back. Cancelling twice has one effect.
 -- KEYS: the product's sixteen keys (see _prelude.lua).
--- outbox: order_cancelled
+-- outbox: order_cancelled, product_stock
 -- ARGV[1] order ulid   ARGV[2] reason ('cancelled')   ARGV[3] owner: the verified buyer asking ('' for anyone)
 -- returns {'ok' | 'unchanged', <order reply>...} | {'order_not_found'} (also: not the owner's)
 --       | {'order_not_pending', status}

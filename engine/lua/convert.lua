@@ -1,6 +1,6 @@
 -- convert: turn an active, unexpired hold into a pending order, exactly once.
 -- KEYS: the product's sixteen keys (see _prelude.lua).
--- outbox: order_created, hold_expired, order_cancelled
+-- outbox: order_created, hold_expired, order_cancelled, product_stock
 -- ARGV[1] hold ulid   ARGV[2] order ulid   ARGV[3] order ttl ms   ARGV[4] owner: the verified buyer ('' for anyone)
 -- returns {'ok', order ulid, hold ulid, qty, amount, status, created, expires, closed, note, customer}
 --         (the same order ulid again replays the first result, with the order's current status)

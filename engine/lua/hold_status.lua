@@ -1,6 +1,6 @@
 -- hold_status: read one hold, expiring it first if it is overdue.
 -- KEYS: the product's sixteen keys (see _prelude.lua).
--- outbox: hold_expired
+-- outbox: hold_expired, product_stock
 -- ARGV[1] hold ulid   ARGV[2] owner: the verified buyer asking ('' for anyone)
 -- returns {'ok', ulid, qty, expires_ms, state, order, customer} | {'hold_not_found'} (also: not the owner's)
 local ulid = ARGV[1]

@@ -1,6 +1,6 @@
 -- order_status: read one order, cancelling it first if it is pending past its expiry.
 -- KEYS: the product's sixteen keys (see _prelude.lua).
--- outbox: order_cancelled
+-- outbox: order_cancelled, product_stock
 -- ARGV[1] order ulid   ARGV[2] owner: the verified buyer asking ('' for anyone)
 -- returns {'ok', <order reply>...} | {'order_not_found'} (also: not the owner's)
 local ulid = ARGV[1]

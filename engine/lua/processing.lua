@@ -1,7 +1,7 @@
 -- processing: a payment is under way (3-D Secure, a bank app): a pending order's expiry moves, once, to
 -- `grace` after now, so that the order waits for the payment's result. Its units stay pending.
 -- KEYS: the product's eleven keys (see _prelude.lua).
--- outbox: payment_processing, order_cancelled
+-- outbox: payment_processing, order_cancelled, product_stock
 -- ARGV[1] order ulid   ARGV[2] transaction id   ARGV[3] grace ms
 -- returns {'extended' | 'duplicate' | 'unchanged', <order reply>...} | {'order_not_found'}
 --   extended   the order's expiry moved (the first `processing` of the order)

@@ -2,7 +2,7 @@
 -- Before the sale starts, the ticket's place is its draw key (a hash of the room's secret seed and its number);
 -- after it, its place is its number: first come, first served, in the order Redis ran the joins.
 -- KEYS: the product's sixteen keys (see _prelude.lua).
--- outbox: hold_expired, order_cancelled
+-- outbox: hold_expired, order_cancelled, product_stock
 -- ARGV[1] ticket secret (8 bytes)   ARGV[2] admission token secret (8 bytes)
 -- ARGV[3] buyer ('' for none: every join is a new ticket; else the buyer's ticket, while not left or expired)
 -- ARGV[4] reap batch size

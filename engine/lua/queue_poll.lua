@@ -2,7 +2,7 @@
 -- dropped), and moves the room on: lapsed holds give their units back, lapsed admissions expire, and the next
 -- waiters are admitted to what can be sold.
 -- KEYS: the product's sixteen keys (see _prelude.lua).
--- outbox: hold_expired, order_cancelled
+-- outbox: hold_expired, order_cancelled, product_stock
 -- ARGV[1] ticket number   ARGV[2] ticket secret (8 bytes)   ARGV[3] reap batch size
 -- ARGV[4] the verified buyer asking ('' for anyone): a buyer's ticket answers its own buyer only
 -- returns ticket_view('ok', 0, ...) (see _prelude.lua) | {'ticket_not_found'} (also: another buyer's)

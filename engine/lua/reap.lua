@@ -1,6 +1,6 @@
 -- reap: expire overdue holds and unpaid orders of one product, and forget old tombstones.
 -- KEYS: the product's sixteen keys (see _prelude.lua).
--- outbox: hold_expired, order_cancelled
+-- outbox: hold_expired, order_cancelled, product_stock
 -- ARGV[1] batch size (per kind)
 -- returns {holds expired, orders expired, units returned, tombstones pruned, overdue left}
 local batch = tonumber(ARGV[1])

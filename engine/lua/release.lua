@@ -1,6 +1,6 @@
 -- release: give an active hold back before it expires. Releasing twice has one effect.
 -- KEYS: the product's sixteen keys (see _prelude.lua).
--- outbox: hold_expired
+-- outbox: hold_expired, product_stock
 -- ARGV[1] hold ulid   ARGV[2] owner: the verified buyer asking ('' for anyone)
 -- returns {'ok', ulid, qty, expires_ms, state, order, customer}
 --       | {'hold_not_found'} (also: not the owner's) | {'hold_expired', expires_ms} | {'hold_already_used', order ulid}
@@ -18,7 +18,7 @@ if h.state == 'a' then
     return { 'hold_expired', h.expires }
   end
   redis.call('HINCRBY', K_PRODUCT, 'held', -h.qty)
-  redis.call('HINCRBY', K_PRODUCT, 'available', h.qty)
+  add_available(h.qty, now)
   uncommit(h.customer, h.qty)
   h.state = 'r'
   write_hold(ulid, h)

@@ -1,6 +1,6 @@
 -- reserve: take `qty` units of one product into a new hold that lapses by itself.
 -- KEYS: the product's sixteen keys (see _prelude.lua).
--- outbox: hold_expired, order_cancelled
+-- outbox: hold_expired, order_cancelled, product_stock
 -- ARGV[1] qty   ARGV[2] hold ulid   ARGV[3] hold ttl ms   ARGV[4] customer id ('' for none)
 -- ARGV[5] idempotency key scoped to the caller ('' for none: see calls.scoped_idempotency_key)
 -- ARGV[6] the idempotency key as given (entries written before keys were scoped)   ARGV[7] reap batch size

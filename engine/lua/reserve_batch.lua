@@ -1,7 +1,7 @@
 -- reserve_batch: the reserves of one or more products in one call, each answered as if made one after another.
 -- The API coalesces concurrent holds into one of these: one round trip, one script call, one reaping pass per product.
 -- KEYS: each product's sixteen keys (see _prelude.lua), product after product; on Redis Cluster all in one hash slot.
--- outbox: hold_expired, order_cancelled
+-- outbox: hold_expired, order_cancelled, product_stock
 -- ARGV[1] hold ttl ms   ARGV[2] reap batch size   ARGV[3] m, the number of products; then for each product, in
 --   the order of KEYS: its number of reserves n, then n groups of six:
 --   qty, hold ulid, customer id ('' for none), scoped idempotency key ('' for none), the key as given,

@@ -1,6 +1,6 @@
 -- settle: apply one payment result to an order, at most once per transaction id.
 -- KEYS: the product's sixteen keys (see _prelude.lua).
--- outbox: order_paid, order_revived, payment, order_cancelled
+-- outbox: order_paid, order_revived, payment, order_cancelled, product_stock
 -- ARGV[1] order ulid   ARGV[2] transaction id   ARGV[3] 'success' | 'failed'   ARGV[4] raw payload
 -- returns {'applied' | 'revived' | 'not_applied' | 'duplicate', applied (0/1), refund_required (0/1), <order reply>...}
 --       | {'order_not_found'} | {'duplicate_forgotten', applied, order ulid} (the order is no longer kept)
@@ -59,7 +59,7 @@ if o.state == 'p' then
 elseif result == 'success' and o.state == 'c' and o.note == 'expired' and counter('available') >= o.qty then
   -- A success after the order expired unpaid, its units still on sale: take them again, the order is paid.
   applied, revived = 1, true
-  redis.call('HINCRBY', K_PRODUCT, 'available', -o.qty)
+  add_available(-o.qty, now)
   redis.call('HINCRBY', K_PRODUCT, 'sold', o.qty)
   if o.customer ~= '' then redis.call('HINCRBY', K_CUSTOMERS, o.customer, o.qty) end
   o.state, o.closed, o.note = 'v', now, txn

@@ -2,7 +2,7 @@
 -- Overdue holds and orders are reaped first (in batches), so expired units already count as available;
 -- old tombstones are pruned in one bounded batch, as reserve and reap do.
 -- KEYS: the product's sixteen keys (see _prelude.lua).
--- outbox: hold_expired, order_cancelled
+-- outbox: hold_expired, order_cancelled, product_stock
 -- ARGV[1] reap batch size
 -- returns {'ok', total, available, held, pending, sold, price, limit, starts, ends, now, outbox length,
 --          waiting room (0/1), its rate cap, its admission ttl ms}

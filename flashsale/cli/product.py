@@ -64,6 +64,13 @@ def product() -> None:
     help="Sale opens (RFC 3339, e.g. 2026-11-28T12:00:00Z); default: open.",
 )
 @click.option("--ends-at", callback=moment, metavar="RFC3339", help="Sale closes (RFC 3339); default: never.")
+@click.option(
+    "--low-stock-threshold",
+    type=click.IntRange(0, MAX_STOCK),
+    default=0,
+    show_default=True,
+    help="Below it (and above 0), the merchant hears product.low_stock; 0 means never.",
+)
 @json_option
 def set_product(
     product_id: int,
@@ -73,6 +80,7 @@ def set_product(
     max_per_customer: int,
     starts_at: datetime | None,
     ends_at: datetime | None,
+    low_stock_threshold: int,
     as_json: bool,
 ) -> None:
     """Create or change product ID, in the database and in the engine at once.
@@ -84,7 +92,16 @@ def set_product(
     running the same command again makes both agree).
     """
     settings = operator_settings()
-    spec = ProductSpec(product_id, name, price_cents, stock, max_per_customer, starts_at, ends_at)
+    spec = ProductSpec(
+        product_id,
+        name,
+        price_cents,
+        stock,
+        max_per_customer,
+        starts_at,
+        ends_at,
+        low_stock_threshold=low_stock_threshold,
+    )
     with backends(settings) as (engine, db):
         try:
             saved = save(engine, db, spec)
