@@ -269,10 +269,10 @@ async def test_a_bug_is_a_logged_500_problem(api_settings: Any, real_redis: redi
 
 
 async def test_metrics_count_engine_events_and_time_requests(client: httpx.AsyncClient, engine_sync: Engine) -> None:
-    engine_sync.set_stock(5, 2)
+    engine_sync.set_stock(5, 3)  # never sold out: a stock transition would wait in the outbox
     await hold(client, 5)
     await hold(client, 5)
-    await client.post("/api/holds", json={"product_id": 5, "quantity": 1})
+    await client.post("/api/holds", json={"product_id": 5, "quantity": 2})
 
     response = await client.get("/metrics")
 
