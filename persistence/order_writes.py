@@ -131,9 +131,19 @@ def stock_event(event: OutboxEvent) -> merchant.MerchantEvent:
     return merchant.for_stock(move.product_id, event.id, move.kind, move.available, move.threshold, at)
 
 
+_STATUS_RANK = {"pending": 0, "cancelled": 1, "paid": 2}
+"""How far each status is along the order's path: paid beats cancelled, as only a revival follows a cancel."""
+
+
+def _advance(row: dict[str, Any]) -> tuple[int, datetime, bool]:
+    return _STATUS_RANK[row["status"]], row["updated_at"], row["revived"]
+
+
 def _later(new: dict[str, Any], old: dict[str, Any]) -> bool:
-    """Whether ``new`` is a more advanced snapshot of the same order: a final status beats pending."""
-    return (new["status"] != "pending", new["updated_at"]) > (old["status"] != "pending", old["updated_at"])
+    """Whether ``new`` is a more advanced snapshot of the same order: a final status beats pending, paid beats
+    cancelled (settle cancels an expired order and revives it in one script, both at the same millisecond), and
+    a snapshot that says ``revived`` beats the same order paid without the flag (the ``payment`` event's)."""
+    return _advance(new) > _advance(old)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from engine.types import OutboxEvent
 from persistence.exceptions import MalformedEvent
 from persistence.order_reads import get_order, get_payment
 from persistence.order_writes import apply_events, batch_rows
+from tests.support.clock import clocked_engine
 from tests.support.database import count_rows
 from tests.support.sales import add_product
 
@@ -323,3 +324,23 @@ def test_engine_events_round_trip_every_field(real_engine: Engine, db: sa.Engine
     assert record.hold_id == hold.hold_id
     assert (record.quantity, record.amount_cents, record.customer_id) == (3, 750, "bob")
     assert record.closed_at_ms is not None
+
+
+def test_a_success_just_after_expiry_is_stored_revived_when_the_whole_sequence_drains_in_one_batch(
+    db: sa.Engine,
+) -> None:
+    # settle finds the order expired but not yet reaped: in one script it cancels it (expired) and revives it,
+    # both events at the same Redis millisecond, then the payment event; the drain reads all three at once.
+    with clocked_engine(order_ttl_ms=60_000) as (engine, clock):
+        add_product(engine, db, 7, stock=10)
+        order = engine.convert(engine.reserve(7, 2, customer_id="ann").hold_id)
+        clock.advance(60_001)
+        settlement = engine.settle(order.order_id, "txn-late", "success")
+        assert (settlement.applied, settlement.revived) == (True, True)
+        events = engine.read_outbox(7)
+        assert [e.event for e in events][-3:] == ["order_cancelled", "order_revived", "payment"]
+        apply_events(db, events)
+
+    record = get_order(db, order.order_id)
+    assert record is not None
+    assert (record.status, record.transaction_id, record.revived) == ("paid", "txn-late", True)
