@@ -75,9 +75,34 @@ def cluster_url(cluster_servers: list[RedisServer]) -> str:
     return cluster_servers[0].url
 
 
+@pytest.fixture(scope="session")
+def own_redis_url() -> Iterator[str]:
+    """A private redis-server of this test process, started on first use, for the tests marked ``server_wide``."""
+    try:
+        server = redis_server()
+        url = server.__enter__().url
+    except Exception as error:  # a missing binary or a port race: reported, never hidden in CI
+        unavailable(f"could not start a private redis-server: {error}")
+        return
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)
+
+
 @pytest.fixture
-def real_redis(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
+def real_redis_url(request: pytest.FixtureRequest) -> str:
+    """The real Redis of this test: ``redis_url``, shared by every test process of the run, or, for a test
+    marked ``server_wide``, ``own_redis_url``. What such a test changes holds for every database of a server
+    (SCRIPT FLUSH): on the shared server it would reach the tests other processes run meanwhile (a call
+    queued before the flush meets NOSCRIPT after it, and never runs)."""
+    server_wide = request.node.get_closest_marker("server_wide") is not None
+    return str(request.getfixturevalue("own_redis_url" if server_wide else "redis_url"))
+
+
+@pytest.fixture
+def real_redis(real_redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(real_redis_url)
     client.flushdb()
     yield client
     client.flushdb()

@@ -34,7 +34,7 @@ def async_clients(request: pytest.FixtureRequest) -> Iterator[ClientFactory]:
         yield lambda: fakeredis.FakeAsyncRedis(server=server)
     elif request.param == "redis":
         request.getfixturevalue("real_redis")  # flushed before and after
-        url = request.getfixturevalue("redis_url")
+        url = request.getfixturevalue("real_redis_url")
         yield lambda: connect_async(url)
     else:
         url = request.getfixturevalue("cluster_url")
@@ -150,6 +150,7 @@ def test_async_engine_sees_holds_expire(async_clients: ClientFactory) -> None:
     run(async_clients, scenario, hold_ttl_ms=150)
 
 
+@pytest.mark.server_wide
 def test_async_engine_keeps_working_after_script_flush(async_clients: ClientFactory) -> None:
     async def scenario(engine: AsyncEngine) -> None:
         await engine.set_stock(1, 3)

@@ -112,9 +112,10 @@ def test_engine_refusals_in_a_shared_trip_reach_only_their_caller(async_clients:
     asyncio.run(main())
 
 
-def test_calls_queued_after_a_script_flush_load_their_script_again(real_redis: Any, redis_url: str) -> None:
+@pytest.mark.server_wide
+def test_calls_queued_after_a_script_flush_load_their_script_again(real_redis: Any, real_redis_url: str) -> None:
     async def main() -> None:
-        client = connect_async(redis_url)
+        client = connect_async(real_redis_url)
         engine = AsyncEngine(client)
         for product_id in range(1, 21):
             await engine.set_stock(product_id, 5)

@@ -294,6 +294,7 @@ def test_every_key_of_a_room_carries_the_product_hash_tag(engine: Engine) -> Non
     assert [k.split("}")[0] for k in room] == [f"fs:{{{P}"] * 5
 
 
+@pytest.mark.server_wide
 def test_the_room_works_again_after_a_script_flush(engine: Engine) -> None:
     open_room(engine, 1)
     engine.queue_join(P)

@@ -24,13 +24,10 @@ def join_many(engine: Engine, client: redis.Redis, n: int, chunk: int = 2000) ->
     tickets: list[Ticket] = []
     for start in range(0, n, chunk):
         batch = [calls.queue_join(P) for _ in range(min(chunk, n - start))]
-        while batch:  # a SCRIPT FLUSH by another test on the server fails the calls after it: send those again
-            pipe: Any = client.pipeline(transaction=False)
-            for call in batch:
-                script(keys=call.keys, args=call.args, client=pipe)
-            replies = pipe.execute(raise_on_error=False)
-            tickets += [c.decode(r) for c, r in zip(batch, replies, strict=True) if not isinstance(r, Exception)]
-            batch = [c for c, r in zip(batch, replies, strict=True) if isinstance(r, redis.exceptions.NoScriptError)]
+        pipe: Any = client.pipeline(transaction=False)
+        for call in batch:
+            script(keys=call.keys, args=call.args, client=pipe)
+        tickets += [c.decode(r) for c, r in zip(batch, pipe.execute(), strict=True)]
     return sorted(tickets, key=lambda t: t.number)
 
 

@@ -98,6 +98,7 @@ def loaded_where_product_1_lives(redis_client: Any, sha: str) -> bool:
     return bool(redis_client.script_exists(sha) == [True])
 
 
+@pytest.mark.server_wide
 def test_the_engine_keeps_working_after_script_flush(engine: Engine, redis_client: Any) -> None:
     engine.set_stock(1, 10)
     hold = engine.reserve(1, 2)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import redis
 
 from tests.support.isolation import (
@@ -80,3 +81,16 @@ def test_only_databases_of_dead_runs_are_stale() -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
     names.append(f"flashsale_test_{dead.stdout.decode().strip()}")
     assert stale_database_names(names) == [names[-1]]  # pid 1 and this run are alive; the others are not ours
+
+
+@pytest.mark.server_wide
+def test_a_server_wide_test_flushes_the_scripts_of_its_own_server_not_the_shared_one(
+    real_redis: redis.Redis, redis_url: str
+) -> None:
+    shared = redis.Redis.from_url(redis_url)
+    sha = shared.script_load("return 1")
+
+    real_redis.script_flush()
+
+    assert shared.script_exists(sha) == [True], "another process's test would meet NOSCRIPT"
+    shared.close()
