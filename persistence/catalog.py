@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,8 +66,10 @@ class ProductSpec:
     max_per_customer: int = 0
     sale_starts_at: datetime | None = None
     sale_ends_at: datetime | None = None
-    waiting_room: bool = False
-    """Holds need an admission from the product's waiting room (docs/waiting-room.md)."""
+    waiting_room: bool | None = False
+    """Holds need an admission from the product's waiting room (docs/waiting-room.md). None: the room stays as the
+    catalog has it, on or off, with its rate and TTL (``admit_per_second`` and ``admission_ttl_seconds`` are then
+    ignored); a new product has none."""
     admit_per_second: int | None = None
     admission_ttl_seconds: int = DEFAULT_ADMISSION_TTL_SECONDS
     low_stock_threshold: int = 0
@@ -98,8 +100,8 @@ def validate(spec: ProductSpec) -> ProductSpec:
     _integer(spec, "max_per_customer", 0, MAX_PER_CUSTOMER)
     _integer(spec, "low_stock_threshold", 0, MAX_STOCK)
     starts, ends = check_sale_window(spec.sale_starts_at, spec.sale_ends_at)
-    if not isinstance(spec.waiting_room, bool):
-        raise ValueError(f"waiting_room: must be true or false, got {spec.waiting_room!r}")
+    if spec.waiting_room is not None and not isinstance(spec.waiting_room, bool):
+        raise ValueError(f"waiting_room: must be true, false or None, got {spec.waiting_room!r}")
     if spec.admit_per_second is not None:
         _integer(spec, "admit_per_second", 1, MAX_ADMIT_PER_SECOND)
     _integer(spec, "admission_ttl_seconds", 1, MAX_ADMISSION_TTL_SECONDS)
@@ -172,6 +174,20 @@ def _set_engine(engine: Engine, settings: ProductSpec | Product) -> None:
         ends_at_ms=opt_to_ms(settings.sale_ends_at),
         waiting_room=room_settings(settings),
         low_stock_threshold=settings.low_stock_threshold,
+    )
+
+
+def _room_kept(spec: ProductSpec, previous: sa.RowMapping | None) -> ProductSpec:
+    """The spec with its waiting room resolved: a spec that leaves it as it is takes the catalog row's."""
+    if spec.waiting_room is not None:
+        return spec
+    if previous is None:
+        return replace(spec, waiting_room=False)
+    return replace(
+        spec,
+        waiting_room=previous["waiting_room"],
+        admit_per_second=previous["admit_per_second"],
+        admission_ttl_seconds=previous["admission_ttl_seconds"],
     )
 
 
@@ -377,6 +393,7 @@ def put_product(engine: Engine, db: sa.Engine, spec: ProductSpec) -> tuple[Produ
     first so that the engine never sells a product the catalog lacks, is deleted), and its error raised.
     The commit fails after the engine took the change: the engine is set back, ``CatalogWriteFailed``.
     Whatever cannot be undone raises ``ProductPutIncomplete``; putting the same spec again converges both.
+    A spec whose ``waiting_room`` is None keeps the room the row has when it is written.
     """
     spec = validate(spec)
     _engine_accepts(engine, spec)
@@ -385,12 +402,13 @@ def put_product(engine: Engine, db: sa.Engine, spec: ProductSpec) -> tuple[Produ
         with _catalog_step(spec.id):
             previous = _read_row(db, spec.id)
             fresh = previous is None
+            target = _room_kept(spec, previous)  # the row's version check makes keeping its room atomic
             if previous is None:
-                previous = _insert_row(db, spec)
+                previous = _insert_row(db, target)
                 if previous is None:
                     continue  # another put created it first: change that row
                 created = True
-        saved = _put_locked(engine, db, spec, previous, fresh=fresh)
+        saved = _put_locked(engine, db, target, previous, fresh=fresh)
         if saved is not None:
             return _product(saved), created
     raise CatalogWriteFailed(spec.id, f"other puts changed it {PUT_ATTEMPTS} times in a row")

@@ -55,6 +55,19 @@ async def test_put_creates_a_product_in_the_database_and_the_engine(
     assert (snapshot.total, snapshot.price_cents, snapshot.max_per_customer) == (100, 1999, 2)
 
 
+async def test_a_put_replaces_every_field_so_one_without_waiting_room_closes_the_room(
+    client: httpx.AsyncClient, engine_sync: Engine
+) -> None:
+    opened = await client.put("/api/admin/products/7", json={**WIDGET, "waiting_room": True}, headers=ADMIN)
+    assert opened.json()["waiting_room"] is True
+
+    response = await client.put("/api/admin/products/7", json={**WIDGET, "stock": 120}, headers=ADMIN)
+
+    assert response.status_code == 200
+    assert response.json()["waiting_room"] is False
+    assert engine_sync.snapshot(7).waiting_room is False
+
+
 async def test_put_again_updates_with_200(client: httpx.AsyncClient, engine_sync: Engine, db: sa.Engine) -> None:
     await client.put("/api/admin/products/7", json=WIDGET, headers=ADMIN)
     await hold(client, 7, 30)

@@ -194,3 +194,50 @@ def test_product_set_of_a_new_product_whose_engine_went_down_says_so_and_converg
     assert stores(operator.engine, operator.db) == (("Big lamp", 20, 2999), None)
     assert _set(operator, {**LAMP, **CHANGE}).exit_code == 0
     assert stores(operator.engine, operator.db) == NEW
+
+
+def test_product_set_without_a_waiting_room_option_keeps_an_open_room_its_settings_and_tickets(
+    operator: Operator,
+) -> None:
+    opened = operator.run(
+        "product", "set", "7", *SNEAKER, "--waiting-room", "--admit-per-second", "5", "--admission-ttl-seconds", "30"
+    )
+    assert opened.exit_code == 0, opened.output
+    ticket = operator.engine.queue_join(7)
+
+    result = operator.run("product", "set", "7", "--name", "Sneaker", "--price-cents", "12900", "--stock", "20")
+
+    assert result.exit_code == 0, result.output
+    snap = operator.engine.snapshot(7)
+    assert (snap.total, snap.waiting_room, snap.admit_per_second, snap.admission_ttl_ms) == (20, True, 5, 30_000)
+    assert operator.engine.queue_poll(ticket.ticket).ticket == ticket.ticket
+    saved = get_product(operator.db, 7)
+    assert saved is not None
+    assert (saved.stock, saved.waiting_room, saved.admit_per_second, saved.admission_ttl_seconds) == (20, True, 5, 30)
+
+
+def test_product_set_no_waiting_room_closes_the_room(operator: Operator) -> None:
+    operator.run("product", "set", "7", *SNEAKER, "--waiting-room")
+
+    result = operator.run("product", "set", "7", *SNEAKER, "--no-waiting-room")
+
+    assert result.exit_code == 0, result.output
+    assert operator.engine.snapshot(7).waiting_room is False
+    saved = get_product(operator.db, 7)
+    assert saved is not None
+    assert saved.waiting_room is False
+
+
+def test_product_set_of_a_new_product_opens_no_waiting_room_unless_asked(operator: Operator) -> None:
+    result = operator.run("product", "set", "7", *SNEAKER)
+
+    assert result.exit_code == 0, result.output
+    assert operator.engine.snapshot(7).waiting_room is False
+
+
+def test_product_set_refuses_room_settings_without_the_room(operator: Operator) -> None:
+    result = operator.run("product", "set", "7", *SNEAKER, "--admit-per-second", "5")
+
+    assert result.exit_code == 2
+    assert "--waiting-room" in result.stderr
+    assert get_product(operator.db, 7) is None

@@ -37,6 +37,28 @@ def test_put_product_creates_the_product_in_both_stores(real_engine: Engine, db:
     assert snap.starts_at_ms == int(START.timestamp() * 1000)
 
 
+def test_a_put_that_leaves_the_waiting_room_as_it_is_keeps_the_rows_room(real_engine: Engine, db: sa.Engine) -> None:
+    put_product(real_engine, db, spec(waiting_room=True, admit_per_second=7, admission_ttl_seconds=20))
+
+    product, _ = put_product(real_engine, db, spec(stock=60, waiting_room=None, admit_per_second=1))
+
+    assert (product.stock, product.waiting_room, product.admit_per_second, product.admission_ttl_seconds) == (
+        60,
+        True,
+        7,
+        20,
+    )
+    snap = real_engine.snapshot(3)
+    assert (snap.total, snap.waiting_room, snap.admit_per_second, snap.admission_ttl_ms) == (60, True, 7, 20_000)
+
+
+def test_a_new_product_that_leaves_the_waiting_room_as_it_is_has_none(real_engine: Engine, db: sa.Engine) -> None:
+    product, _ = put_product(real_engine, db, spec(waiting_room=None))
+
+    assert product.waiting_room is False
+    assert real_engine.snapshot(3).waiting_room is False
+
+
 def test_putting_it_again_updates_and_reports_not_created(real_engine: Engine, db: sa.Engine) -> None:
     first, _ = put_product(real_engine, db, spec())
     second, created = put_product(real_engine, db, spec(name="Big lamp", stock=80))

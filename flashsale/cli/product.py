@@ -12,7 +12,14 @@ from api.times import iso_datetime, parse_sale_bound
 from engine import Engine
 from engine.exceptions import ProductNotFound, StockBelowCommitted
 from engine.ids import MAX_PRODUCT_ID
-from engine.product_rules import MAX_PER_CUSTOMER, MAX_PRICE_CENTS, MAX_STOCK
+from engine.product_rules import (
+    DEFAULT_ADMISSION_TTL_SECONDS,
+    MAX_ADMISSION_TTL_SECONDS,
+    MAX_ADMIT_PER_SECOND,
+    MAX_PER_CUSTOMER,
+    MAX_PRICE_CENTS,
+    MAX_STOCK,
+)
 from flashsale import demo_sale
 from flashsale.cli.connections import backends, operator_settings
 from flashsale.cli.output import ERROR, FAILED, OK, console, fail, json_option, print_json, progress
@@ -71,6 +78,21 @@ def product() -> None:
     show_default=True,
     help="Below it (and above 0), the merchant hears product.low_stock; 0 means never.",
 )
+@click.option(
+    "--waiting-room/--no-waiting-room",
+    default=None,
+    help="Open (or keep open) the product's waiting room, or close it; left out, the room stays as it is.",
+)
+@click.option(
+    "--admit-per-second",
+    type=click.IntRange(1, MAX_ADMIT_PER_SECOND),
+    help="With --waiting-room: admissions a second at most; default: no cap.",
+)
+@click.option(
+    "--admission-ttl-seconds",
+    type=click.IntRange(1, MAX_ADMISSION_TTL_SECONDS),
+    help=f"With --waiting-room: how long an admission waits for its hold; default: {DEFAULT_ADMISSION_TTL_SECONDS}.",
+)
 @json_option
 def set_product(
     product_id: int,
@@ -81,16 +103,23 @@ def set_product(
     starts_at: datetime | None,
     ends_at: datetime | None,
     low_stock_threshold: int,
+    waiting_room: bool | None,
+    admit_per_second: int | None,
+    admission_ttl_seconds: int | None,
     as_json: bool,
 ) -> None:
     """Create or change product ID, in the database and in the engine at once.
 
-    Like PUT /api/admin/products/ID, every field is set: an option left out takes its default.
+    Like PUT /api/admin/products/ID, every field is set: an option left out takes its default. The waiting room
+    is the exception: without --waiting-room or --no-waiting-room it stays as it is, on or off, with its rate and
+    TTL (a new product has none), so that changing the stock never closes an open room.
     A stock below the units already held, pending or sold is refused (stock_below_committed, exit 1),
     and then nothing changes anywhere. Either store failing changes neither (exit 2: Redis or the
     database unavailable, catalog_write_failed; product_put_incomplete says what was left, and
     running the same command again makes both agree).
     """
+    if not waiting_room and (admit_per_second is not None or admission_ttl_seconds is not None):
+        raise click.UsageError("--admit-per-second and --admission-ttl-seconds set the room --waiting-room opens")
     settings = operator_settings()
     spec = ProductSpec(
         product_id,
@@ -100,6 +129,9 @@ def set_product(
         max_per_customer,
         starts_at,
         ends_at,
+        waiting_room=waiting_room,
+        admit_per_second=admit_per_second,
+        admission_ttl_seconds=admission_ttl_seconds or DEFAULT_ADMISSION_TTL_SECONDS,
         low_stock_threshold=low_stock_threshold,
     )
     with backends(settings) as (engine, db):
