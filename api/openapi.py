@@ -616,16 +616,19 @@ def _paths() -> dict[str, Any]:
                 "summary": "The simulated payment provider: pay (or fail) a pending order by a signed webhook",
                 "description": (
                     "Off unless FLASHSALE_DEMO_PROVIDER=1 (`flashsale up` sets it). About a second after the 202, "
-                    "the provider calls POST /api/payments/webhook on this server, signed with the webhook secret."
+                    "the provider calls POST /api/payments/webhook on this server, signed with the webhook secret. "
+                    "With buyer tokens on, it pays only the token's buyer's orders."
                 ),
                 "operationId": "demoPayment",
                 "tags": ["demo"],
+                "security": BUYER_SECURITY,
                 "requestBody": _body(bodies.DemoPaymentRequest),
                 "responses": {
                     "202": _ok("The provider will send the webhook", ref(bodies.DemoPayment)),
                     "400": INVALID_JSON,
+                    "401": BUYER_TOKEN,
                     "403": _problem("The simulated provider is off on this server", "demo_provider_disabled"),
-                    "404": _problem("No such order", "order_not_found"),
+                    "404": _problem("No such order (or another buyer's)", "order_not_found"),
                     "409": _problem("The order is paid or cancelled", "order_not_pending"),
                     "413": TOO_LARGE,
                     "422": INVALID,

@@ -25,7 +25,7 @@ from shared import signing
 from shared.webhook import WEBHOOK_PATH
 from tests.support.api import WEBHOOK_SECRET, assert_problem, make_settings, order, serve, signed
 from tests.support.browser import live_server, serve_in_thread
-from tests.support.buyers import JWT_ENV
+from tests.support.buyers import JWT_ENV, bearer
 
 pytestmark = pytest.mark.anyio
 
@@ -226,3 +226,37 @@ async def test_the_demo_login_is_off_without_the_demo_provider_or_an_hs256_secre
     for env, code in (({**JWT_ENV}, "demo_provider_disabled"), (DEMO, "demo_login_unavailable")):
         async with serve(create_app(make_settings(redis_url, database_url, tmp_path, **env))) as http:
             assert_problem(await http.post("/api/demo/login", json={"name": "x"}), 403, code)
+
+
+async def test_with_buyer_tokens_the_provider_pays_only_the_token_buyers_own_order(
+    monkeypatch: pytest.MonkeyPatch,
+    redis_url: str,
+    database_url: str,
+    tmp_path: Path,
+    real_redis: redis.Redis,
+    db: sa.Engine,
+    engine_sync: Engine,
+) -> None:
+    sent: list[str] = []
+
+    async def record(url: str, secret: str, order_id: str, transaction_id: str, result: str) -> None:
+        sent.append(order_id)
+
+    monkeypatch.setattr(demo_provider, "send_webhook", record)
+    engine_sync.set_stock(1, 10)
+    settings = make_settings(redis_url, database_url, tmp_path, **DEMO, **JWT_ENV)
+    async with serve(create_app(settings)) as http:
+        alice = bearer("alice")
+        hold = (await http.post("/api/holds", json={"product_id": 1, "quantity": 1}, headers=alice)).json()
+        created = (await http.post("/api/orders", json={"hold_id": hold["hold_id"]}, headers=alice)).json()
+        pay = {"order_id": created["order_id"], "status": "success"}
+
+        anonymous = await http.post("/api/demo/payments", json=pay)
+        another = await http.post("/api/demo/payments", json=pay, headers=bearer("mallory"))
+        own = await http.post("/api/demo/payments", json=pay, headers=alice)
+
+    assert_problem(anonymous, 401, "invalid_buyer_token")
+    assert_problem(another, 404, "order_not_found")
+    assert own.status_code == 202, own.text
+    assert own.json()["order_id"] == created["order_id"]
+    assert sent == [created["order_id"]]  # one webhook, for the buyer's own order

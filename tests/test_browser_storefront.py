@@ -161,3 +161,20 @@ def test_without_the_simulated_provider_pay_says_how_to_pay_instead(
             expect(purchase.locator(".message")).to_contain_text("No payment provider is wired to this server")
             expect(purchase.locator(".message")).to_contain_text("flashsale pay o1_")
             expect(purchase).to_have_attribute("data-phase", "paying")
+
+
+def test_with_buyer_tokens_off_the_page_still_pays_through_the_simulated_provider(
+    browser: Any, redis_url: str, database_url: str, tmp_path: Path, real_redis: redis.Redis, db: sa.Engine
+) -> None:
+    with _shop(redis_url, database_url, tmp_path, FLASHSALE_BUYER_AUTH="off") as base:
+        put_product(base, 1, "Limited sneaker, drop #1", stock=2)
+        with page_of(browser) as page:
+            page.goto(base + "/")
+            page.locator("article.product[data-product-id='1'] .buy").click()
+            purchase = page.locator("li.purchase").first
+            purchase.locator(".pay").click()
+            expect(purchase).to_have_attribute("data-phase", "paid", timeout=10_000)
+            status = purchase.locator(".status").inner_text()
+        found = ORDER_ID.search(status)
+        assert found is not None, status
+        assert httpx.get(f"{base}/api/orders/{found.group()}").json()["status"] == "paid"

@@ -6,7 +6,8 @@
 ``POST /api/demo/payments`` stands for the buyer's visit to the provider's checkout: it answers 202 at once
 and, a moment later, the provider calls the payment webhook of the server that took the checkout, signed
 with the webhook secret exactly as ``flashsale pay`` signs (``shared.webhook``). Off unless
-``FLASHSALE_DEMO_PROVIDER=1``: it would let anyone pay any pending order without money.
+``FLASHSALE_DEMO_PROVIDER=1``: it pays pending orders without money. With buyer tokens on, it is a buyer endpoint:
+the token is required and pays only its own buyer's orders (another's answers 404, as ``GET /api/orders/{id}`` does).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api.bodies import DemoLogin, DemoLoginRequest, DemoPayment, DemoPaymentRequest
+from api.buyer_auth import owner
 from api.errors import ApiError, WebhookDisabled
 from api.responses import json
 from api.services import of
@@ -82,12 +84,13 @@ async def checkout(request: Request) -> Response:
             "demo_provider_disabled",
             "the simulated payment provider is off on this server (FLASHSALE_DEMO_PROVIDER=1 turns it on)",
         )
+    who = owner(await services.buyer_auth.authenticate(request))
     secret = settings.webhook_secret
     if secret is None:
         raise WebhookDisabled()
     body = decode(await read_json(request), DemoPaymentRequest)
     order_id, result = body.order_id, body.status
-    order = await services.engine.order(order_id)
+    order = await services.engine.order(order_id, owner=who)  # another buyer's order: OrderNotFound, 404
     if order.status != "pending":
         raise engine_errors.OrderNotPending(order_id, order.status)
     transaction_id = new_transaction_id()

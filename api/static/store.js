@@ -286,7 +286,7 @@ async function pay(p, result) {
   p.phase = 'paying';
   renderPurchase(p);
   try {
-    await api('POST', '/api/demo/payments', { order_id: p.order.order_id, status: result });
+    await buyer('POST', '/api/demo/payments', { order_id: p.order.order_id, status: result });
   } catch (error) {
     p.message =
       error.code === 'demo_provider_disabled'
