@@ -33,6 +33,7 @@ from api.metrics import TRANSACTIONS_REUSED
 from engine import AsyncEngine, outbox
 from engine import exceptions as engine_errors
 from engine.coalesce import Coalescer
+from engine.log_fields import order_log_fields, refund_log_fields
 from engine.types import Order, OrderStatus, OutboxEvent, PaymentResult, Settlement
 from persistence.conflicts import log_conflicts
 from persistence.order_reads import (
@@ -264,15 +265,7 @@ class Settler:
         log.warning("payment_not_applied", result=result, order_status=record.status, **where)
         if refund:
             await self.engine.count_refund(record.product_id)
-            log.warning(
-                logs.REFUND_REQUIRED,
-                amount_cents=record.amount_cents,
-                customer_id=record.customer_id,
-                order_status=record.status,
-                cancel_reason=record.cancel_reason,
-                paid_by=record.transaction_id,
-                **where,
-            )
+            log.warning(logs.REFUND_REQUIRED, **refund_log_fields(record, transaction_id))
         return Outcome(order_id, record.status, False, False, refund)
 
 
@@ -282,23 +275,15 @@ def log_settlement(s: Settlement) -> None:
     if s.duplicate:
         log.info(logs.DUPLICATE_WEBHOOK_IGNORED, result=s.result, order_status=order.status, **where)
     elif s.revived:
-        log.info(logs.ORDER_REVIVED, amount_cents=order.amount_cents, customer_id=order.customer_id, **where)
+        log.info(logs.ORDER_REVIVED, **order_log_fields(order), transaction_id=s.transaction_id)
     elif s.applied and s.result == "success":
-        log.info(logs.PAYMENT_SUCCESS, amount_cents=order.amount_cents, customer_id=order.customer_id, **where)
+        log.info(logs.PAYMENT_SUCCESS, **order_log_fields(order), transaction_id=s.transaction_id)
     elif s.applied:
         log.info(logs.ORDER_CANCELLED, reason="payment_failed", quantity=order.quantity, **where)
     else:
         log.warning("payment_not_applied", result=s.result, order_status=order.status, **where)
     if s.refund_required and not s.duplicate:
-        log.warning(
-            logs.REFUND_REQUIRED,
-            amount_cents=order.amount_cents,
-            customer_id=order.customer_id,
-            order_status=order.status,
-            cancel_reason=order.cancel_reason,
-            paid_by=order.transaction_id,
-            **where,
-        )
+        log.warning(logs.REFUND_REQUIRED, **refund_log_fields(order, s.transaction_id))
 
 
 def late_payment(order: Order, transaction_id: str, result: PaymentResult, payload: str) -> OutboxEvent:

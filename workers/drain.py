@@ -15,6 +15,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 
 from engine import Engine, outbox
+from engine.log_fields import order_log_fields, refund_log_fields
 from engine.types import OutboxEvent
 from persistence.conflicts import log_conflicts
 from persistence.exceptions import MalformedEvent
@@ -85,14 +86,8 @@ def log_refunds(events: Sequence[OutboxEvent]) -> None:
             continue
         payment = outbox.read_payment(event.fields)
         if payment.refund_required:
-            order = outbox.read_order(event.fields)
             log.warning(
-                logs.REFUND_REQUESTED,
-                product_id=event.product_id,
-                order_id=order.order_id,
-                transaction_id=payment.transaction_id,
-                amount_cents=order.amount_cents,
-                customer_id=order.customer_id,
+                logs.REFUND_REQUESTED, **refund_log_fields(outbox.read_order(event.fields), payment.transaction_id)
             )
 
 
@@ -112,14 +107,7 @@ def log_releases(events: Sequence[OutboxEvent]) -> None:
         elif event.event == outbox.ORDER_CANCELLED:
             order = outbox.read_order(event.fields)
             if order.cancel_reason == "expired":
-                log.info(
-                    logs.ORDER_CANCELLED,
-                    product_id=event.product_id,
-                    order_id=order.order_id,
-                    customer_id=order.customer_id,
-                    quantity=order.quantity,
-                    reason="expired",
-                )
+                log.info(logs.ORDER_CANCELLED, **order_log_fields(order), reason="expired")
 
 
 def drain_batch(

@@ -19,6 +19,7 @@ from api.services import of
 from api.validation import decode, header, path_id, read_json
 from engine import exceptions as engine_errors
 from engine.ids import format_id, parse_id
+from engine.log_fields import order_log_fields
 from engine.types import Order
 from persistence.order_reads import get_order
 from shared import logs
@@ -61,15 +62,7 @@ async def create_order(request: Request) -> Response:
         order = await services.engine.convert(hold_id, order_id=order_id, owner=who)
     except engine_errors.HoldExpired as error:
         raise expired(error) from None
-    log.info(
-        logs.ORDER_CREATED,
-        order_id=order.order_id,
-        hold_id=order.hold_id,
-        product_id=order.product_id,
-        customer_id=order.customer_id,
-        quantity=order.quantity,
-        amount_cents=order.amount_cents,
-    )
+    log.info(logs.ORDER_CREATED, **order_log_fields(order), hold_id=order.hold_id)
     services.drain_requests.send()
     return json(order_body(order), 201)
 
@@ -95,13 +88,7 @@ async def cancel_order(request: Request) -> Response:
         return json(order_body(_closed(await _durable(services.db, order_id, who))))
     order = cancellation.order
     if cancellation.changed:
-        log.info(
-            logs.ORDER_CANCELLED,
-            order_id=order.order_id,
-            product_id=order.product_id,
-            quantity=order.quantity,
-            reason=order.cancel_reason,
-        )
+        log.info(logs.ORDER_CANCELLED, **order_log_fields(order), reason=order.cancel_reason)
         services.drain_requests.send()
     return json(order_body(order))
 
