@@ -144,6 +144,7 @@ def _order(product_id: int, reply: Sequence[Any], offset: int = 1) -> Order:
         transaction_id=note if order_status == "paid" else None,
         cancel_reason=cast(CancelReason, note) if order_status == "cancelled" else None,
         revived=revived,
+        processing_transaction_id=(note or None) if order_status == "pending" else None,
     )
 
 

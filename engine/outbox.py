@@ -65,7 +65,9 @@ ORDER = (
     "note",
 )
 """The whole order, as every order event carries it, so that events may be applied in any order, or twice.
-``customer_id`` is '' for none, ``closed_ms`` 0 while pending, ``note`` the paying transaction or the cancel reason."""
+``customer_id`` is '' for none, ``closed_ms`` 0 while pending, ``note`` the paying transaction or the cancel reason;
+while pending, the transaction whose ``processing`` used the order's one payment grace ('' until then), which the
+drain keeps (``orders.processing_transaction_id``) so that a rebuild knows the grace is used."""
 PAYMENT_RESULT = ("transaction_id", "result", "applied", "refund_required", "payload")
 """What a payment adds to its order: ``applied`` and ``refund_required`` are '0' or '1'; ``payload`` the raw
 webhook body."""
@@ -170,6 +172,7 @@ def read_order(fields: Mapping[str, str]) -> Order:
         transaction_id=note if status == "paid" else None,
         cancel_reason=cast(CancelReason, note) if status == "cancelled" else None,
         revived=fields.get("event") == ORDER_REVIVED or (status == "paid" and fields.get("revived") == "1"),
+        processing_transaction_id=(note or None) if status == "pending" else None,
     )
 
 

@@ -65,11 +65,15 @@ class Order:
     cancel_reason: CancelReason | None
     revived: bool = False
     """Paid by a success that arrived after the order had expired unpaid, its units taken again."""
+    processing_transaction_id: str | None = None
+    """While pending: the transaction whose ``processing`` used the order's one payment grace (None: unused)."""
 
     @property
     def note(self) -> str:
-        """What the engine stores of how the order closed: the paying transaction, or the cancel reason ('' for
-        neither)."""
+        """What the engine stores of how the order closed: the paying transaction, or the cancel reason; while
+        pending, the transaction whose ``processing`` extended it ('' for none)."""
+        if self.status == "pending":
+            return self.processing_transaction_id or ""
         return (self.transaction_id if self.status == "paid" else self.cancel_reason) or ""
 
 

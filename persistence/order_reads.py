@@ -42,6 +42,7 @@ def order_from_row(m: sa.RowMapping) -> Order:
         transaction_id=m["transaction_id"],
         cancel_reason=cast(CancelReason | None, m["cancel_reason"]),
         revived=bool(m["revived"]),
+        processing_transaction_id=m["processing_transaction_id"] if m["status"] == "pending" else None,
     )
 
 

@@ -6,7 +6,8 @@ Every order event carries the whole order, so events may arrive twice or out of 
   snapshot creates the order if ``order_created`` has not been applied yet);
 - a payment whose transaction id is already recorded for another order is a conflict: it is kept in
   ``payment_conflicts`` (once per transaction and order), never dropped, and returned to the caller to log;
-- a pending order may move its expiry later (a payment in progress, ``processing``), and a cancelled order may
+- a pending order may move its expiry later (a payment in progress, ``processing``; the first such transaction is
+  kept, ``processing_transaction_id``, as the mark that the order's one grace is used), and a cancelled order may
   become paid when the engine revived it (``revived``), the one move out of a final status;
 - a success no order took records a refund request (``persistence.refunds``), once per charge;
 - with ``merchant_events``, each transition adds its merchant event (``persistence.merchant_events``) in the
@@ -107,6 +108,7 @@ def order_row(event: OutboxEvent) -> dict[str, Any]:
         "cancel_reason": order.cancel_reason,
         "transaction_id": order.transaction_id,
         "revived": order.revived,
+        "processing_transaction_id": order.processing_transaction_id,
     }
 
 
@@ -185,6 +187,10 @@ def batch_rows(events: Sequence[OutboxEvent]) -> BatchRows:
         seen = order_rows.get(row["id"])
         if seen is None or _later(row, seen):
             order_rows[row["id"]] = row
+            if seen is not None:  # a later snapshot no longer names the processing: keep what the earlier said
+                row["processing_transaction_id"] = row["processing_transaction_id"] or seen["processing_transaction_id"]
+        elif seen["processing_transaction_id"] is None:
+            seen["processing_transaction_id"] = row["processing_transaction_id"]
         announced = merchant.for_order(event.event, row)
         if announced is not None:
             events_out.append(announced)
@@ -265,11 +271,25 @@ def write_events(
         new = upsert.excluded
         upsert = upsert.on_conflict_do_update(
             index_elements=[orders.c.id],
-            set_={name: new[name] for name in _ORDER_UPDATES},
+            set_={
+                **{name: new[name] for name in _ORDER_UPDATES},
+                # The first processing used the one grace: a replayed or reordered event never replaces it.
+                "processing_transaction_id": sa.func.coalesce(
+                    orders.c.processing_transaction_id, new.processing_transaction_id
+                ),
+            },
             where=sa.or_(
-                # pending → paid or cancelled, or a later expiry while pending (a payment in progress)
+                # pending → paid or cancelled, or a payment in progress: a later expiry, or the grace used (its
+                # expiry may stay: a grace shorter than the order's own time left)
                 sa.and_(
-                    orders.c.status == "pending", sa.or_(new.status != "pending", new.expires_at > orders.c.expires_at)
+                    orders.c.status == "pending",
+                    sa.or_(
+                        new.status != "pending",
+                        new.expires_at > orders.c.expires_at,
+                        sa.and_(
+                            orders.c.processing_transaction_id.is_(None), new.processing_transaction_id.is_not(None)
+                        ),
+                    ),
                 ),
                 # cancelled → paid: the engine revived a late payment
                 sa.and_(orders.c.status == "cancelled", new.status == "paid", new.revived),

@@ -12,7 +12,7 @@ from reconciliation.collect import collect, durable_counts
 from reconciliation.compare import compare
 from reconciliation.exceptions import NotInCatalog, RebuildUnsettled
 from reconciliation.repair import RESTORE_ATTEMPTS, drain_to_end, rebuild, rebuild_all
-from tests.support.database import order_statuses
+from tests.support.database import order_statuses, processing_transactions
 from tests.support.sales import Sale, add_product, place_orders, sell_between_the_read_and_the_restore
 
 
@@ -156,3 +156,55 @@ def test_rebuild_gives_up_with_a_clear_error_when_the_product_never_stops_changi
     snap = real_engine.snapshot(1)
     assert (snap.available, snap.sold) == (10 - len(sold), len(sold))
     assert verdicts(real_engine, db) == {1: "consistent"}
+
+
+GRACE_MS = 3_600_000  # longer than the order TTL (900 s), so that it moves the expiry
+
+
+@pytest.mark.parametrize("grace_ms", [GRACE_MS, 1], ids=["grace-moves-the-expiry", "grace-shorter-than-the-ttl"])
+def test_after_a_rebuild_processing_extends_an_order_no_more_than_before(
+    real_engine: Engine, real_redis: redis.Redis, db: sa.Engine, grace_ms: int
+) -> None:
+    # Given a pending order whose payment is under way: its one grace is used (issue 17)
+    add_product(real_engine, db, 1, stock=10)
+    order = real_engine.convert(real_engine.reserve(1, 1, customer_id="c").hold_id)
+    drain_to_end(real_engine, db)  # PostgreSQL has the order pending before it hears of the processing
+    first = real_engine.processing(order.order_id, "txn-first", grace_ms)
+    assert first.extended
+    drain_to_end(real_engine, db)
+
+    # When Redis loses everything and the product is rebuilt from PostgreSQL
+    real_redis.flushdb()
+    rebuild(real_engine, db, 1)
+
+    # Then another transaction's processing changes nothing, and the same one's is a duplicate, as before the loss
+    other = real_engine.processing(order.order_id, "txn-other", 2 * GRACE_MS)
+    assert (other.extended, other.duplicate) == (False, False)
+    assert other.order.expires_at_ms == first.order.expires_at_ms
+    again = real_engine.processing(order.order_id, "txn-first", 2 * GRACE_MS)
+    assert (again.extended, again.duplicate) == (False, True)
+    assert real_engine.order(order.order_id).expires_at_ms == first.order.expires_at_ms
+    # And the order still pays, and PostgreSQL keeps which transaction's processing used the grace
+    assert real_engine.settle(order.order_id, "txn-first", "success").applied
+    drain_to_end(real_engine, db)
+    assert order_statuses(db)[order.order_id] == "paid"
+    assert processing_transactions(db) == {order.order_id: "txn-first"}
+    assert verdicts(real_engine, db) == {1: "consistent"}
+
+
+def test_a_rebuilt_order_without_processing_may_still_be_extended_once(
+    real_engine: Engine, real_redis: redis.Redis, db: sa.Engine
+) -> None:
+    add_product(real_engine, db, 1, stock=10)
+    order = real_engine.convert(real_engine.reserve(1, 1).hold_id)
+    drain_to_end(real_engine, db)
+    real_redis.flushdb()
+    rebuild(real_engine, db, 1)
+
+    first = real_engine.processing(order.order_id, "txn-after", GRACE_MS)
+    second = real_engine.processing(order.order_id, "txn-later", 2 * GRACE_MS)
+
+    assert first.extended
+    assert first.order.expires_at_ms > order.expires_at_ms
+    assert not second.extended
+    assert second.order.expires_at_ms == first.order.expires_at_ms

@@ -85,3 +85,10 @@ def count_rows(db: sa.Engine, table: str) -> int:
 def order_statuses(db: sa.Engine) -> dict[str, str]:
     with db.connect() as connection:
         return {row[0]: row[1] for row in connection.execute(sa.text("SELECT id, status FROM orders"))}
+
+
+def processing_transactions(db: sa.Engine) -> dict[str, str]:
+    """Each order whose payment grace was used, and the transaction whose ``processing`` used it."""
+    statement = "SELECT id, processing_transaction_id FROM orders WHERE processing_transaction_id IS NOT NULL"
+    with db.connect() as connection:
+        return {row[0]: row[1] for row in connection.execute(sa.text(statement))}
