@@ -10,6 +10,7 @@ from starlette.responses import Response
 from api import bodies
 from api.times import iso
 from engine.types import Hold, Order, Snapshot, Ticket, WaitingRoom
+from persistence.order_json import order_object
 
 _encoder = msgspec.json.Encoder()
 
@@ -41,21 +42,8 @@ def active_hold_body(hold: Hold) -> bodies.ActiveHold:
 
 
 def order_body(order: Order) -> bodies.Order:
-    return bodies.Order(
-        order_id=order.order_id,
-        hold_id=order.hold_id,
-        product_id=order.product_id,
-        customer_id=order.customer_id,
-        quantity=order.quantity,
-        amount_cents=order.amount_cents,
-        status=order.status,
-        created_at=iso(order.created_at_ms),
-        expires_at=iso(order.expires_at_ms),
-        closed_at=iso(order.closed_at_ms) if order.closed_at_ms else None,
-        transaction_id=order.transaction_id,
-        cancel_reason=order.cancel_reason,
-        revived=order.revived,
-    )
+    """The merchant events render an order with the same ``order_object``."""
+    return bodies.Order(**order_object(order))
 
 
 def product_body(name: str, snapshot: Snapshot) -> bodies.Product:

@@ -20,6 +20,8 @@ import sqlalchemy as sa
 from engine import outbox
 from engine.ids import new_ulid
 from persistence.models import merchant_events
+from persistence.order_json import order_object
+from persistence.order_reads import order_from_row
 from persistence.times import iso, to_ms
 from persistence.upsert import insert
 
@@ -65,26 +67,6 @@ _ORDER_EVENTS: dict[str, EventType] = {
 }
 
 
-def order_object(order: dict[str, Any]) -> dict[str, Any]:
-    """An order as the API answers it, from its ``orders`` row (``persistence.order_writes.order_row``)."""
-    closed = order["paid_at"] or order["cancelled_at"]
-    return {
-        "order_id": order["id"],
-        "hold_id": order["hold_id"],
-        "product_id": order["product_id"],
-        "customer_id": order["customer_id"],
-        "quantity": order["quantity"],
-        "amount_cents": order["amount_cents"],
-        "status": order["status"],
-        "created_at": _iso(order["created_at"]),
-        "expires_at": _iso(order["expires_at"]),
-        "closed_at": _iso(closed) if closed else None,
-        "transaction_id": order["transaction_id"],
-        "cancel_reason": order["cancel_reason"],
-        "revived": bool(order.get("revived", False)),
-    }
-
-
 def refund_object(refund: dict[str, Any]) -> dict[str, Any]:
     """A refund request, from its ``refund_requests`` row (``persistence.refunds.request_row``)."""
     return {
@@ -122,9 +104,8 @@ def for_order(kind: str, order: dict[str, Any]) -> MerchantEvent | None:
     if event_type is None:
         return None
     order_id = order["id"]
-    return MerchantEvent(
-        event_type, f"order:{order_id}", f"{event_type}:{order_id}", order["updated_at"], order_object(order)
-    )
+    data = order_object(order_from_row(order))  # as the API answers it
+    return MerchantEvent(event_type, f"order:{order_id}", f"{event_type}:{order_id}", order["updated_at"], data)
 
 
 def for_refund(refund: dict[str, Any]) -> MerchantEvent:

@@ -3,7 +3,7 @@ reads as the engine's ``Order``; a payment as a ``PaymentRecord``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -26,8 +26,9 @@ class PaymentRecord:
     refund_required: bool = False
 
 
-def order_from_row(m: sa.RowMapping) -> Order:
-    """An ``orders`` row as the engine's ``Order``: what the API renders, what a restore and a late payment take."""
+def order_from_row(m: Mapping[Any, Any]) -> Order:
+    """An ``orders`` row (read, or as the drain writes it) as the engine's ``Order``: what the API and the merchant
+    events render, what a restore and a late payment take."""
     return Order(
         order_id=m["id"],
         hold_id=m["hold_id"],

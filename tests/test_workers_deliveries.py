@@ -11,10 +11,12 @@ from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 import sqlalchemy as sa
 from structlog.testing import capture_logs
 
+from api.responses import order_body
 from engine import Engine
 from persistence.deliveries import counts, events_in_order
 from tests.support.cli import Operator
@@ -82,6 +84,22 @@ def test_every_event_arrives_once_in_order_and_signed_through_errors_and_timeout
     assert counts(db) == {"pending": 0, "delivered": len(written), "failed": 0}
     tags = {entry["event"] for entry in logs}
     assert {"merchant_delivery_failed", "merchant_event_delivered"} <= tags
+
+
+def test_a_merchant_event_carries_each_order_exactly_as_the_api_answers_it(real_engine: Engine, db: sa.Engine) -> None:
+    add_product(real_engine, db, 1, stock=10)
+    orders = _sale(real_engine)
+    drain(real_engine, db, merchant=OUTBOX)
+
+    last: dict[str, dict[str, object]] = {}
+    for event in events_in_order(db):
+        data = json.loads(event.body)["data"]
+        if event.type.startswith("order."):
+            last[data["order_id"]] = data
+
+    assert set(last) == set(orders)
+    for order_id, data in last.items():
+        assert data == msgspec.to_builtins(order_body(real_engine.order(order_id)))
 
 
 def test_a_replayed_drain_batch_makes_no_event_twice(
