@@ -9,13 +9,11 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
-from redis import exceptions as redis_errors
-
 from engine import calls
 from engine.calls import Call, PreparedReserve, reserve_batch
 from engine.coalesce import MAX_BATCH, Coalescer
 from engine.commands import Command
-from engine.exceptions import UNAVAILABLE, EngineError, EngineUnavailable, reply_error
+from engine.exceptions import EngineError, EngineUnavailable, unavailable_as_engine_error
 from engine.keys import CLAIMS_COMPLETE_KEY, product_slot, transaction_key
 from engine.operations import AsyncOperations, Steps
 from engine.pipelining import MAX_CALLS, Pipeliner
@@ -104,22 +102,16 @@ class AsyncEngine(AsyncOperations):
         shared = DEADLINE.get()
         if shared is not None and (when is None or shared < when):
             when = shared
-        try:
-            if when is not None and when <= loop.time():
-                work.close()
-                raise TimeoutError
-            async with asyncio.timeout_at(when):
-                return await work
-        except TimeoutError as error:  # the deadline's (builtin), not redis-py's own TimeoutError
-            within = f" within {self.timeout:g} s" if self.timeout is not None else " by its deadline"
-            raise EngineUnavailable(f"Redis did not answer{within}") from error
-        except UNAVAILABLE as error:
-            raise EngineUnavailable(f"Redis is unavailable: {error}") from error
-        except redis_errors.ResponseError as error:
-            translated = reply_error(error)
-            if translated is None:
-                raise
-            raise translated from error
+        with unavailable_as_engine_error():  # outside: the deadline's TimeoutError (an OSError) is told apart first
+            try:
+                if when is not None and when <= loop.time():
+                    work.close()
+                    raise TimeoutError
+                async with asyncio.timeout_at(when):
+                    return await work
+            except TimeoutError as error:  # the deadline's (builtin), not redis-py's own TimeoutError
+                within = f" within {self.timeout:g} s" if self.timeout is not None else " by its deadline"
+                raise EngineUnavailable(f"Redis did not answer{within}") from error
 
     def _packable(self, request: PreparedReserve) -> None:
         """Encode a reserve's arguments as redis-py will: one that cannot be sent fails alone, not its batch."""
