@@ -17,17 +17,11 @@ _RFC3339 = re.compile(
 _SALE_BOUND = re.compile(SALE_BOUND_PATTERN, re.ASCII)
 
 
-def ms(value: datetime) -> int:
-    """Epoch milliseconds of a datetime the database read (a naive one is UTC, as SQLite hands them back)."""
-    return to_ms(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
-
-
-def opt_ms(value: datetime | None) -> int | None:
-    return None if value is None else ms(value)
-
-
 def iso_datetime(value: datetime | None) -> str | None:
-    return None if value is None else iso(ms(value))
+    """A datetime the database read, in RFC 3339 (a naive one is UTC, as SQLite hands them back)."""
+    if value is None:
+        return None
+    return iso(to_ms(value if value.tzinfo is not None else value.replace(tzinfo=UTC)))
 
 
 def parse_rfc3339(text: str) -> datetime:
