@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import httpx
@@ -20,6 +22,9 @@ from tests.support.api import assert_problem, make_settings, order, serve, signe
 pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
 
 
+ClusterApi = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
 @pytest.fixture
 def cluster_engine(cluster_url: str) -> Engine:
     client = RedisCluster.from_url(cluster_url)
@@ -27,22 +32,26 @@ def cluster_engine(cluster_url: str) -> Engine:
     return Engine(client)
 
 
-async def test_a_sale_runs_through_the_api_on_a_cluster(
-    cluster_url: str,
-    cluster_engine: Engine,
-    redis_url: str,
-    database_url: str,
-    tmp_path: Path,
-    real_redis: redis.Redis,
-    db: sa.Engine,
-) -> None:
+@pytest.fixture
+def cluster_api(
+    cluster_url: str, redis_url: str, database_url: str, tmp_path: Path, real_redis: redis.Redis, db: sa.Engine
+) -> ClusterApi:
+    """Serve the API on the cluster engine, its queue on the plain test Redis; keyword arguments add settings."""
+
+    def start(**env: str) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+        settings = make_settings(
+            cluster_url, database_url, tmp_path, FLASHSALE_REDIS_CLUSTER="1", FLASHSALE_QUEUE_REDIS_URL=redis_url, **env
+        )
+        return serve(create_app(settings))
+
+    return start
+
+
+async def test_a_sale_runs_through_the_api_on_a_cluster(cluster_engine: Engine, cluster_api: ClusterApi) -> None:
     for product_id in (1, 2, 3):  # products on different shards
         cluster_engine.set_stock(product_id, 20, price_cents=100)
     cluster_engine.set_stock(4, 1, price_cents=100)
-    settings = make_settings(
-        cluster_url, database_url, tmp_path, FLASHSALE_REDIS_CLUSTER="1", FLASHSALE_QUEUE_REDIS_URL=redis_url
-    )
-    async with serve(create_app(settings)) as http:
+    async with cluster_api() as http:
         responses = await asyncio.gather(
             *(http.post("/api/holds", json={"product_id": 1 + i % 3, "quantity": 1}) for i in range(90))
         )
@@ -60,23 +69,12 @@ async def test_a_sale_runs_through_the_api_on_a_cluster(
     assert cluster_engine.snapshot(4).sold == 1
 
 
-async def test_one_transaction_id_pays_one_order_across_shards(
-    cluster_url: str,
-    cluster_engine: Engine,
-    redis_url: str,
-    database_url: str,
-    tmp_path: Path,
-    real_redis: redis.Redis,
-    db: sa.Engine,
-) -> None:
+async def test_one_transaction_id_pays_one_order_across_shards(cluster_engine: Engine, cluster_api: ClusterApi) -> None:
     cluster = cluster_engine.redis
     assert cluster.keyslot(product_keys(1).product) != cluster.keyslot(product_keys(2).product)
     cluster_engine.set_stock(1, 5, price_cents=100)
     cluster_engine.set_stock(2, 5, price_cents=100)
-    settings = make_settings(
-        cluster_url, database_url, tmp_path, FLASHSALE_REDIS_CLUSTER="1", FLASHSALE_QUEUE_REDIS_URL=redis_url
-    )
-    async with serve(create_app(settings)) as http:
+    async with cluster_api() as http:
         first, second = await order(http, 1), await order(http, 2)
         answers = []
         for created in (first, second):
@@ -91,30 +89,16 @@ async def test_one_transaction_id_pays_one_order_across_shards(
 
 
 async def test_slow_payments_on_a_cluster_processing_then_a_revival(
-    cluster_url: str,
-    cluster_engine: Engine,
-    redis_url: str,
-    database_url: str,
-    tmp_path: Path,
-    real_redis: redis.Redis,
-    db: sa.Engine,
+    cluster_engine: Engine, cluster_api: ClusterApi
 ) -> None:
     for product_id in (1, 2, 3):  # products on different shards
         cluster_engine.set_stock(product_id, 5, price_cents=100)
-    settings = make_settings(
-        cluster_url,
-        database_url,
-        tmp_path,
-        FLASHSALE_REDIS_CLUSTER="1",
-        FLASHSALE_QUEUE_REDIS_URL=redis_url,
-        FLASHSALE_ORDER_TTL_SECONDS="1",
-    )
 
     async def webhook(http: httpx.AsyncClient, order_id: str, txn: str, status: str) -> dict[str, object]:
         raw, headers = signed({"order_id": order_id, "transaction_id": txn, "status": status})
         return (await http.post("/api/payments/webhook", content=raw, headers=headers)).json()  # type: ignore[no-any-return]
 
-    async with serve(create_app(settings)) as http:
+    async with cluster_api(FLASHSALE_ORDER_TTL_SECONDS="1") as http:
         held = [await order(http, p) for p in (1, 2, 3)]
         processing = await webhook(http, held[0]["order_id"], "t-p", "processing")
         await asyncio.sleep(1.1)  # past the order TTL: the others lapse unpaid
