@@ -652,9 +652,12 @@ def restore(
     orders: Sequence[Order] = (),
     payments: Sequence[RestoredPayment] = (),
     customers: dict[str, int] | None = None,
+    waiting_room: WaitingRoomSettings | None = None,
+    low_stock_threshold: int = 0,
 ) -> Call[StockChange]:
     """Refused (``OutboxNotEmpty``, ``OutboxMoved``) unless ``mark`` was read with an empty outbox and no
-    event was appended since: the snapshot then holds every event the product ever wrote."""
+    event was appended since: the snapshot then holds every event the product ever wrote. ``waiting_room`` as
+    ``set_stock``'s: a room Redis still has keeps its tickets and seed, a room it lacks opens empty."""
     keys = product_keys(product_id)
     if mark.product_id != product_id:
         raise ValueError(f"the outbox mark of product {mark.product_id} cannot restore product {product_id}")
@@ -674,6 +677,8 @@ def restore(
         len(payments),
         len(quotas),
         mark.last_id,
+        *room_args(waiting_room),
+        _check_count(low_stock_threshold, "low_stock_threshold", 0, MAX_STOCK),
     ]
     state = {"pending": "p", "paid": "d", "cancelled": "c"}
     for o in orders:

@@ -120,7 +120,8 @@ def validate(spec: ProductSpec) -> ProductSpec:
     )
 
 
-def _product(m: sa.RowMapping) -> Product:
+def product_from_row(m: sa.RowMapping) -> Product:
+    """A ``products`` row as the catalog's ``Product`` (a rebuild reads it too)."""
     return Product(
         id=m["id"],
         name=m["name"],
@@ -140,13 +141,15 @@ def _product(m: sa.RowMapping) -> Product:
 
 def list_products(db: sa.Engine) -> list[Product]:
     with db.connect() as connection:
-        return [_product(row) for row in connection.execute(sa.select(products).order_by(products.c.id)).mappings()]
+        return [
+            product_from_row(row) for row in connection.execute(sa.select(products).order_by(products.c.id)).mappings()
+        ]
 
 
 def get_product(db: sa.Engine, product_id: int) -> Product | None:
     with db.connect() as connection:
         row = connection.execute(sa.select(products).where(products.c.id == product_id)).mappings().first()
-    return None if row is None else _product(row)
+    return None if row is None else product_from_row(row)
 
 
 def _values(spec: ProductSpec) -> dict[str, Any]:
@@ -374,7 +377,7 @@ def _commit_after_engine(
             return  # a fresh row was committed already; or the commit went through despite the error
         failure = error
     try:
-        _set_engine(engine, _product(previous))
+        _set_engine(engine, product_from_row(previous))
     except Exception as error:
         raise ProductPutIncomplete(
             spec.id,
@@ -410,5 +413,5 @@ def put_product(engine: Engine, db: sa.Engine, spec: ProductSpec) -> tuple[Produ
                 created = True
         saved = _put_locked(engine, db, target, previous, fresh=fresh)
         if saved is not None:
-            return _product(saved), created
+            return product_from_row(saved), created
     raise CatalogWriteFailed(spec.id, f"other puts changed it {PUT_ATTEMPTS} times in a row")

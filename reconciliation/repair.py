@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from engine import Engine
 from engine.exceptions import OutboxMoved, OutboxNotEmpty
 from engine.types import Order, RestoredPayment, StockChange
+from persistence.catalog import Product, product_from_row, room_settings
 from persistence.models import orders, payments, products
 from persistence.order_reads import order_from_row
 from persistence.times import opt_to_ms
@@ -37,10 +38,11 @@ def drain_to_end(engine: Engine, db: sa.Engine, product_ids: Sequence[int] | Non
 
 def _restore_arguments(
     connection: sa.Connection, product_id: int, now: datetime
-) -> tuple[sa.RowMapping, int, list[Order], list[RestoredPayment], dict[str, int]]:
-    product = connection.execute(sa.select(products).where(products.c.id == product_id)).mappings().first()
-    if product is None:
+) -> tuple[Product, int, list[Order], list[RestoredPayment], dict[str, int]]:
+    row = connection.execute(sa.select(products).where(products.c.id == product_id)).mappings().first()
+    if row is None:
         raise NotInCatalog(product_id)
+    product = product_from_row(row)
     mine = orders.c.product_id == product_id
     sold = connection.execute(
         sa.select(sa.func.coalesce(sa.func.sum(orders.c.quantity), 0)).where(mine, orders.c.status == "paid")
@@ -80,7 +82,9 @@ def _restore_arguments(
 def rebuild(engine: Engine, db: sa.Engine, product_id: int) -> StockChange:
     """Rebuild one product's Redis state from PostgreSQL: ``available = stock - pending - paid``.
 
-    Orders, transactions and customer quotas come back; holds are lost. The outbox is drained first,
+    Orders, transactions and customer quotas come back, and the catalog's settings (the waiting room, the
+    low-stock threshold); holds are lost, and so are the tickets of a waiting room Redis lost: it opens again,
+    empty, with a new seed (docs/waiting-room.md). The outbox is drained first,
     so nothing acknowledged is dropped. Running it twice has the effect of running it once.
     For a product Redis lost: on a live product it would also drop the active holds.
 
@@ -105,15 +109,17 @@ def rebuild(engine: Engine, db: sa.Engine, product_id: int) -> StockChange:
             return engine.restore(
                 product_id,
                 mark=mark,
-                total=product["stock"],
-                price_cents=product["price_cents"],
-                max_per_customer=product["max_per_customer"],
-                starts_at_ms=opt_to_ms(product["sale_starts_at"]),
-                ends_at_ms=opt_to_ms(product["sale_ends_at"]),
+                total=product.stock,
+                price_cents=product.price_cents,
+                max_per_customer=product.max_per_customer,
+                starts_at_ms=opt_to_ms(product.sale_starts_at),
+                ends_at_ms=opt_to_ms(product.sale_ends_at),
                 sold=sold,
                 orders=restored,
                 payments=restored_payments,
                 customers=customers,
+                waiting_room=room_settings(product),
+                low_stock_threshold=product.low_stock_threshold,
             )
         except (OutboxNotEmpty, OutboxMoved):
             continue  # the product changed after the mark: the snapshot may miss it

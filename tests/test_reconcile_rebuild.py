@@ -7,7 +7,9 @@ import redis
 import sqlalchemy as sa
 
 from engine import Engine
-from engine.exceptions import HoldAlreadyUsed, LimitExceeded, OutOfStock
+from engine.exceptions import AdmissionRequired, HoldAlreadyUsed, LimitExceeded, OutOfStock, TicketNotFound
+from engine.keys import product_keys
+from engine.types import WaitingRoomSettings
 from reconciliation.collect import collect, durable_counts
 from reconciliation.compare import compare
 from reconciliation.exceptions import NotInCatalog, RebuildUnsettled
@@ -208,3 +210,72 @@ def test_a_rebuilt_order_without_processing_may_still_be_extended_once(
     assert first.order.expires_at_ms > order.expires_at_ms
     assert not second.extended
     assert second.order.expires_at_ms == first.order.expires_at_ms
+
+
+def test_a_rebuild_reopens_the_waiting_room_with_its_catalog_settings(
+    real_engine: Engine, real_redis: redis.Redis, db: sa.Engine
+) -> None:
+    # Given a product with a waiting room (issue 15), a buyer who holds a ticket, and its published seed hash
+    add_product(real_engine, db, 1, stock=10, waiting_room=True, admit_per_second=7, admission_ttl_seconds=30)
+    old_ticket = real_engine.queue_join(1, "buyer")
+    before = real_engine.queue_info(1)
+    real_redis.flushdb()
+
+    # When Redis loses everything and the product is rebuilt from PostgreSQL
+    rebuild(real_engine, db, 1)
+
+    # Then the room is open with the catalog's settings, and nobody holds without an admission
+    snap = real_engine.snapshot(1)
+    assert (snap.waiting_room, snap.admit_per_second, snap.admission_ttl_ms) == (True, 7, 30_000)
+    with pytest.raises(AdmissionRequired):
+        real_engine.reserve(1, 1, customer_id="fastest-connection")
+    # The tickets lived in Redis only: the old one is gone, and the room was opened again with a new seed
+    with pytest.raises(TicketNotFound):
+        real_engine.queue_poll(old_ticket.ticket, "buyer")
+    after = real_engine.queue_info(1)
+    assert after.on
+    assert after.seed_sha256 not in (None, before.seed_sha256)
+    # The buyer rejoins, is admitted, and holds with the admission
+    ticket = real_engine.queue_join(1, "buyer")
+    assert ticket.created
+    admitted = real_engine.queue_poll(ticket.ticket, "buyer")
+    assert admitted.state == "admitted"
+    assert admitted.admission_token is not None
+    hold = real_engine.reserve(1, 1, customer_id="buyer", admission=admitted.admission_token)
+    assert hold.quantity == 1
+
+
+def test_a_rebuild_keeps_a_waiting_room_redis_still_has(real_engine: Engine, db: sa.Engine) -> None:
+    add_product(real_engine, db, 1, stock=10, waiting_room=True)
+    ticket = real_engine.queue_join(1, "buyer")
+    before = real_engine.queue_info(1)
+
+    rebuild(real_engine, db, 1)
+
+    assert real_engine.queue_info(1).seed_sha256 == before.seed_sha256
+    assert real_engine.queue_poll(ticket.ticket, "buyer").number == ticket.number
+
+
+def test_a_rebuild_closes_a_waiting_room_the_catalog_does_not_have(real_engine: Engine, db: sa.Engine) -> None:
+    # Given a catalog without a room, and a Redis that has one (set behind the catalog's back)
+    add_product(real_engine, db, 1, stock=10)
+    real_engine.set_stock(1, 10, price_cents=250, waiting_room=WaitingRoomSettings())
+    assert real_engine.snapshot(1).waiting_room
+
+    rebuild(real_engine, db, 1)
+
+    assert not real_engine.snapshot(1).waiting_room
+    assert real_engine.reserve(1, 1).quantity == 1
+
+
+def test_a_rebuild_restores_the_low_stock_threshold(
+    real_engine: Engine, real_redis: redis.Redis, db: sa.Engine
+) -> None:
+    add_product(real_engine, db, 1, stock=10, low_stock_threshold=3)
+    real_redis.flushdb()
+    rebuild(real_engine, db, 1)
+
+    real_engine.reserve(1, 8)  # 2 left, below the threshold of 3
+
+    kinds = [f[b"kind"] for _, f in real_redis.xrange(product_keys(1).outbox) if f[b"event"] == b"product_stock"]
+    assert kinds == [b"low_stock"]

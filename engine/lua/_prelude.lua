@@ -595,3 +595,19 @@ local function reserve_one(state, now, batch, qty, ulid, ttl, customer, idem, le
   reply[#reply + 1] = available - qty
   return reply
 end
+
+-- Put the product's waiting room as the operator set it (set_stock.lua, restore.lua), from the six ARGV at `a`:
+-- on (1/0), admissions a second at most (0 = no cap), admission ttl ms, a new secret seed (hex), its SHA-256,
+-- ms without a poll after which a waiting ticket is dropped. Opening the room starts it empty with that seed;
+-- keeping it open keeps its tickets and its seed; closing it drops them.
+local function put_room(a, now)
+  if ARGV[a] == '1' then
+    if not queue_on() then
+      redis.call('DEL', K_QUEUE, K_QUEUE_WAIT, K_QUEUE_ADM, K_QUEUE_TAB, K_QUEUE_SUBS)
+      redis.call('HSET', K_QUEUE, 'on', 1, 'opened', now, 'seed', ARGV[a + 3], 'seed_sha256', ARGV[a + 4], 'seq', 0)
+    end
+    redis.call('HSET', K_QUEUE, 'rate', ARGV[a + 1], 'ttl', ARGV[a + 2], 'abandon', ARGV[a + 5])
+  elseif queue_on() then
+    redis.call('DEL', K_QUEUE, K_QUEUE_WAIT, K_QUEUE_ADM, K_QUEUE_TAB, K_QUEUE_SUBS)
+  end
+end

@@ -36,14 +36,6 @@ if created == 1 then
 else
   add_available(total - committed - before, now)
 end
-if ARGV[7] == '1' then
-  if not queue_on() then
-    redis.call('DEL', K_QUEUE, K_QUEUE_WAIT, K_QUEUE_ADM, K_QUEUE_TAB, K_QUEUE_SUBS)
-    redis.call('HSET', K_QUEUE, 'on', 1, 'opened', now_ms(), 'seed', ARGV[10], 'seed_sha256', ARGV[11], 'seq', 0)
-  end
-  redis.call('HSET', K_QUEUE, 'rate', ARGV[8], 'ttl', ARGV[9], 'abandon', ARGV[12])
-elseif queue_on() then
-  redis.call('DEL', K_QUEUE, K_QUEUE_WAIT, K_QUEUE_ADM, K_QUEUE_TAB, K_QUEUE_SUBS)
-end
+put_room(7, now)
 local c = counters()
 return { 'ok', created, c[1], c[2], c[3], c[4], c[5] }
