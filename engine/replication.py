@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import PipelineCommand
@@ -144,6 +144,54 @@ def _raise_lost_connection(replies: Sequence[Any]) -> None:
             raise reply
 
 
+def _trip_outcomes(
+    key: str, replies: Sequence[Any], writes: Sequence[bool], ack: Acknowledgement, refresh: Callable[[str], None]
+) -> list[Any]:
+    """A trip's replies read: a routing failure among them refreshes the slot's node (``refresh``), a lost
+    connection is raised, and the rest is ``outcomes``."""
+    if any(_routing_failure(reply) for reply in replies):
+        refresh(key)
+    _raise_lost_connection(replies)
+    return outcomes(replies, writes, ack)
+
+
+@dataclass(frozen=True, slots=True)
+class _Trip:
+    """Send ``commands`` on ``key``'s node as one acknowledged trip; the plan gets ``Acknowledger.trip``'s list."""
+
+    key: str
+    commands: list[Command]
+    writes: list[bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _Load:
+    """Load ``script`` (a redis-py ``Script``) again, after a SCRIPT FLUSH or on a new primary."""
+
+    script: Any
+
+
+ScriptsPlan: TypeAlias = Generator[_Trip | _Load, Any, list[Any]]
+"""The I/O of ``scripts``, written once (as engine/operations.py writes the engine's operations for both engines):
+each client sends what the plan yields and gives it the answer."""
+
+
+def _scripts_plan(calls: Sequence[tuple[Any, Sequence[Any], Sequence[Any], bool]]) -> ScriptsPlan:
+    """Script calls (script, keys, args, waits) on one node, in one trip; a flushed script is loaded and its call
+    sent again, in a trip of its own. Returns each call's outcome, in order."""
+    key = calls[0][1][0]
+    plain = [(script, keys, args) for script, keys, args, _ in calls]
+    results: list[Any] = yield _Trip(key, _script_commands(plain), [write for *_, write in calls])
+    missing = [i for i, result in enumerate(results) if isinstance(result, redis_errors.NoScriptError)]
+    if missing:
+        for script in {id(calls[i][0]): calls[i][0] for i in missing}.values():
+            yield _Load(script)  # a cluster client loads it on every primary
+        again = yield _Trip(key, _script_commands([plain[i] for i in missing]), [calls[i][3] for i in missing])
+        for i, result in zip(missing, again, strict=True):
+            results[i] = result
+    return results
+
+
 class Acknowledger:
     """Acknowledged trips over a sync ``Redis`` or ``RedisCluster`` (to the node of the trip's first key)."""
 
@@ -174,25 +222,21 @@ class Acknowledger:
             if _routing_failure(error):
                 self._refresh(key)
             raise
-        if any(_routing_failure(reply) for reply in replies):
-            self._refresh(key)
-        _raise_lost_connection(replies)
-        return outcomes(replies, writes, self.ack)
+        return _trip_outcomes(key, replies, writes, self.ack, self._refresh)
 
     def scripts(self, calls: Sequence[tuple[Any, Sequence[Any], Sequence[Any], bool]]) -> list[Any]:
-        """redis-py ``Script`` calls (script, keys, args, waits) on one node; a flushed script is loaded and its
-        call sent again, in a trip of its own."""
-        key = calls[0][1][0]
-        plain = [(script, keys, args) for script, keys, args, _ in calls]
-        results = self.trip(key, _script_commands(plain), [write for *_, write in calls])
-        missing = [i for i, result in enumerate(results) if isinstance(result, redis_errors.NoScriptError)]
-        if missing:
-            for script in {id(calls[i][0]): calls[i][0] for i in missing}.values():
-                self.redis.script_load(script.script)  # a cluster client loads it on every primary
-            again = self.trip(key, _script_commands([plain[i] for i in missing]), [calls[i][3] for i in missing])
-            for i, result in zip(missing, again, strict=True):
-                results[i] = result
-        return results
+        """redis-py ``Script`` calls (script, keys, args, waits) on one node (``_scripts_plan``)."""
+        plan = _scripts_plan(calls)
+        step = next(plan)
+        while True:
+            if isinstance(step, _Trip):
+                answer: Any = self.trip(step.key, step.commands, step.writes)
+            else:
+                answer = self.redis.script_load(step.script.script)
+            try:
+                step = plan.send(answer)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
 
     def command(self, key: str, *command: Any) -> Any:
         """One command on ``key``'s node, answered once replicated; raises what it or the trip failed with."""
@@ -249,23 +293,20 @@ class AsyncAcknowledger:
             if _routing_failure(error):
                 self._refresh(key)
             raise
-        if any(_routing_failure(reply) for reply in replies):
-            self._refresh(key)
-        _raise_lost_connection(replies)
-        return outcomes(replies, writes, self.ack)
+        return _trip_outcomes(key, replies, writes, self.ack, self._refresh)
 
     async def scripts(self, calls: Sequence[tuple[Any, Sequence[Any], Sequence[Any], bool]]) -> list[Any]:
-        key = calls[0][1][0]
-        plain = [(script, keys, args) for script, keys, args, _ in calls]
-        results = await self.trip(key, _script_commands(plain), [write for *_, write in calls])
-        missing = [i for i, result in enumerate(results) if isinstance(result, redis_errors.NoScriptError)]
-        if missing:
-            for script in {id(calls[i][0]): calls[i][0] for i in missing}.values():
-                await self.redis.script_load(script.script)  # a cluster client loads it on every primary
-            again = await self.trip(key, _script_commands([plain[i] for i in missing]), [calls[i][3] for i in missing])
-            for i, result in zip(missing, again, strict=True):
-                results[i] = result
-        return results
+        plan = _scripts_plan(calls)
+        step = next(plan)
+        while True:
+            if isinstance(step, _Trip):
+                answer: Any = await self.trip(step.key, step.commands, step.writes)
+            else:
+                answer = await self.redis.script_load(step.script.script)
+            try:
+                step = plan.send(answer)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
 
     async def command(self, key: str, *command: Any) -> Any:
         (result,) = await self.trip(key, [command], [True])

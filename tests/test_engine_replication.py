@@ -233,3 +233,23 @@ def test_the_marker_is_written_in_the_slot_of_the_trip(pair: ReplicaPair) -> Non
     assert key_slot(marker_key("fs:products").encode()) == key_slot(b"fs:products")
     assert key_slot(marker_key("fs:txn:{a%7Bb}").encode()) == key_slot(b"fs:txn:{a%7Bb}")
     assert hash_tag("fs:{}:x") is None
+
+
+def test_after_script_flush_an_acknowledged_write_loads_its_script_and_is_answered_once_replicated(
+    pair: ReplicaPair, engine: Engine, primary: redis.Redis, replica: redis.Redis
+) -> None:
+    async def reserve_async() -> str:
+        client = connect_async(pair.primary.url, socket_timeout=None)
+        try:
+            await client.script_flush()
+            return (await AsyncEngine(client, ack=PATIENT, timeout=60).reserve(1, 1)).hold_id
+        finally:
+            await client.aclose()
+            await client.connection_pool.disconnect()
+
+    primary.script_flush()
+    sync_hold = patient(engine).reserve(1, 1).hold_id
+    async_hold = asyncio.run(reserve_async())
+
+    on_replica = {f"h1_{ulid.decode()}" for ulid in replica.hkeys(product_keys(1).holds)}  # field: the hold's ULID
+    assert {sync_hold, async_hold} <= on_replica
