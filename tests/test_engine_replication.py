@@ -162,7 +162,8 @@ def test_a_write_a_primary_refuses_for_want_of_replicas_answers_not_replicated(
         primary.config_set("min-replicas-to-write", 0)
 
 
-def test_a_write_sent_to_a_replica_answers_engine_unavailable(pair: ReplicaPair, replica: redis.Redis) -> None:
+def test_a_write_sent_to_a_replica_answers_engine_unavailable(engine: Engine, replica: redis.Redis) -> None:
+    # Given product 1 on the replica too (``engine`` puts it, replicated): the reserve gets as far as a write
     with pytest.raises(EngineUnavailable) as refused:
         Engine(replica).reserve(1, 1)  # a client still on a primary that a failover demoted
     assert refused.value.code == "engine_unavailable"
