@@ -1,5 +1,5 @@
 """The asyncio engine: every operation of engine.operations, awaited, over ``redis.asyncio`` clients; concurrent
-reserves coalesced, concurrent calls pipelined, each under a deadline."""
+reserves (and a room's polls) coalesced, concurrent calls pipelined, each under a deadline."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
 from engine import calls
-from engine.calls import Call, PreparedReserve, reserve_batch
+from engine.calls import Call, PreparedPoll, PreparedReserve, queue_poll_batch, reserve_batch
 from engine.coalesce import MAX_BATCH, Coalescer
 from engine.commands import Command
 from engine.exceptions import EngineError, EngineUnavailable, unavailable_as_engine_error
@@ -18,7 +18,7 @@ from engine.keys import CLAIMS_COMPLETE_KEY, product_slot, transaction_key
 from engine.operations import AsyncOperations, Steps
 from engine.pipelining import MAX_CALLS, Pipeliner
 from engine.replication import AsyncAcknowledger, waits
-from engine.types import Hold
+from engine.types import Hold, Ticket
 
 T = TypeVar("T")
 
@@ -48,7 +48,8 @@ def deadline(at: float | None) -> Iterator[None]:
 
 
 class AsyncEngine(AsyncOperations):
-    """Concurrent reserves of a product share one script call of up to ``coalesce`` reserves (engine.coalesce).
+    """Concurrent reserves of a product share one script call of up to ``coalesce`` reserves (engine.coalesce);
+    so do concurrent polls of one product's waiting room (``queue_poll_batch``).
 
     ``coalesce=1`` sends each reserve alone, as ``reserve.lua``. Concurrent script calls on different
     products share a pipelined round trip of up to ``pipeline`` calls (engine.pipelining), unless
@@ -85,6 +86,9 @@ class AsyncEngine(AsyncOperations):
             Coalescer(self._reserve_batch, max_batch=coalesce, max_in_flight=in_flight, check=self._packable)
             if coalesce > 1
             else None
+        )
+        self._polls: Coalescer[PreparedPoll, Ticket] | None = (
+            Coalescer(self._poll_batch, max_batch=coalesce, max_in_flight=in_flight) if coalesce > 1 else None
         )
         self._pipeliner = (
             Pipeliner(redis, max_calls=pipeline, timeout=timeout, acker=self._acker, max_trips=in_flight)
@@ -141,6 +145,15 @@ class AsyncEngine(AsyncOperations):
 
     async def _reserve_batch(self, _: int, requests: Sequence[PreparedReserve]) -> list[Hold | EngineError]:
         return await self._run(reserve_batch(requests, self.hold_ttl_ms))
+
+    def _poll(self, poll: PreparedPoll) -> Coroutine[Any, Any, Ticket]:
+        if self._polls is None:
+            return cast("Coroutine[Any, Any, Ticket]", super()._poll(poll))
+        # A script call reaches one product's room: a product's concurrent polls share a batch.
+        return self._bounded(self._polls.submit(poll.product_id, poll))
+
+    async def _poll_batch(self, product_id: int, polls: Sequence[PreparedPoll]) -> list[Ticket | EngineError]:
+        return await self._run(queue_poll_batch(product_id, polls))
 
     async def _steps(self, steps: Steps[T]) -> T:
         if steps.together:

@@ -55,6 +55,9 @@ Reply = list[Any]
 
 REAP_BATCH = 200
 MAX_REAP_BATCH = 10_000
+QUEUE_UPKEEP_MS = 5
+"""A waiting room's upkeep (reaping, admission expiry, the abandonment sweep) runs at most this often per product
+(Redis time); joins and polls in between only admit, touch and answer (docs/waiting-room.md)."""
 MAX_CUSTOMER_ID = 128
 MAX_TRANSACTION_ID = 128
 MAX_IDEMPOTENCY_KEY = 128
@@ -761,22 +764,61 @@ def queue_join(product_id: int, buyer: str | None = None) -> Call[Ticket]:
             raise exc.SaleNotActive(product_id, _int(reply[1]), _int(reply[2]), _int(reply[3]))
         return _ticket(product_id, reply)
 
-    args: list[str | int | bytes] = [new_secret(), new_secret(), who, REAP_BATCH]
+    args: list[str | int | bytes] = [new_secret(), new_secret(), who, REAP_BATCH, QUEUE_UPKEEP_MS]
     return Call("queue_join", keys.all(), args, decode)
 
 
-def queue_poll(ticket: str, owner: str | None = None) -> Call[Ticket]:
-    """``owner``: the verified buyer asking; another buyer's ticket is not found."""
-    parsed = parse_ticket(ticket)
-    who = check_buyer(owner)
+@dataclass(frozen=True, slots=True)
+class PreparedPoll:
+    """A poll checked and parsed: it goes alone (``queue_poll``) or with its product's others (``queue_poll_batch``)."""
 
-    def decode(reply: Reply) -> Ticket:
+    ticket: str
+    product_id: int
+    number: int
+    secret: bytes
+    owner: str
+
+    def answer(self, reply: Reply) -> Ticket:
         if text(reply[0]) == "ticket_not_found":
-            raise exc.TicketNotFound(ticket)
-        return _ticket(parsed.product_id, reply)
+            raise exc.TicketNotFound(self.ticket)
+        return _ticket(self.product_id, reply)
 
-    args: list[str | int | bytes] = [parsed.number, parsed.secret, REAP_BATCH, who]
-    return Call("queue_poll", product_keys(parsed.product_id).all(), args, decode)
+
+def prepare_poll(ticket: str, owner: str | None = None) -> PreparedPoll:
+    """``owner``: the verified buyer asking; another buyer's ticket is not found. InvalidId for a malformed
+    ticket, before anything is sent."""
+    parsed = parse_ticket(ticket)
+    return PreparedPoll(ticket, parsed.product_id, parsed.number, parsed.secret, check_buyer(owner))
+
+
+def queue_poll(poll: PreparedPoll) -> Call[Ticket]:
+    """One poll alone; an asyncio engine coalesces a product's concurrent polls (``queue_poll_batch``)."""
+    args: list[str | int | bytes] = [poll.number, poll.secret, REAP_BATCH, poll.owner, QUEUE_UPKEEP_MS]
+    return Call("queue_poll", product_keys(poll.product_id).all(), args, poll.answer)
+
+
+def queue_poll_batch(product_id: int, polls: Sequence[PreparedPoll]) -> Call[list[Ticket | exc.EngineError]]:
+    """Polls of one product's tickets in one script call, each answered (a Ticket or its error) as if made in turn."""
+    args: list[str | int | bytes] = [REAP_BATCH, QUEUE_UPKEEP_MS, len(polls)]
+    for poll in polls:
+        if poll.product_id != product_id:
+            raise ValueError(f"queue_poll_batch: ticket {poll.ticket} is not of product {product_id}")
+        args += (poll.number, poll.secret, poll.owner)
+
+    def decode(reply: Reply) -> list[Ticket | exc.EngineError]:
+        results: list[Ticket | exc.EngineError] = []
+        for poll, item in zip(polls, reply, strict=True):
+            try:
+                results.append(poll.answer(item))
+            except exc.EngineError as error:
+                results.append(error)
+            except Exception as error:  # one unreadable answer is its caller's error, not the whole batch's
+                unreadable = exc.EngineError(f"queue_poll: unreadable reply {item!r}")
+                unreadable.__cause__ = error
+                results.append(unreadable)
+        return results
+
+    return Call("queue_poll_batch", product_keys(product_id).all(), args, decode)
 
 
 def queue_leave(ticket: str, owner: str | None = None) -> Call[TicketState]:

@@ -18,12 +18,21 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, Self, TypeAlias, TypeVar, cast, overload
 
 from engine import calls, commands
-from engine.calls import Call, PreparedReserve
+from engine.calls import Call, PreparedPoll, PreparedReserve
 from engine.client_base import EngineBase
 from engine.commands import Command
 from engine.exceptions import EngineError
 from engine.replication import waits
-from engine.types import ClaimMode, Hold, Order, OrderStatus, ProductReserve, ReserveRequest, TransactionClaim
+from engine.types import (
+    ClaimMode,
+    Hold,
+    Order,
+    OrderStatus,
+    ProductReserve,
+    ReserveRequest,
+    Ticket,
+    TransactionClaim,
+)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -42,9 +51,10 @@ class Steps(Generic[T]):
 
 
 Step: TypeAlias = "Call[Any] | Command[Any] | PreparedReserve"
-Plan: TypeAlias = "Call[T] | Command[T] | Steps[T] | PreparedReserve"
+Plan: TypeAlias = "Call[T] | Command[T] | Steps[T] | PreparedReserve | PreparedPoll"
 """What an operation sends. A ``PreparedReserve`` (a plan of ``Hold``) goes alone or, on AsyncEngine, in a
-coalesced batch (engine.coalesce), with the engine's hold TTL."""
+coalesced batch (engine.coalesce), with the engine's hold TTL; a ``PreparedPoll`` (a plan of ``Ticket``) likewise,
+in a batch of its product's polls."""
 
 
 class Operation(Protocol[P, T_co]):
@@ -91,6 +101,11 @@ def registers(build: Callable[Concatenate[int, P], Call[T]]) -> Callable[Concate
 
 def holds(build: Callable[P, PreparedReserve]) -> Callable[P, Plan[Hold]]:
     """A builder of reserves, as a plan of ``Hold``: what the engine answers for it."""
+    return build
+
+
+def polls(build: Callable[P, PreparedPoll]) -> Callable[P, Plan[Ticket]]:
+    """A builder of polls, as a plan of ``Ticket``: what the engine answers for it."""
     return build
 
 
@@ -154,7 +169,7 @@ class Operations(EngineBase):
     outbox_backlog = operation(commands.outbox_backlog)
     stats = operation(commands.stats)
     queue_join = operation(calls.queue_join)
-    queue_poll = operation(calls.queue_poll)
+    queue_poll = operation(polls(calls.prepare_poll))
     queue_leave = operation(calls.queue_leave)
     queue_info = operation(calls.queue_info)
 
@@ -162,6 +177,15 @@ class Operations(EngineBase):
     def reserve_many(self, product_id: int, requests: Sequence[ReserveRequest]) -> Plan[list[Hold | EngineError]]:
         """Several reserves of one product in one script call: each a Hold, or the error it met, in order."""
         return calls.reserve_batch(calls.prepare(product_id, requests), self.hold_ttl_ms)
+
+    @with_engine
+    def queue_poll_many(self, tickets: Sequence[str], owner: str | None = None) -> Plan[list[Ticket | EngineError]]:
+        """Polls of one product's tickets (at least one) in one script call: each a Ticket, or the error it met,
+        in order. InvalidId for a malformed ticket, before anything is sent."""
+        prepared = [calls.prepare_poll(ticket, owner) for ticket in tickets]
+        if not prepared:
+            raise ValueError("queue_poll_many: no tickets")
+        return calls.queue_poll_batch(prepared[0].product_id, prepared)
 
     @with_engine
     def reserve_across(self, requests: Sequence[ProductReserve]) -> Plan[list[Hold | EngineError]]:
@@ -191,12 +215,17 @@ class Operations(EngineBase):
             return self._reserve(plan)
         if isinstance(plan, Call):
             return self._run(plan)
+        if isinstance(plan, PreparedPoll):
+            return self._poll(plan)
         if isinstance(plan, Command):
             return self._command(plan)
         return self._steps(plan)
 
     def _reserve(self, request: PreparedReserve) -> Any:
         return self._run(calls.reserve_alone(request, self.hold_ttl_ms))
+
+    def _poll(self, poll: PreparedPoll) -> Any:
+        return self._run(calls.queue_poll(poll))
 
     def _script_reply(self, call: Call[Any]) -> Any:
         """The client's call of ``call``'s script (through the acknowledger for a write that waits)."""

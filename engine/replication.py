@@ -39,7 +39,16 @@ MAX_REPLICAS = 100
 MAX_TIMEOUT_MS = 60_000
 
 READS = frozenset(
-    {"hold_status", "order_status", "snapshot", "outbox_mark", "order_states", "queue_info", "queue_poll"}
+    {
+        "hold_status",
+        "order_status",
+        "snapshot",
+        "outbox_mark",
+        "order_states",
+        "queue_info",
+        "queue_poll",
+        "queue_poll_batch",
+    }
 )
 """Scripts whose answer reports state rather than changes it: not waited for. (A read may reap what has
 expired; a reap lost with a primary is done again by the next read. A waiting room's poll also admits: an

@@ -29,6 +29,7 @@ PRODUCT_SCRIPTS = (
     "outbox_mark",
     "queue_join",
     "queue_poll",
+    "queue_poll_batch",
     "queue_leave",
     "queue_info",
 )

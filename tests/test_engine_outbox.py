@@ -238,6 +238,16 @@ class Writes:
             self.client.xdel(outbox_key, entry_id)
 
 
+def poll_or_join(engine: Engine, script: str, ticket: str) -> None:
+    """Run the waiting-room script named (each one moves the room on): a join, a poll, or a batch of polls."""
+    if script == "queue_join":
+        engine.queue_join(1)
+    elif script == "queue_poll":
+        engine.queue_poll(ticket)
+    else:
+        engine.queue_poll_many([ticket])
+
+
 def every_script_once_each_way(engine: Engine, short: Engine) -> None:
     """Each script made to write every event it can write (``short``'s holds and orders expire within 1 ms)."""
 
@@ -280,12 +290,12 @@ def every_script_once_each_way(engine: Engine, short: Engine) -> None:
     engine.settle(expired_order().order_id, "txn-6", "success")  # cancelled on the way, then revived
     engine.set_stock(1, 1_000, price_cents=300, waiting_room=WaitingRoomSettings())  # a waiting room, for a while
     brief = Engine(engine.redis, hold_ttl_ms=200)  # a hold that lapses after the order below (not spied on)
-    for step in ("queue_join", "queue_poll"):
+    for step in ("queue_join", "queue_poll", "queue_poll_batch"):
         first, second = engine.queue_join(1), engine.queue_join(1)
         lapsing = brief.reserve(1, 1, admission=first.admission_token)
         unpaid = short.convert(engine.reserve(1, 1, admission=second.admission_token).hold_id)
         sleep_past(max(lapsing.expires_at_ms, unpaid.expires_at_ms))
-        engine.queue_join(1) if step == "queue_join" else engine.queue_poll(first.ticket)  # reaps them
+        poll_or_join(engine, step, first.ticket)  # reaps them
     engine.queue_leave(engine.queue_join(1).ticket)
     engine.queue_info(1)
     engine.set_stock(1, 1_000, price_cents=300)  # the room closed: holds need no admission again
@@ -357,13 +367,13 @@ def every_stock_move(engine: Engine, short: Engine) -> None:
     engine.processing(expired_order().order_id, "txn-7", 60_000)  # cancelled on the way: back in stock
     edge(1)
     engine.settle(expired_order().order_id, "txn-8", "success")  # back in stock, then revived: sold out
-    for step in ("queue_join", "queue_poll"):
+    for step in ("queue_join", "queue_poll", "queue_poll_batch"):
         edge(1)  # no room: opening one below starts it empty
         edge(1, room=WaitingRoomSettings())
         ticket = engine.queue_join(1)
         lapsing = short.reserve(1, 1, admission=ticket.admission_token)  # sells out
         sleep_past(lapsing.expires_at_ms)
-        engine.queue_join(1) if step == "queue_join" else engine.queue_poll(ticket.ticket)  # back in stock
+        poll_or_join(engine, step, ticket.ticket)  # back in stock
     edge(1)  # the room closed
 
 

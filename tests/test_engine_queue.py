@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from engine import Engine
+from engine import Engine, calls
 from engine.exceptions import AdmissionRequired, InvalidId, TicketNotFound, WaitingRoomOff
 from engine.keys import product_keys
 from engine.types import ProductReserve, ReserveRequest, WaitingRoomSettings
@@ -303,3 +303,45 @@ def test_the_room_works_again_after_a_script_flush(engine: Engine) -> None:
     ticket = engine.queue_join(P)
 
     assert engine.queue_poll(ticket.ticket).state == "waiting"
+
+
+@pytest.fixture
+def rare_upkeep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The room's upkeep runs at the first call of a test and not again (its interval is an hour)."""
+    monkeypatch.setattr(calls, "QUEUE_UPKEEP_MS", 3_600_000)
+
+
+@pytest.mark.usefixtures("rare_upkeep")
+def test_units_that_come_back_are_admitted_by_the_next_poll_between_upkeeps(engine: Engine) -> None:
+    open_room(engine, 1)
+    first, second = engine.queue_join(P), engine.queue_join(P)
+    hold = engine.reserve(P, 1, admission=first.admission_token)
+    assert engine.queue_poll(second.ticket).state == "waiting"
+
+    engine.release(hold.hold_id)
+
+    assert engine.queue_poll(second.ticket).state == "admitted"
+
+
+@pytest.mark.usefixtures("rare_upkeep")
+def test_a_lapsed_hold_is_reaped_by_the_upkeep_not_by_every_poll(
+    engine: Engine, make_engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    open_room(engine, 1)
+    first, second = engine.queue_join(P), engine.queue_join(P)
+    make_engine(hold_ttl_ms=100).reserve(P, 1, admission=first.admission_token)
+    time.sleep(0.15)
+
+    assert engine.queue_poll(second.ticket).state == "waiting"  # the upkeep is not due: the hold is not reaped
+    monkeypatch.setattr(calls, "QUEUE_UPKEEP_MS", 0)
+    assert engine.queue_poll(second.ticket).state == "admitted"
+
+
+@pytest.mark.usefixtures("rare_upkeep")
+def test_a_lapsed_admission_reads_expired_between_upkeeps_and_frees_its_place(engine: Engine) -> None:
+    open_room(engine, 1, admission_ttl_ms=100)
+    first, second = engine.queue_join(P), engine.queue_join(P)
+    time.sleep(0.15)
+
+    assert engine.queue_poll(first.ticket).state == "expired"
+    assert engine.queue_poll(second.ticket).state == "admitted"

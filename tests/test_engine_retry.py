@@ -12,7 +12,7 @@ from engine import Engine, calls, new_id, product_keys
 from engine.connection import connect
 from engine.exceptions import EngineUnavailable
 from engine.scripts import NAMES, source
-from engine.types import Hold, ReserveRequest, WaitingRoomSettings
+from engine.types import Hold, ReserveRequest, Ticket, WaitingRoomSettings
 from flashsale.stack.readiness import free_port
 
 T = TypeVar("T")
@@ -142,9 +142,11 @@ def test_the_engine_keeps_working_after_script_flush(engine: Engine, redis_clien
     engine.set_stock(2, 1, waiting_room=WaitingRoomSettings())  # open since forever: no pre-queue to draw
     ticket = engine.queue_join(2)
     assert engine.queue_poll(ticket.ticket).state == "admitted"
+    [polled] = engine.queue_poll_many([ticket.ticket])
+    assert isinstance(polled, Ticket)
     assert engine.queue_info(2).admitted == 1
     assert engine.queue_leave(ticket.ticket) == "left"
-    assert len(NAMES) == 21
+    assert len(NAMES) == 22
 
 
 def test_each_script_loads_on_every_backend(redis_client: Any) -> None:

@@ -22,7 +22,7 @@
 --   KEYS[11] hold_queue list    hold ulids in expiry order (a hold expiring no earlier than the last one
 --                               queued); released or converted ones stay until they reach the head
 -- The waiting room (docs/waiting-room.md), empty unless the product opted in:
---   KEYS[12] queue      hash    on rate ttl abandon opened seed seed_sha256 seq pre_last tokens tokens_at sweep
+--   KEYS[12] queue      hash    on rate ttl abandon opened seed seed_sha256 seq pre_last tokens tokens_at sweep upkept
 --                               win_at win_n win_prev, and counts q_joined q_admitted q_used q_expired q_left
 --   KEYS[13] queue_wait zset    waiting ticket numbers; score = the pre-queue's draw key (< 2^52) for a
 --                               ticket that joined before the start, 2^52 + its number after it
@@ -325,7 +325,7 @@ end
 -- product is sold out; that is not stored: it ends when units return.
 local QUEUE_RECORD = 30
 local PRE_QUEUE_SPAN = 4503599627370496  -- 2^52: draw keys are below it, numbers after the start above it
-local SWEEP = 5          -- waiting tickets checked for abandonment per call
+local SWEEP = 20         -- waiting tickets checked for abandonment per upkeep (queue_upkeep)
 local RATE_WINDOW_MS = 10000
 
 local function queue_on()
@@ -427,22 +427,43 @@ local function count_admissions(now, k)
   end
 end
 
--- Admit the next waiters, in queue order, so that the admitted and unused never exceed `available`, and no
--- faster than `rate` a second when one is set. Before the start nobody is admitted.
-local function queue_admit(now, batch)
+-- The room's time-driven upkeep: lapsed holds and unpaid orders give their units back (reap_due), lapsed
+-- admissions expire, a few waiting tickets are checked for abandonment, and the rate window rolls on. Nothing
+-- here is due sooner than time makes it due, so it runs at most once every `every` ms of Redis time per product
+-- (the room's field `upkept`), unless `force`; a clock that stepped back runs it at once. Admission itself
+-- (queue_admit) is not rate-limited: units that come back are admitted by the next call.
+local function queue_upkeep(now, batch, every, force)
+  local last = queue_field('upkept')
+  if not force and now >= last and now - last < every then return false end
+  redis.call('HSET', K_QUEUE, 'upkept', now)
+  reap_due(now, batch)
   queue_expire(now, batch)
-  local abandon = queue_field('abandon')
-  queue_sweep(now, abandon)
-  if not sale_started(now) then return end
+  queue_sweep(now, queue_field('abandon'))
+  count_admissions(now, 0)
+  return true
+end
+
+-- Whether ticket n (record t) holds an admission that has lapsed though no upkeep expired it yet: its holder
+-- must read `expired`, so the caller forces the upkeep.
+local function admission_lapsed(n, t, now)
+  return t.state == 'a' and now >= tonumber(redis.call('ZSCORE', K_QUEUE_ADM, n) or '0')
+end
+
+-- Admit the next waiters, in queue order, so that the admitted and unused never exceed `available`, and no
+-- faster than `rate` a second when one is set. Before the start nobody is admitted. With no free slot (the usual
+-- case during a sale) this is two reads. Returns how many were admitted.
+local function queue_admit(now, batch)
+  if not sale_started(now) then return 0 end
   local slots = counter('available') - redis.call('ZCARD', K_QUEUE_ADM)
-  local rate = queue_field('rate')
+  if slots <= 0 then return 0 end
+  local q = redis.call('HMGET', K_QUEUE, 'abandon', 'rate', 'tokens', 'tokens_at', 'ttl')
+  local abandon, rate = tonumber(q[1] or '0'), tonumber(q[2] or '0')
   local tokens
   if rate > 0 then
-    local at = queue_field('tokens_at')
-    tokens = math.min(rate, queue_field('tokens') + (now - at) * rate / 1000)
+    tokens = math.min(rate, tonumber(q[3] or '0') + (now - tonumber(q[4] or '0')) * rate / 1000)
     slots = math.min(slots, math.floor(tokens))
   end
-  local ttl = queue_field('ttl')
+  local ttl = tonumber(q[5] or '0')
   local admitted = 0
   while slots > 0 and admitted < batch do
     local head = redis.call('ZPOPMIN', K_QUEUE_WAIT)
@@ -459,7 +480,8 @@ local function queue_admit(now, batch)
     end
   end
   if rate > 0 then redis.call('HSET', K_QUEUE, 'tokens', tokens - admitted, 'tokens_at', now) end
-  count_admissions(now, admitted)
+  if admitted > 0 then count_admissions(now, admitted) end
+  return admitted
 end
 
 -- Whether `admission` (ticket number, ':', the 8-byte token secret) admits `customer` now. Returns the ticket
@@ -487,12 +509,6 @@ local function use_admission(n)
   redis.call('HINCRBY', K_QUEUE, 'q_used', 1)
 end
 
--- Whether the product is sold out for good unless units return: nothing available, held or pending.
-local function sold_out()
-  local c = redis.call('HMGET', K_PRODUCT, 'available', 'held', 'pending')
-  return tonumber(c[1] or '0') == 0 and tonumber(c[2] or '0') == 0 and tonumber(c[3] or '0') == 0
-end
-
 local TICKET_STATE = { w = 'waiting', a = 'admitted', u = 'used', e = 'expired', l = 'left' }
 
 -- What a ticket's holder sees (queue_join, queue_poll): {status, created, number, secret, state, position
@@ -500,10 +516,14 @@ local TICKET_STATE = { w = 'waiting', a = 'admitted', u = 'used', e = 'expired',
 -- token secret ('' unless admitted), now, sale starts ms, available, admitted and unused, admissions in the
 -- rate window, the window's ms, rate cap (0 none)}
 local function ticket_view(status, created, n, t, now)
+  local c = redis.call('HMGET', K_PRODUCT, 'available', 'held', 'pending', 'starts')
+  for i = 1, 4 do c[i] = tonumber(c[i] or '0') end
+  local starts = c[4]
   local state, position, expires, token = TICKET_STATE[t.state], 0, 0, ''
   if t.state == 'w' then
-    if sale_started(now) then position = redis.call('ZRANK', K_QUEUE_WAIT, n) + 1 end
-    if sold_out() then state = 'sold_out' end
+    if starts == 0 or now >= starts then position = redis.call('ZRANK', K_QUEUE_WAIT, n) + 1 end
+    -- Sold out for good unless units return: nothing available, held or pending.
+    if c[1] == 0 and c[2] == 0 and c[3] == 0 then state = 'sold_out' end
   elseif t.state == 'a' then
     expires, token = tonumber(redis.call('ZSCORE', K_QUEUE_ADM, n)), t.token
   end
@@ -513,8 +533,19 @@ local function ticket_view(status, created, n, t, now)
   if win_at > 0 and now - win_at < 2 * RATE_WINDOW_MS then
     recent, window = tonumber(w[2] or '0') + tonumber(w[3] or '0'), now - win_at + RATE_WINDOW_MS
   end
-  return { status, created, n, t.secret, state, position, t.joined, expires, token, now, counter('starts'),
-           counter('available'), redis.call('ZCARD', K_QUEUE_ADM), recent, window, tonumber(w[4] or '0') }
+  return { status, created, n, t.secret, state, position, t.joined, expires, token, now, starts,
+           c[1], redis.call('ZCARD', K_QUEUE_ADM), recent, window, tonumber(w[4] or '0') }
+end
+
+-- One poll of ticket n, for queue_poll.lua and queue_poll_batch.lua (contract and reply in queue_poll.lua). The
+-- product exists and its room is on. The ticket is touched before the upkeep, so its own poll never drops it.
+local function poll_ticket(n, secret, owner, now, batch, every)
+  local t = read_ticket(n)
+  if not t or t.secret ~= secret or not ticket_owned_by(n, t, owner) then return { 'ticket_not_found' } end
+  if t.state == 'w' then touch_ticket(n, now) end
+  if queue_upkeep(now, batch, every, admission_lapsed(n, t, now)) then t = read_ticket(n) end
+  if queue_admit(now, batch) > 0 then t = read_ticket(n) end
+  return ticket_view('ok', 0, n, t, now)
 end
 
 -- One reserve, for reserve.lua and reserve_batch.lua (contract and reply in reserve.lua). `admission` is
