@@ -38,9 +38,11 @@ from engine.types import Order, OrderStatus, OutboxEvent, PaymentResult, Settlem
 from persistence.conflicts import log_conflicts
 from persistence.order_reads import (
     PaymentRecord,
+    ProcessingRecord,
     get_order,
     get_payment,
     payments_by_transaction,
+    processing_by_transaction,
     recorded_transaction_ids,
 )
 from persistence.order_writes import apply_events
@@ -89,7 +91,7 @@ class Settler:
         self._confirming: set[asyncio.Task[None]] = set()
         self._vouched_at = -VOUCH_EVERY_SECONDS
         # Concurrent webhooks share one PostgreSQL read (and one worker thread) for their transaction ids.
-        self._lookups: Coalescer[str, PaymentRecord | None] = Coalescer(
+        self._lookups: Coalescer[str, PaymentRecord | ProcessingRecord | None] = Coalescer(
             self._lookup, max_batch=LOOKUP_BATCH, max_in_flight=2
         )
 
@@ -104,21 +106,20 @@ class Settler:
             claim = await self.engine.claim_transaction(transaction_id, order_id)
         except engine_errors.TransactionReused as reused:
             self._refuse(reused)
-        known: PaymentRecord | _Unknown | None = None
+        known: PaymentRecord | ProcessingRecord | _Unknown | None = None
         if not claim.confirmed:
             self._vouch_later()
             known = await self._recorded(transaction_id)
-            if isinstance(known, PaymentRecord) and known.order_id != order_id:
-                await self._record(transaction_id, known.order_id)
-                self._refuse(engine_errors.TransactionReused(transaction_id, order_id, known.order_id))
+            await self._refuse_if_bound_elsewhere(known, transaction_id, order_id)
             if isinstance(known, PaymentRecord):  # Redis forgot it; PostgreSQL has it for this very order
                 self._confirm_later(transaction_id, order_id)
                 return await self._duplicate_from_database(known)
         try:
             settlement = await self.engine.settle(order_id, transaction_id, result, payload)
         except engine_errors.OrderNotFound:
-            return await self._from_database(order_id, transaction_id, result, payload, known)
-        if known is None and not claim.confirmed:
+            recorded = None if isinstance(known, ProcessingRecord) else known
+            return await self._from_database(order_id, transaction_id, result, payload, recorded)
+        if not claim.confirmed and (known is None or isinstance(known, ProcessingRecord)):
             self._confirm_later(transaction_id, order_id)  # the order exists: a release can never follow
         log_settlement(settlement)
         order = settlement.order
@@ -135,9 +136,11 @@ class Settler:
         """A payment under way: hold the order for the payment grace, once (the id is claimed for the order, so
         its result later finds it bound); raises TransactionReused, OrderNotFound, or an outage."""
         try:
-            await self.engine.claim_transaction(transaction_id, order_id)
+            claim = await self.engine.claim_transaction(transaction_id, order_id)
         except engine_errors.TransactionReused as reused:
             self._refuse(reused)
+        if not claim.confirmed:  # Redis may have forgotten the id (restarted empty): PostgreSQL knows its order
+            await self._refuse_if_bound_elsewhere(await self._recorded(transaction_id), transaction_id, order_id)
         try:
             done = await self.engine.processing(order_id, transaction_id, self.grace_ms)
         except engine_errors.OrderNotFound:
@@ -173,11 +176,19 @@ class Settler:
         )
         raise reused
 
-    async def _lookup(self, _: int, transaction_ids: Sequence[str]) -> list[PaymentRecord | None]:
-        found = await threadpool.call(payments_by_transaction, self.db, transaction_ids)
+    async def _refuse_if_bound_elsewhere(
+        self, known: PaymentRecord | ProcessingRecord | _Unknown | None, transaction_id: str, order_id: str
+    ) -> None:
+        """PostgreSQL binds the id to another order (its payment, or its ``processing``): remember it and refuse."""
+        if isinstance(known, PaymentRecord | ProcessingRecord) and known.order_id != order_id:
+            await self._record(transaction_id, known.order_id)
+            self._refuse(engine_errors.TransactionReused(transaction_id, order_id, known.order_id))
+
+    async def _lookup(self, _: int, transaction_ids: Sequence[str]) -> list[PaymentRecord | ProcessingRecord | None]:
+        found = await threadpool.call(_bound_transactions, self.db, transaction_ids)
         return [found.get(txn) for txn in transaction_ids]
 
-    async def _recorded(self, transaction_id: str) -> PaymentRecord | _Unknown | None:
+    async def _recorded(self, transaction_id: str) -> PaymentRecord | ProcessingRecord | _Unknown | None:
         try:
             return await asyncio.wait_for(self._lookups.submit(0, transaction_id), CHECK_TIMEOUT_SECONDS)
         except (DatabaseUnavailable, TimeoutError):
@@ -267,6 +278,15 @@ class Settler:
             await self.engine.count_refund(record.product_id)
             log.warning(logs.REFUND_REQUIRED, **refund_log_fields(record, transaction_id))
         return Outcome(order_id, record.status, False, False, refund)
+
+
+def _bound_transactions(db: sa.Engine, transaction_ids: Sequence[str]) -> dict[str, PaymentRecord | ProcessingRecord]:
+    """What PostgreSQL binds each id to: its payment, or else the order whose payment grace its ``processing`` used."""
+    found: dict[str, PaymentRecord | ProcessingRecord] = dict(payments_by_transaction(db, transaction_ids))
+    rest = [txn for txn in transaction_ids if txn not in found]
+    if rest:
+        found.update(processing_by_transaction(db, rest))
+    return found
 
 
 def log_settlement(s: Settlement) -> None:

@@ -128,9 +128,10 @@ class OrderRow(Base):
     revived: Mapped[bool] = mapped_column(server_default=sa.false())
     """Paid by a success that arrived after the order had expired unpaid, its units taken again (the one
     move out of ``cancelled``)."""
-    processing_transaction_id: Mapped[str | None] = mapped_column(sa.String(TRANSACTION_ID_LENGTH))
+    processing_transaction_id: Mapped[str | None] = mapped_column(sa.String(TRANSACTION_ID_LENGTH), index=True)
     """The transaction whose ``processing`` webhook used the order's one payment grace (kept once the order
-    closes); a rebuild gives it back to the engine, which then extends the order no more."""
+    closes); a rebuild gives it back to the engine, which then extends the order no more, and a webhook whose
+    transaction id Redis forgot finds the id bound to this order here."""
 
 
 class PaymentRow(Base):

@@ -59,6 +59,14 @@ def payment_record(m: sa.RowMapping) -> PaymentRecord:
     )
 
 
+@dataclass(frozen=True)
+class ProcessingRecord:
+    """A transaction id PostgreSQL knows only from its ``processing`` webhook: the order whose payment grace it used."""
+
+    transaction_id: str
+    order_id: str
+
+
 def get_order(db: sa.Engine, order_id: str) -> Order | None:
     with db.connect() as connection:
         row = connection.execute(sa.select(orders).where(orders.c.id == order_id)).mappings().first()
@@ -79,10 +87,21 @@ def payments_by_transaction(db: sa.Engine, transaction_ids: Sequence[str]) -> di
         return {row["transaction_id"]: payment_record(row) for row in connection.execute(statement).mappings()}
 
 
-def recorded_transaction_ids(db: sa.Engine, limit: int) -> list[str] | None:
-    """Every transaction id ``payments`` records, or None when there are more than ``limit``."""
+def processing_by_transaction(db: sa.Engine, transaction_ids: Sequence[str]) -> dict[str, ProcessingRecord]:
+    """The orders whose payment grace a ``processing`` of one of ``transaction_ids`` used, in one read."""
+    column = orders.c.processing_transaction_id
     with db.connect() as connection:
-        statement = sa.select(payments.c.transaction_id).limit(limit + 1)
+        statement = sa.select(column, orders.c.id).where(column.in_(set(transaction_ids)))
+        return {txn: ProcessingRecord(txn, order_id) for txn, order_id in connection.execute(statement)}
+
+
+def recorded_transaction_ids(db: sa.Engine, limit: int) -> list[str] | None:
+    """Every transaction id PostgreSQL binds to an order (a payment, or a ``processing`` that used an order's grace),
+    or None when there are more than ``limit``."""
+    processing = orders.c.processing_transaction_id
+    with db.connect() as connection:
+        bound = sa.union(sa.select(payments.c.transaction_id), sa.select(processing).where(processing.is_not(None)))
+        statement = sa.select(bound.subquery().c[0]).limit(limit + 1)
         found = list(connection.execute(statement).scalars())
     return None if len(found) > limit else found
 

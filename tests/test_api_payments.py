@@ -470,6 +470,30 @@ async def test_after_a_rebuild_a_transaction_id_still_pays_one_order(
     assert engine_sync.order(second["order_id"]).status == "pending"
 
 
+async def test_after_a_rebuild_a_processing_transaction_id_still_belongs_to_its_order(
+    client: httpx.AsyncClient, engine_sync: Engine, db: sa.Engine
+) -> None:
+    # Given a transaction in progress for the first order (processing), drained, then Redis restarted empty
+    put_product(engine_sync, db, ProductSpec(1, "Widget", 400, 10))
+    put_product(engine_sync, db, ProductSpec(2, "Gadget", 400, 10))
+    first, second = await order(client, 1), await order(client, 2)
+    assert (await pay(client, first["order_id"], "pay_P", "processing")).status_code == 200
+    _drain(engine_sync, db, 1, 2)
+    engine_sync.redis.flushdb()
+    rebuild_all(engine_sync, db)
+
+    # When the same transaction id is sent for another order
+    processing = await pay(client, second["order_id"], "pay_P", "processing")
+    success = await pay(client, second["order_id"], "pay_P")
+
+    # Then it is refused, as before the loss, and it still pays its own order
+    _assert_refused_without_naming_the_other_order(processing, first["order_id"])
+    _assert_refused_without_naming_the_other_order(success, first["order_id"])
+    paid = (await pay(client, first["order_id"], "pay_P")).json()
+    assert (paid["status"], paid["applied"]) == ("paid", True)
+    assert engine_sync.order(second["order_id"]).status == "pending"
+
+
 async def test_a_claim_left_by_a_crash_before_the_settle_is_completed_by_the_retry(
     client: httpx.AsyncClient, engine_sync: Engine
 ) -> None:
