@@ -1,5 +1,5 @@
 """The asyncio engine: every operation of engine.operations, awaited, over ``redis.asyncio`` clients; concurrent
-reserves (and a room's polls) coalesced, concurrent calls pipelined, each under a deadline."""
+reserves (and a room's polls and joins) coalesced, concurrent calls pipelined, each under a deadline."""
 
 from __future__ import annotations
 
@@ -10,7 +10,15 @@ from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
 from engine import calls
-from engine.calls import Call, PreparedPoll, PreparedReserve, queue_poll_batch, reserve_batch
+from engine.calls import (
+    Call,
+    PreparedJoin,
+    PreparedPoll,
+    PreparedReserve,
+    queue_join_batch,
+    queue_poll_batch,
+    reserve_batch,
+)
 from engine.coalesce import MAX_BATCH, Coalescer
 from engine.commands import Command
 from engine.exceptions import EngineError, EngineUnavailable, unavailable_as_engine_error
@@ -49,7 +57,7 @@ def deadline(at: float | None) -> Iterator[None]:
 
 class AsyncEngine(AsyncOperations):
     """Concurrent reserves of a product share one script call of up to ``coalesce`` reserves (engine.coalesce);
-    so do concurrent polls of one product's waiting room (``queue_poll_batch``).
+    so do concurrent polls, and joins, of one product's waiting room (``queue_poll_batch``, ``queue_join_batch``).
 
     ``coalesce=1`` sends each reserve alone, as ``reserve.lua``. Concurrent script calls on different
     products share a pipelined round trip of up to ``pipeline`` calls (engine.pipelining), unless
@@ -89,6 +97,9 @@ class AsyncEngine(AsyncOperations):
         )
         self._polls: Coalescer[PreparedPoll, Ticket] | None = (
             Coalescer(self._poll_batch, max_batch=coalesce, max_in_flight=in_flight) if coalesce > 1 else None
+        )
+        self._joins: Coalescer[PreparedJoin, Ticket] | None = (
+            Coalescer(self._join_batch, max_batch=coalesce, max_in_flight=in_flight) if coalesce > 1 else None
         )
         self._pipeliner = (
             Pipeliner(redis, max_calls=pipeline, timeout=timeout, acker=self._acker, max_trips=in_flight)
@@ -154,6 +165,14 @@ class AsyncEngine(AsyncOperations):
 
     async def _poll_batch(self, product_id: int, polls: Sequence[PreparedPoll]) -> list[Ticket | EngineError]:
         return await self._run(queue_poll_batch(product_id, polls))
+
+    def _join(self, join: PreparedJoin) -> Coroutine[Any, Any, Ticket]:
+        if self._joins is None:
+            return cast("Coroutine[Any, Any, Ticket]", super()._join(join))
+        return self._bounded(self._joins.submit(join.product_id, join))
+
+    async def _join_batch(self, product_id: int, joins: Sequence[PreparedJoin]) -> list[Ticket | EngineError]:
+        return await self._run(queue_join_batch(product_id, joins))
 
     async def _steps(self, steps: Steps[T]) -> T:
         if steps.together:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
 from engine import exceptions as exc
-from engine.ids import ParsedId, format_id, new_id, new_ulid, parse_id
+from engine.ids import ParsedId, check_product_id, format_id, new_id, new_ulid, parse_id
 from engine.keys import CLAIMS_COMPLETE_KEY, product_keys, product_slot, transaction_key
 from engine.product_rules import (
     MAX_ADMISSION_TTL_SECONDS,
@@ -749,23 +749,72 @@ def check_buyer(buyer: str | None) -> str:
     return _check_text(buyer, "buyer", MAX_BUYER)
 
 
-def queue_join(product_id: int, buyer: str | None = None) -> Call[Ticket]:
-    """Join the product's waiting room: a new ticket, or ``buyer``'s own while it is not left or expired."""
-    keys = product_keys(product_id)
-    who = check_buyer(buyer)
+@dataclass(frozen=True, slots=True)
+class PreparedJoin:
+    """A join checked, its secrets chosen: it goes alone (``queue_join``) or with its product's others
+    (``queue_join_batch``)."""
 
-    def decode(reply: Reply) -> Ticket:
+    product_id: int
+    secret: bytes
+    token: bytes
+    buyer: str
+
+    def answer(self, reply: Reply) -> Ticket:
         status = text(reply[0])
         if status == "product_not_found":
-            raise exc.ProductNotFound(product_id)
+            raise exc.ProductNotFound(self.product_id)
         if status == "queue_off":
-            raise exc.WaitingRoomOff(product_id)
+            raise exc.WaitingRoomOff(self.product_id)
         if status == "sale_not_active":
-            raise exc.SaleNotActive(product_id, _int(reply[1]), _int(reply[2]), _int(reply[3]))
-        return _ticket(product_id, reply)
+            raise exc.SaleNotActive(self.product_id, _int(reply[1]), _int(reply[2]), _int(reply[3]))
+        return _ticket(self.product_id, reply)
 
-    args: list[str | int | bytes] = [new_secret(), new_secret(), who, REAP_BATCH, QUEUE_UPKEEP_MS]
-    return Call("queue_join", keys.all(), args, decode)
+
+def prepare_join(product_id: int, buyer: str | None = None) -> PreparedJoin:
+    """Join the product's waiting room: a new ticket, or ``buyer``'s own while it is not left or expired."""
+    check_product_id(product_id)
+    return PreparedJoin(product_id, new_secret(), new_secret(), check_buyer(buyer))
+
+
+def queue_join(product_id: int, buyer: str | None = None) -> Call[Ticket]:
+    """One join alone; an asyncio engine coalesces a product's concurrent joins (``queue_join_batch``)."""
+    return join_alone(prepare_join(product_id, buyer))
+
+
+def join_alone(join: PreparedJoin) -> Call[Ticket]:
+    args: list[str | int | bytes] = [join.secret, join.token, join.buyer, REAP_BATCH, QUEUE_UPKEEP_MS]
+    return Call("queue_join", product_keys(join.product_id).all(), args, join.answer)
+
+
+def queue_join_batch(product_id: int, joins: Sequence[PreparedJoin]) -> Call[list[Ticket | exc.EngineError]]:
+    """Joins of one product's room in one script call, each answered (a Ticket or its error) as if made in turn."""
+    args: list[str | int | bytes] = [REAP_BATCH, QUEUE_UPKEEP_MS, len(joins)]
+    for join in joins:
+        if join.product_id != product_id:
+            raise ValueError(f"queue_join_batch: a join of product {join.product_id}, not {product_id}")
+        args += (join.secret, join.token, join.buyer)
+    return Call("queue_join_batch", product_keys(product_id).all(), args, _each_answered(joins, "queue_join"))
+
+
+def _each_answered(
+    requests: Sequence[PreparedJoin | PreparedPoll], script: str
+) -> Callable[[Reply], list[Ticket | exc.EngineError]]:
+    """The decoder of a batch's replies: each request's Ticket, or the error it met (alone)."""
+
+    def decode(reply: Reply) -> list[Ticket | exc.EngineError]:
+        results: list[Ticket | exc.EngineError] = []
+        for request, item in zip(requests, reply, strict=True):
+            try:
+                results.append(request.answer(item))
+            except exc.EngineError as error:
+                results.append(error)
+            except Exception as error:  # one unreadable answer is its caller's error, not the whole batch's
+                unreadable = exc.EngineError(f"{script}: unreadable reply {item!r}")
+                unreadable.__cause__ = error
+                results.append(unreadable)
+        return results
+
+    return decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -804,21 +853,7 @@ def queue_poll_batch(product_id: int, polls: Sequence[PreparedPoll]) -> Call[lis
         if poll.product_id != product_id:
             raise ValueError(f"queue_poll_batch: ticket {poll.ticket} is not of product {product_id}")
         args += (poll.number, poll.secret, poll.owner)
-
-    def decode(reply: Reply) -> list[Ticket | exc.EngineError]:
-        results: list[Ticket | exc.EngineError] = []
-        for poll, item in zip(polls, reply, strict=True):
-            try:
-                results.append(poll.answer(item))
-            except exc.EngineError as error:
-                results.append(error)
-            except Exception as error:  # one unreadable answer is its caller's error, not the whole batch's
-                unreadable = exc.EngineError(f"queue_poll: unreadable reply {item!r}")
-                unreadable.__cause__ = error
-                results.append(unreadable)
-        return results
-
-    return Call("queue_poll_batch", product_keys(product_id).all(), args, decode)
+    return Call("queue_poll_batch", product_keys(product_id).all(), args, _each_answered(polls, "queue_poll"))
 
 
 def queue_leave(ticket: str, owner: str | None = None) -> Call[TicketState]:

@@ -1,5 +1,5 @@
-"""Request coalescing: concurrent reserves of one queue ride in one ``reserve_batch`` call (and concurrent polls of
-one waiting room in one ``queue_poll_batch`` call, queued by product).
+"""Request coalescing: concurrent reserves of one queue ride in one ``reserve_batch`` call (and concurrent polls, or
+joins, of one waiting room in one ``queue_poll_batch`` or ``queue_join_batch`` call, queued by product).
 
 A queue is whatever one script call can reach: every product on one Redis, one hash slot on a cluster (the
 engine chooses). While a queue's batch is in flight, new reserves for it queue; when it returns, the queue

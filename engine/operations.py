@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, Self, TypeAlias, TypeVar, cast, overload
 
 from engine import calls, commands
-from engine.calls import Call, PreparedPoll, PreparedReserve
+from engine.calls import Call, PreparedJoin, PreparedPoll, PreparedReserve
 from engine.client_base import EngineBase
 from engine.commands import Command
 from engine.exceptions import EngineError
@@ -51,10 +51,10 @@ class Steps(Generic[T]):
 
 
 Step: TypeAlias = "Call[Any] | Command[Any] | PreparedReserve"
-Plan: TypeAlias = "Call[T] | Command[T] | Steps[T] | PreparedReserve | PreparedPoll"
+Plan: TypeAlias = "Call[T] | Command[T] | Steps[T] | PreparedReserve | PreparedPoll | PreparedJoin"
 """What an operation sends. A ``PreparedReserve`` (a plan of ``Hold``) goes alone or, on AsyncEngine, in a
-coalesced batch (engine.coalesce), with the engine's hold TTL; a ``PreparedPoll`` (a plan of ``Ticket``) likewise,
-in a batch of its product's polls."""
+coalesced batch (engine.coalesce), with the engine's hold TTL; a ``PreparedPoll`` or ``PreparedJoin`` (plans of
+``Ticket``) likewise, in a batch of its product's polls or joins."""
 
 
 class Operation(Protocol[P, T_co]):
@@ -106,6 +106,11 @@ def holds(build: Callable[P, PreparedReserve]) -> Callable[P, Plan[Hold]]:
 
 def polls(build: Callable[P, PreparedPoll]) -> Callable[P, Plan[Ticket]]:
     """A builder of polls, as a plan of ``Ticket``: what the engine answers for it."""
+    return build
+
+
+def joins(build: Callable[P, PreparedJoin]) -> Callable[P, Plan[Ticket]]:
+    """A builder of joins, as a plan of ``Ticket``: what the engine answers for it."""
     return build
 
 
@@ -168,7 +173,7 @@ class Operations(EngineBase):
     ack_outbox = operation(ack_outbox)
     outbox_backlog = operation(commands.outbox_backlog)
     stats = operation(commands.stats)
-    queue_join = operation(calls.queue_join)
+    queue_join = operation(joins(calls.prepare_join))
     queue_poll = operation(polls(calls.prepare_poll))
     queue_leave = operation(calls.queue_leave)
     queue_info = operation(calls.queue_info)
@@ -186,6 +191,12 @@ class Operations(EngineBase):
         if not prepared:
             raise ValueError("queue_poll_many: no tickets")
         return calls.queue_poll_batch(prepared[0].product_id, prepared)
+
+    @with_engine
+    def queue_join_many(self, product_id: int, buyers: Sequence[str | None]) -> Plan[list[Ticket | EngineError]]:
+        """Joins of one product's room (one per buyer, None for none) in one script call: each a Ticket, or the error
+        it met, in order."""
+        return calls.queue_join_batch(product_id, [calls.prepare_join(product_id, buyer) for buyer in buyers])
 
     @with_engine
     def reserve_across(self, requests: Sequence[ProductReserve]) -> Plan[list[Hold | EngineError]]:
@@ -217,6 +228,8 @@ class Operations(EngineBase):
             return self._run(plan)
         if isinstance(plan, PreparedPoll):
             return self._poll(plan)
+        if isinstance(plan, PreparedJoin):
+            return self._join(plan)
         if isinstance(plan, Command):
             return self._command(plan)
         return self._steps(plan)
@@ -226,6 +239,9 @@ class Operations(EngineBase):
 
     def _poll(self, poll: PreparedPoll) -> Any:
         return self._run(calls.queue_poll(poll))
+
+    def _join(self, join: PreparedJoin) -> Any:
+        return self._run(calls.join_alone(join))
 
     def _script_reply(self, call: Call[Any]) -> Any:
         """The client's call of ``call``'s script (through the acknowledger for a write that waits)."""

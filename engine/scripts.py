@@ -28,6 +28,7 @@ PRODUCT_SCRIPTS = (
     "restore",
     "outbox_mark",
     "queue_join",
+    "queue_join_batch",
     "queue_poll",
     "queue_poll_batch",
     "queue_leave",

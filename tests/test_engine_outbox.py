@@ -239,9 +239,11 @@ class Writes:
 
 
 def poll_or_join(engine: Engine, script: str, ticket: str) -> None:
-    """Run the waiting-room script named (each one moves the room on): a join, a poll, or a batch of polls."""
+    """Run the waiting-room script named (each one moves the room on): a join or a poll, alone or in a batch."""
     if script == "queue_join":
         engine.queue_join(1)
+    elif script == "queue_join_batch":
+        engine.queue_join_many(1, [None])
     elif script == "queue_poll":
         engine.queue_poll(ticket)
     else:
@@ -290,7 +292,7 @@ def every_script_once_each_way(engine: Engine, short: Engine) -> None:
     engine.settle(expired_order().order_id, "txn-6", "success")  # cancelled on the way, then revived
     engine.set_stock(1, 1_000, price_cents=300, waiting_room=WaitingRoomSettings())  # a waiting room, for a while
     brief = Engine(engine.redis, hold_ttl_ms=200)  # a hold that lapses after the order below (not spied on)
-    for step in ("queue_join", "queue_poll", "queue_poll_batch"):
+    for step in ("queue_join", "queue_join_batch", "queue_poll", "queue_poll_batch"):
         first, second = engine.queue_join(1), engine.queue_join(1)
         lapsing = brief.reserve(1, 1, admission=first.admission_token)
         unpaid = short.convert(engine.reserve(1, 1, admission=second.admission_token).hold_id)
@@ -367,7 +369,7 @@ def every_stock_move(engine: Engine, short: Engine) -> None:
     engine.processing(expired_order().order_id, "txn-7", 60_000)  # cancelled on the way: back in stock
     edge(1)
     engine.settle(expired_order().order_id, "txn-8", "success")  # back in stock, then revived: sold out
-    for step in ("queue_join", "queue_poll", "queue_poll_batch"):
+    for step in ("queue_join", "queue_join_batch", "queue_poll", "queue_poll_batch"):
         edge(1)  # no room: opening one below starts it empty
         edge(1, room=WaitingRoomSettings())
         ticket = engine.queue_join(1)

@@ -144,9 +144,11 @@ def test_the_engine_keeps_working_after_script_flush(engine: Engine, redis_clien
     assert engine.queue_poll(ticket.ticket).state == "admitted"
     [polled] = engine.queue_poll_many([ticket.ticket])
     assert isinstance(polled, Ticket)
+    [joined] = engine.queue_join_many(2, [None])
+    assert isinstance(joined, Ticket)
     assert engine.queue_info(2).admitted == 1
     assert engine.queue_leave(ticket.ticket) == "left"
-    assert len(NAMES) == 22
+    assert len(NAMES) == 23
 
 
 def test_each_script_loads_on_every_backend(redis_client: Any) -> None:

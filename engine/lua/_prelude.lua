@@ -537,6 +537,49 @@ local function ticket_view(status, created, n, t, now)
            c[1], redis.call('ZCARD', K_QUEUE_ADM), recent, window, tonumber(w[4] or '0') }
 end
 
+-- One join, for queue_join.lua and queue_join_batch.lua (contract and reply in queue_join.lua). The product
+-- exists, its room is on and its sale has not ended.
+local function join_ticket(secret, token, buyer, now, batch, every)
+  if buyer ~= '' then
+    local mine = redis.call('HGET', K_QUEUE_SUBS, buyer)
+    local n = mine and tonumber(mine)
+    local t = n and read_ticket(n)
+    if t and t.state == 'w' then touch_ticket(n, now) end
+    if queue_upkeep(now, batch, every, t and admission_lapsed(n, t, now)) and t then t = read_ticket(n) end
+    if t and t.state ~= 'l' and t.state ~= 'e' then
+      if queue_admit(now, batch) > 0 then t = read_ticket(n) end
+      return ticket_view('ok', 0, n, t, now)
+    end
+  else
+    queue_upkeep(now, batch, every, false)
+  end
+
+  local n = redis.call('HINCRBY', K_QUEUE, 'seq', 1)
+  local score = PRE_QUEUE_SPAN + n
+  if not sale_started(now) then
+    local seed = redis.call('HGET', K_QUEUE, 'seed')
+    score = tonumber(string.sub(redis.sha1hex(seed .. ':' .. n), 1, 13), 16)
+    redis.call('HSET', K_QUEUE, 'pre_last', n)
+  end
+  redis.call('SETRANGE', K_QUEUE_TAB, n * QUEUE_RECORD,
+    secret .. token .. ms_bytes(now) .. ms_bytes(now) .. 'w' .. (buyer ~= '' and '1' or '0'))
+  redis.call('ZADD', K_QUEUE_WAIT, score, n)
+  if buyer ~= '' then redis.call('HSET', K_QUEUE_SUBS, buyer, n) end
+  redis.call('HINCRBY', K_QUEUE, 'q_joined', 1)
+  queue_admit(now, batch)
+  return ticket_view('ok', 1, n, read_ticket(n), now)
+end
+
+-- Why nobody may join now: {'product_not_found'} | {'queue_off'} | {'sale_not_active', starts, ends, now}; nil
+-- if anyone may.
+local function join_refused(now)
+  if not product_exists() then return { 'product_not_found' } end
+  if not queue_on() then return { 'queue_off' } end
+  local ends = counter('ends')
+  if ends > 0 and now >= ends then return { 'sale_not_active', counter('starts'), ends, now } end
+  return nil
+end
+
 -- One poll of ticket n, for queue_poll.lua and queue_poll_batch.lua (contract and reply in queue_poll.lua). The
 -- product exists and its room is on. The ticket is touched before the upkeep, so its own poll never drops it.
 local function poll_ticket(n, secret, owner, now, batch, every)

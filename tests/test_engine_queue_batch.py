@@ -1,7 +1,9 @@
-"""queue_poll_batch: polls of one waiting room in one script call, and the asyncio engine's coalescing of them.
+"""queue_poll_batch and queue_join_batch: polls, or joins, of one waiting room in one script call, and the asyncio
+engine's coalescing of them.
 
-Each poll in a batch is answered as queue_poll would have answered it, made in turn; a ticket that is not found
-(forged, another buyer's) fails its own poll only, and a malformed one fails before it joins a batch.
+Each poll or join in a batch is answered as queue_poll or queue_join would have answered it, made in turn; a
+ticket that is not found (forged, another buyer's) fails its own poll only, and a malformed one fails before it
+joins a batch.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 
 from engine import AsyncEngine, Engine
-from engine.exceptions import InvalidId
+from engine.exceptions import InvalidId, WaitingRoomOff
 from engine.types import Ticket, WaitingRoomSettings
 from tests.test_engine_async import ClientFactory, async_clients, run
 
@@ -94,5 +96,57 @@ def test_concurrent_async_polls_of_a_room_share_script_calls_and_each_hears_its_
         assert [type(r).__name__ for r in results[40:42]] == ["TicketNotFound", "InvalidId"]
         assert sum(batches) == 81  # the malformed ticket never joined a batch
         assert len(batches) < 81 / 4  # one call carried many polls
+
+    run(async_clients, scenario)
+
+
+@pytest.mark.parametrize("redis_client", ["redis", "cluster"], indirect=True)
+def test_joins_in_one_call_are_each_answered_as_joined_in_turn(engine: Engine) -> None:
+    engine.set_stock(P, 1, **a_room_on_sale())
+
+    batch = engine.queue_join_many(P, [None, "alice", "alice", None])
+
+    answers = [t for t in batch if isinstance(t, Ticket)]
+    assert len(answers) == 4
+    assert [(t.number, t.created, t.state, t.position) for t in answers] == [
+        (1, True, "admitted", None),
+        (2, True, "waiting", 1),
+        (2, False, "waiting", 1),  # alice's second join finds her ticket
+        (3, True, "waiting", 2),
+    ]
+    assert engine.queue_info(P).joined_total == 3
+
+
+@pytest.mark.parametrize("redis_client", ["redis", "cluster"], indirect=True)
+def test_every_join_of_a_batch_hears_why_the_room_refuses_it(engine: Engine) -> None:
+    engine.set_stock(P, 1)
+
+    batch = engine.queue_join_many(P, [None, "bob"])
+
+    assert [type(answer) for answer in batch] == [WaitingRoomOff, WaitingRoomOff]
+
+
+def test_concurrent_async_joins_of_a_room_share_script_calls_and_each_gets_its_own_ticket(
+    async_clients: ClientFactory,
+) -> None:
+    async def scenario(engine: AsyncEngine) -> None:
+        await engine.set_stock(P, 3, **a_room_on_sale())
+        joins = engine._joins
+        assert joins is not None
+        batches: list[int] = []
+        send = joins._send
+
+        async def counted(product_id: int, requests: Any) -> Any:
+            batches.append(len(requests))
+            return await send(product_id, requests)
+
+        joins._send = counted
+
+        tickets = await asyncio.gather(*(engine.queue_join(P) for _ in range(60)))
+
+        assert sorted(t.number for t in tickets) == list(range(1, 61))
+        assert sorted(t.state for t in tickets) == ["admitted"] * 3 + ["waiting"] * 57
+        assert sum(batches) == 60
+        assert len(batches) < 60 / 4  # one call carried many joins
 
     run(async_clients, scenario)
