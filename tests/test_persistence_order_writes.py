@@ -11,7 +11,7 @@ from persistence.exceptions import MalformedEvent
 from persistence.order_reads import get_order, get_payment
 from persistence.order_writes import apply_events, batch_rows
 from tests.support.clock import clocked_engine
-from tests.support.database import count_rows
+from tests.support.database import count_rows, processing_transactions
 from tests.support.sales import add_product
 
 ORDER = "o7_01JD0Z3N5W8YQ2T4V6X8Z0A1B2"
@@ -344,3 +344,30 @@ def test_a_success_just_after_expiry_is_stored_revived_when_the_whole_sequence_d
     record = get_order(db, order.order_id)
     assert record is not None
     assert (record.status, record.transaction_id, record.revived) == ("paid", "txn-late", True)
+
+
+def processing(txn: str, at: int = 1_500, expires_ms: int = 901_000) -> OutboxEvent:
+    event = order_event("payment_processing", note=txn, at=at, transaction_id=txn)
+    return OutboxEvent(7, event.id, event.event, {**event.fields, "expires_ms": str(expires_ms)})
+
+
+@pytest.mark.usefixtures("product")
+@pytest.mark.parametrize("batches", ["one batch", "one batch reversed", "one event a batch"])
+def test_the_transaction_that_used_the_payment_grace_is_kept_once_the_order_is_paid(
+    db: sa.Engine, batches: str
+) -> None:
+    # The grace did not move the expiry (901000 both times): the transaction is still written (issue 17)
+    events = [created(), processing("txn-p"), *paid("txn-p")]
+    if batches == "one batch":
+        apply_events(db, events)
+    elif batches == "one batch reversed":
+        apply_events(db, list(reversed(events)))
+    else:
+        for event in events:
+            apply_events(db, [event])
+    apply_events(db, [processing("txn-later", at=1_800, expires_ms=999_000)])  # never replaces the first
+
+    assert processing_transactions(db) == {ORDER: "txn-p"}
+    order = get_order(db, ORDER)
+    assert order is not None
+    assert order.status == "paid"
