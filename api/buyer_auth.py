@@ -4,7 +4,8 @@ A route learns its verified buyer with ``buyer = await of(request).buyer_auth.au
 (``buyer.sub`` is the customer id), or None when buyer auth is off. A missing or bad token raises
 ``InvalidBuyerToken`` (401) before the route does anything else. Verified tokens are cached until their ``exp``
 (bounded), so a token seen before costs a dictionary lookup. Keys: an HS256 secret, a PEM public key (RS256 or
-ES256), or a JWKS document fetched again when a token names a ``kid`` it lacks, at most once every 30 s.
+ES256), or a JWKS document fetched again when a token names a ``kid`` it lacks, at most once every 30 s; a fetch
+that withdraws or replaces a key forgets every cached token, so each is verified again with the keys now published.
 The claims themselves are ``shared/buyer_tokens.py``'s.
 """
 
@@ -137,10 +138,18 @@ async def fetch_url(url: str) -> bytes:
 class JwksKeys:
     """The keys of a JWKS document by ``kid``, fetched again for a ``kid`` it lacks, at most every 30 s."""
 
-    def __init__(self, url: str, fetch: Fetch = fetch_url, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        url: str,
+        fetch: Fetch = fetch_url,
+        clock: Callable[[], float] = time.monotonic,
+        on_withdrawn: Callable[[], None] | None = None,
+    ) -> None:
         self.url = url
         self.fetch = fetch
         self.clock = clock
+        self.on_withdrawn = on_withdrawn
+        """Called when a fetch withdraws or replaces a key: what it verified may no longer be trusted."""
         self.keys: dict[str | None, jwt.PyJWK] = {}
         self._fetched_at: float | None = None
         self._lock = asyncio.Lock()
@@ -163,7 +172,12 @@ class JwksKeys:
                 return
             usable = {key.key_id: key for key in keys if key.algorithm_name in buyer_tokens.PUBLIC_ALGORITHMS}
             log.info("buyer_jwks_loaded", url=self.url, kids=sorted(str(kid) for kid in usable))
+            withdrawn = _withdrawn(self.keys, usable)
             self.keys = usable
+            if withdrawn:
+                log.info("buyer_jwks_keys_withdrawn", url=self.url, kids=withdrawn)
+                if self.on_withdrawn is not None:
+                    self.on_withdrawn()
 
     def _find(self, kid: str | None) -> jwt.PyJWK | None:
         if kid is None and len(self.keys) == 1:
@@ -183,17 +197,34 @@ class JwksKeys:
         return found.key, found.algorithm_name
 
 
+def _withdrawn(before: dict[str | None, jwt.PyJWK], after: dict[str | None, jwt.PyJWK]) -> list[str]:
+    """The kids of ``before`` that ``after`` lacks or names with another key (a key added withdraws nothing)."""
+    gone = []
+    for kid, key in before.items():
+        now = after.get(kid)
+        if now is None or now.algorithm_name != key.algorithm_name or _public(now) != _public(key):
+            gone.append(str(kid))
+    return sorted(gone)
+
+
+def _public(key: jwt.PyJWK) -> object:
+    numbers: Callable[[], object] | None = getattr(key.key, "public_numbers", None)
+    return numbers() if numbers is not None else key.key
+
+
 Keys = StaticKey | JwksKeys
 
 
-def keys_from_settings(settings: Settings, fetch: Fetch = fetch_url) -> Keys:
+def keys_from_settings(
+    settings: Settings, fetch: Fetch = fetch_url, on_withdrawn: Callable[[], None] | None = None
+) -> Keys:
     if settings.buyer_jwt_secret is not None:
         return StaticKey(settings.buyer_jwt_secret, buyer_tokens.HS256)
     if settings.buyer_jwt_public_key is not None:
         pem = settings.buyer_jwt_public_key
         return StaticKey(pem, buyer_tokens.public_key_algorithm(pem))
     if settings.buyer_jwks_url is not None:
-        return JwksKeys(settings.buyer_jwks_url, fetch)
+        return JwksKeys(settings.buyer_jwks_url, fetch, on_withdrawn=on_withdrawn)
     raise ValueError("buyer tokens need a key (shared.settings refuses jwt without one)")
 
 
@@ -209,13 +240,13 @@ class BuyerAuth:
         max_cached: int = MAX_CACHED,
     ) -> None:
         self.enabled = settings.buyer_auth == "jwt"
-        self.keys: Keys | None = keys_from_settings(settings, fetch) if self.enabled else None
+        self._cache: dict[bytes, Buyer] = {}
+        """Verified buyers by the raw ``Authorization`` value that carried their token: a hit needs no decoding."""
+        self.keys: Keys | None = keys_from_settings(settings, fetch, self._cache.clear) if self.enabled else None
         self.issuer = settings.buyer_jwt_issuer
         self.audience = settings.buyer_jwt_audience
         self.clock = clock
         self.max_cached = max_cached
-        self._cache: dict[bytes, Buyer] = {}
-        """Verified buyers by the raw ``Authorization`` value that carried their token: a hit needs no decoding."""
         self._options: Any = {
             "require": list(buyer_tokens.REQUIRED_CLAIMS),
             # Without a configured audience, a token's aud is not checked (PyJWT would refuse any aud).

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import jwt
 import pytest
 import redis
 import sqlalchemy as sa
+from freezegun import freeze_time
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from starlette.applications import Starlette
 from structlog.testing import capture_logs
@@ -23,7 +25,7 @@ from api.app import create_app
 from api.buyer_auth import BuyerAuth, InvalidBuyerToken
 from api.metrics import BUYER_TOKENS_REFUSED
 from engine import Engine
-from shared import logs
+from shared import buyer_tokens, logs
 from shared.settings import Settings, load
 from tests.support.api import EngineCalls, assert_problem, make_settings, serve
 from tests.support.buyers import BUYER_SECRET, JWT_ENV, bearer, ec_key, public_pem, rsa_key, signed, token
@@ -209,6 +211,87 @@ async def test_a_verified_token_is_not_verified_again_until_it_expires(monkeypat
     now[0] += 3600  # the cache's clock reaches exp: verified again (by PyJWT's own clock), never served from it
     await verifier.verify(token_)
     assert len(decoded) == 2
+
+
+async def test_a_cached_token_past_its_exp_and_leeway_is_refused() -> None:
+    issued = int(time.time())
+    now = [float(issued)]
+    verifier = BuyerAuth(load({"FLASHSALE_VAR_DIR": "/nonexistent", **JWT_ENV}), clock=lambda: now[0])
+    token_ = token("hana", iat=issued, exp=issued + 60)
+    with freeze_time(datetime.fromtimestamp(issued, UTC)):
+        assert (await verifier.verify(token_)).sub == "hana"
+    assert verifier._cache  # cached while valid
+
+    # Past exp and the 30 s of leeway, for the cache and PyJWT alike: the cached entry is never served.
+    now[0] = issued + 60 + buyer_tokens.LEEWAY_SECONDS + 1
+    with freeze_time(datetime.fromtimestamp(now[0], UTC)):
+        assert await refusal(verifier, token_) == "expired"
+
+
+async def test_another_token_string_is_verified_in_full_though_its_claims_are_cached() -> None:
+    verifier = auth(**JWT_ENV)
+    genuine = token("ivan", exp=NOW + 3600)
+    assert (await verifier.verify(genuine)).sub == "ivan"
+    # The same header and claims under another signature: no lookup by claims or prefix lets it through.
+    head_and_claims, _, signature = genuine.rpartition(".")
+    forged = f"{head_and_claims}.{signature[:-4]}{'AAAA' if not signature.endswith('AAAA') else 'BBBB'}"
+    assert await refusal(verifier, forged) == "bad_signature"
+    assert await refusal(verifier, token("ivan", exp=NOW + 3600, secret=OTHER_SECRET)) == "bad_signature"
+    assert (await verifier.verify(genuine)).sub == "ivan"
+
+
+async def test_a_key_withdrawn_from_the_jwks_forgets_the_tokens_it_verified() -> None:
+    old, new = rsa_key(), rsa_key()
+    clock = [0.0]
+    documents = [jwks(("k1", old))]
+
+    async def fetch(url: str) -> bytes:
+        return documents[-1]
+
+    settings = load({"FLASHSALE_BUYER_AUTH": "jwt", "FLASHSALE_BUYER_JWKS_URL": "https://idp.example/jwks.json"})
+    verifier = BuyerAuth(settings, fetch=fetch)
+    assert isinstance(verifier.keys, buyer_auth.JwksKeys)
+    verifier.keys.clock = lambda: clock[0]
+    await verifier.start()
+    by_old = signed(old, "RS256", "judy", headers={"kid": "k1"})
+    assert (await verifier.verify(by_old)).sub == "judy"
+
+    # The provider adds k2: a token naming it fetches the document again, and k1's tokens stay cached.
+    documents.append(jwks(("k1", old), ("k2", new)))
+    clock[0] = 31.0
+    assert (await verifier.verify(signed(new, "RS256", "judy", headers={"kid": "k2"}))).sub == "judy"
+    assert len(verifier._cache) == 2
+
+    # Then it withdraws k1 (compromised, say): the next fetch forgets what k1 verified, so its token is refused.
+    documents.append(jwks(("k2", new)))
+    clock[0] = 62.0
+    with capture_logs() as logged:
+        assert await refusal(verifier, signed(new, "RS256", "judy", headers={"kid": "k3"})) == "unknown_key"
+    assert [e["kids"] for e in logged if e["event"] == "buyer_jwks_keys_withdrawn"] == [["k1"]]
+    assert await refusal(verifier, by_old) == "unknown_key"
+
+
+async def test_a_key_replaced_under_the_same_kid_forgets_the_tokens_it_verified() -> None:
+    old, new = rsa_key(), rsa_key()
+    clock = [0.0]
+    documents = [jwks(("k1", old))]
+
+    async def fetch(url: str) -> bytes:
+        return documents[-1]
+
+    settings = load({"FLASHSALE_BUYER_AUTH": "jwt", "FLASHSALE_BUYER_JWKS_URL": "https://idp.example/jwks.json"})
+    verifier = BuyerAuth(settings, fetch=fetch)
+    assert isinstance(verifier.keys, buyer_auth.JwksKeys)
+    verifier.keys.clock = lambda: clock[0]
+    await verifier.start()
+    by_old = signed(old, "RS256", "kim", headers={"kid": "k1"})
+    assert (await verifier.verify(by_old)).sub == "kim"
+
+    documents.append(jwks(("k1", new)))
+    clock[0] = 31.0
+    assert await refusal(verifier, signed(new, "RS256", "kim", headers={"kid": "k9"})) == "unknown_key"
+    assert await refusal(verifier, by_old) == "bad_signature"
+    assert (await verifier.verify(signed(new, "RS256", "kim", headers={"kid": "k1"}))).sub == "kim"
 
 
 async def test_the_cache_is_bounded() -> None:
