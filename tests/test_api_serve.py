@@ -90,3 +90,22 @@ def test_serve_runs_the_api_in_two_workers_sharing_one_engine(server: str, real_
     assert 'flashsale_holds_created_total{product_id="1"} 30.0' in metrics.text
     # Request counts from both workers, added up through prometheus-client's multiprocess files.
     assert 'flashsale_http_requests_total{method="POST",route="/api/holds",status="201"} 30.0' in metrics.text
+
+
+def test_the_served_app_freezes_what_it_loaded_and_collects_young_objects_less_often(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    from api import app as app_module
+
+    done: list[object] = []
+    served = object()
+    monkeypatch.setattr(app_module, "create_app", lambda: served)
+    monkeypatch.setattr(app_module.gc, "freeze", lambda: done.append("freeze"))
+    monkeypatch.setattr(app_module.gc, "set_threshold", lambda *threshold: done.append(threshold))
+
+    assert app_module.create_served_app() is served
+    _, older, oldest = gc.get_threshold()
+    assert done == ["freeze", (app_module.YOUNG_GC_THRESHOLD, older, oldest)]
+    assert app_module.YOUNG_GC_THRESHOLD > 700  # Python's default, which scanned the requests in flight again and again
