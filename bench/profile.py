@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from bench import load, scenarios, servers
@@ -23,11 +24,22 @@ from bench.cli import DEFAULT_DATABASE_URL, SCRATCH_DIR
 from bench.traffic import Traffic
 from shared import logs
 
-TRAFFIC = {
-    "livez": (Traffic("livez"), []),
-    "holds-hot": (Traffic("holds", ("1", "1")), [scenarios.HOT_PRODUCT]),
-    "holds-spread": (Traffic("holds", ("1001", "2000")), list(scenarios.SPREAD_PRODUCTS)),
+
+def _products(traffic: Traffic, products: list[int]) -> Callable[[scenarios.Bench], Traffic]:
+    def prepare(bench: scenarios.Bench) -> Traffic:
+        bench.put(products, scenarios.LOTS)
+        return traffic
+
+    return prepare
+
+
+TRAFFIC: dict[str, Callable[[scenarios.Bench], Traffic]] = {
+    "livez": _products(Traffic("livez"), []),
+    "holds-hot": _products(Traffic("holds", ("1", "1")), [scenarios.HOT_PRODUCT]),
+    "holds-spread": _products(Traffic("holds", ("1001", "2000")), list(scenarios.SPREAD_PRODUCTS)),
+    "queue-poll": scenarios.polled_room,
 }
+"""What each scenario's state is made of before the server starts, and the traffic that drives it."""
 
 
 def summarize(collapsed: Path, top: int) -> str:
@@ -63,7 +75,6 @@ def main() -> None:
     if not Path(py_spy).exists():
         raise SystemExit("py-spy is not installed: pip install -e '.[bench]'")
     logs.configure("console", level=logging.WARNING)
-    traffic, products = TRAFFIC[args.scenario]
     args.out.mkdir(parents=True, exist_ok=True)
     collapsed = args.out / f"profile-{args.scenario}.txt"
     with tempfile.TemporaryDirectory(prefix="flashsale-profile-") as tmp, servers.private_redis(Path(tmp)) as url:
@@ -78,7 +89,7 @@ def main() -> None:
             pool_size=0,
         )
         bench.reset()
-        bench.put(products, scenarios.LOTS)
+        traffic = TRAFFIC[args.scenario](bench)
         command = servers.flashsale_command("uvicorn")
         with servers.serving("flashsale", command, bench.env, Path(tmp) / "server.log") as served:
             seconds = str(max(1, round(args.duration)))

@@ -259,14 +259,20 @@ def join_tickets(bench: Bench, product_id: int, n: int, chunk: int = 2000) -> li
     return tickets
 
 
-def queue_poll(bench: Bench, connections: int) -> Point:
-    """GET /api/queue/{ticket} over 10,000 tickets of one product, 1,000 admitted and 9,000 waiting."""
-    bench.reset()
+def polled_room(bench: Bench) -> Traffic:
+    """A product with a waiting room and 10,000 tickets (1,000 admitted), and the traffic that polls them."""
     _put_room(bench)
     listed = bench.workdir / "tickets.txt"
     listed.write_text("\n".join(join_tickets(bench, QUEUE_PRODUCT, POLLED_TICKETS)) + "\n", encoding="utf-8")
+    return Traffic("queue_poll", (str(listed),))
+
+
+def queue_poll(bench: Bench, connections: int) -> Point:
+    """GET /api/queue/{ticket} over 10,000 tickets of one product, 1,000 admitted and 9,000 waiting."""
+    bench.reset()
+    traffic = polled_room(bench)
     with bench.flashsale(f"queue-poll-{connections}") as url:
-        run, counts = bench.drive(url, Traffic("queue_poll", (str(listed),)), connections)
+        run, counts = bench.drive(url, traffic, connections)
     check = check_stock(bench.engine, [QUEUE_PRODUCT])
     if counts.get("200", 0) < run.requests:
         check.problems.append(f"{run.requests - counts.get('200', 0)} polls not answered 200")
