@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 import structlog
-from rq import Queue
+from rq import Queue, Worker
 
 from engine import Engine
 from engine.connection import connect
@@ -159,3 +160,31 @@ def place_orders_on(engine: Engine, db: sa.Engine, products: tuple[int, ...]) ->
         add_product(engine, db, product_id)
         statuses.update(place_orders(engine, product_id, 4).orders)
     return statuses
+
+
+def test_an_idle_worker_stops_on_sigterm_and_does_not_start_again(
+    redis_url: str, database_url: str, real_redis: redis.Redis, tmp_path: Path
+) -> None:
+    urls = {"FLASHSALE_REDIS_URL": redis_url, "FLASHSALE_DATABASE_URL": database_url}
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        worker = subprocess.Popen([FLASHSALE, "worker"], env={**os.environ, **urls}, stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 30
+        # Idle: waiting for a job, its signal handlers installed (RQ marks it idle only then).
+        while not any(w.get_state() == "idle" for w in Worker.all(connection=real_redis)):
+            assert worker.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"the worker never got idle:\n{log.read_text()}"
+            time.sleep(0.05)
+
+        worker.send_signal(signal.SIGTERM)
+        returncode = worker.wait(timeout=30)  # a guard against a hang: it must end by itself, not by SIGKILL
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+    output = log.read_text()
+    assert returncode == 0, output
+    assert "worker_restarting" not in output
+    assert "worker_stopped" in output

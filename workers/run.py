@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from types import FrameType
 
 import redis.exceptions
 from rq import SimpleWorker
@@ -30,6 +31,19 @@ QUEUE_FAILURES = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutErro
 """What a failover of the queue's Redis raises: the primary gone, or a replica now (READONLY, UNBLOCKED)."""
 
 
+class FlashsaleWorker(SimpleWorker):
+    """RQ's in-process worker that remembers a stop request (SIGTERM, SIGINT) whenever it came.
+
+    RQ 3 notes one only when it comes mid-job; an idle worker's loop just ends, as it does on a Redis failure,
+    after which ``run_worker`` starts it again. Without this, an idle worker ignored SIGTERM until SIGKILL."""
+
+    stop_requested = False
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_requested = True
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # RQ leaves it untyped
+
+
 def run_worker(
     settings: Settings, burst: bool = False, *, batch_size: int = DEFAULT_BATCH_SIZE, deliveries: bool = False
 ) -> None:
@@ -44,9 +58,9 @@ def run_worker(
     install(context)
     try:
         while True:
-            worker: SimpleWorker | None = None
+            worker: FlashsaleWorker | None = None
             try:
-                worker = SimpleWorker([queue_name], connection=context.queue_redis)
+                worker = FlashsaleWorker([queue_name], connection=context.queue_redis)
                 log.info("worker_started", queue=queue_name, burst=burst, batch_size=batch_size, name=worker.name)
                 worker.work(burst=burst, logging_level="WARNING")
             except QUEUE_FAILURES as error:  # its start, or its teardown after the failure that ended its loop
@@ -54,7 +68,10 @@ def run_worker(
                     raise
                 log.warning(logs.WORKER_LOST_QUEUE, error=str(error))
             # Outside burst, RQ's loop ends only on a stop request or an error it does not handle.
-            if burst or (worker is not None and worker._stop_requested):  # RQ keeps the stop request there
+            if burst:
+                break
+            if worker is not None and worker.stop_requested:
+                log.info("worker_stopped", queue=queue_name, name=worker.name)
                 break
             log.warning("worker_restarting", after_seconds=RECONNECT_SECONDS)
             time.sleep(RECONNECT_SECONDS)
