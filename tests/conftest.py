@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, TypeVar
 
 import fakeredis
 import pytest
@@ -35,6 +36,23 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+T = TypeVar("T")
+
+
+def started(context: AbstractContextManager[T], what: str) -> Iterator[T]:
+    """What ``context`` gives, for a fixture's lifetime (``yield from started(...)``). One that cannot start (a
+    missing binary, a port race) is ``unavailable``: reported, never hidden in CI."""
+    try:
+        value = context.__enter__()
+    except Exception as error:
+        unavailable(f"could not start {what}: {error}")
+        return
+    try:
+        yield value
+    finally:
+        context.__exit__(None, None, None)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A real Redis for tests: FLASHSALE_TEST_REDIS_URL, a database number leased on the local server for this
@@ -58,16 +76,7 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def cluster_servers() -> Iterator[list[RedisServer]]:
-    try:
-        cluster = redis_cluster()
-        servers = cluster.__enter__()
-    except Exception as error:  # a missing binary or a port race: reported, never hidden in CI
-        unavailable(f"could not start a local Redis Cluster: {error}")
-        return
-    try:
-        yield servers
-    finally:
-        cluster.__exit__(None, None, None)
+    yield from started(redis_cluster(), "a local Redis Cluster")
 
 
 @pytest.fixture(scope="session")
@@ -76,18 +85,14 @@ def cluster_url(cluster_servers: list[RedisServer]) -> str:
 
 
 @pytest.fixture(scope="session")
-def own_redis_url() -> Iterator[str]:
+def own_redis_server() -> Iterator[RedisServer]:
     """A private redis-server of this test process, started on first use, for the tests marked ``server_wide``."""
-    try:
-        server = redis_server()
-        url = server.__enter__().url
-    except Exception as error:  # a missing binary or a port race: reported, never hidden in CI
-        unavailable(f"could not start a private redis-server: {error}")
-        return
-    try:
-        yield url
-    finally:
-        server.__exit__(None, None, None)
+    yield from started(redis_server(), "a private redis-server")
+
+
+@pytest.fixture(scope="session")
+def own_redis_url(own_redis_server: RedisServer) -> str:
+    return own_redis_server.url
 
 
 @pytest.fixture

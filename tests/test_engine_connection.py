@@ -10,23 +10,14 @@ import redis
 
 from engine import AsyncEngine, Engine
 from engine.connection import Sentinels, connect, connect_async
-from tests.conftest import unavailable
+from tests.conftest import started
 from tests.support.replicas import wait_caught_up
 from tests.support.sentinel import ReplicatedRedis, replicated_redis
 
 
 @pytest.fixture
 def setup() -> Iterator[ReplicatedRedis]:
-    try:
-        context = replicated_redis()
-        started = context.__enter__()
-    except Exception as error:  # a missing binary: reported, never hidden in CI
-        unavailable(f"could not start a primary, a replica and three sentinels: {error}")
-        return
-    try:
-        yield started
-    finally:
-        context.__exit__(None, None, None)
+    yield from started(replicated_redis(), "a primary, a replica and three sentinels")
 
 
 def failover(setup: ReplicatedRedis) -> tuple[int, int]:

@@ -19,7 +19,7 @@ from engine.connection import connect, connect_async
 from engine.exceptions import EngineUnavailable, NotReplicated
 from engine.keys import product_keys
 from engine.replication import Acknowledgement, hash_tag, marker_key
-from tests.conftest import unavailable
+from tests.conftest import started
 from tests.support.replicas import ReplicaPair, replica_pair
 
 ACK = Acknowledgement(1, 300)
@@ -30,16 +30,7 @@ PATIENT = Acknowledgement(1, 30_000)
 
 @pytest.fixture(scope="module")
 def pair() -> Iterator[ReplicaPair]:
-    try:
-        setup = replica_pair()
-        pair = setup.__enter__()
-    except Exception as error:  # a missing binary: reported, never hidden in CI
-        unavailable(f"could not start a primary and its replica: {error}")
-        return
-    try:
-        yield pair
-    finally:
-        setup.__exit__(None, None, None)
+    yield from started(replica_pair(), "a primary and its replica")
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from engine import Engine
 from engine.connection import connect
 from engine.exceptions import EngineUnavailable
 from engine.keys import product_keys
-from tests.conftest import unavailable
+from tests.conftest import started
 from tests.faults.harness import SECONDS, Background, Outcome, add_products, verify, workload
 from tests.faults.processes import Stack, wait_until
 from tests.faults.test_redis_failover import NOT_REPLICATED, UNAVAILABLE, check_answers
@@ -33,16 +33,7 @@ PRODUCTS = [1, 2, 3, 4, 5, 6]
 
 @pytest.fixture
 def cluster() -> Iterator[ReplicatedCluster]:
-    try:
-        context = replicated_cluster()
-        started = context.__enter__()
-    except Exception as error:  # a missing binary or a port race: reported, never hidden in CI
-        unavailable(f"could not start a Redis Cluster with replicas: {error}")
-        return
-    try:
-        yield started
-    finally:
-        context.__exit__(None, None, None)
+    yield from started(replicated_cluster(), "a Redis Cluster with replicas")
 
 
 def orders_of(load: Background, products: set[int]) -> int:
