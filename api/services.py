@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from redis.exceptions import RedisError
 from starlette.requests import Request
 
-from api.buyer_auth import BuyerAuth
+from api.buyer_auth import Buyer, BuyerAuth
 from api.catalog_cache import CatalogCache
 from api.drain_requests import DrainRequests
 from api.ratelimit import RateLimiter
@@ -80,6 +80,17 @@ class Services:
             buyer_auth=BuyerAuth(settings),
             buyer_limiter=buyer_limiter,
         )
+
+    async def limited_buyer(self, request: Request) -> Buyer | None:
+        """The verified buyer of a request that takes stock or a place in a queue (None with buyer tokens off),
+        once the rate limits let it through: its address's (429 ``rate_limited``), its token (401), then, with
+        tokens, the buyer's own."""
+        if self.limiter is not None:
+            await self.limiter.check(request.client.host if request.client else "unknown")
+        buyer = await self.buyer_auth.authenticate(request)
+        if buyer is not None and self.buyer_limiter is not None:
+            await self.buyer_limiter.check(buyer.sub)
+        return buyer
 
     async def start(self) -> None:
         await self.buyer_auth.start()

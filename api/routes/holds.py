@@ -47,11 +47,7 @@ def raise_unless_active(hold: Hold) -> None:
 
 async def create_hold(request: Request) -> Response:
     services = of(request)
-    if services.limiter is not None:
-        await services.limiter.check(request.client.host if request.client else "unknown")
-    buyer = await services.buyer_auth.authenticate(request)
-    if buyer is not None and services.buyer_limiter is not None:
-        await services.buyer_limiter.check(buyer.sub)
+    buyer = await services.limited_buyer(request)
     key = header(request, b"idempotency-key")
     admission = header(request, b"x-flashsale-admission")
     headers = (("Idempotency-Key", key, IdempotencyKey), ("X-Flashsale-Admission", admission, AdmissionToken))

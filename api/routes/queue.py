@@ -54,11 +54,7 @@ def _ticket_answer(ticket: Ticket, status: int = 200) -> Response:
 
 async def join(request: Request) -> Response:
     services = of(request)
-    if services.limiter is not None:
-        await services.limiter.check(request.client.host if request.client else "unknown")
-    buyer = await services.buyer_auth.authenticate(request)
-    if buyer is not None and services.buyer_limiter is not None:
-        await services.buyer_limiter.check(buyer.sub)
+    buyer = await services.limited_buyer(request)
     product_id = path_product_id(request)
     # With buyer tokens the ticket is the verified buyer's: a second join finds it again (200).
     ticket = await services.engine.queue_join(product_id, buyer.sub if buyer is not None else None)
