@@ -110,19 +110,27 @@ async function connect() {
 
 // --- what the stats look like on the page ---------------------------------------------------------
 
-function showRows(products) {
-  const body = $('stock').tBodies[0];
+// One row per product in a table's body: a row made from the template for a new product, the id and name filled
+// in, the rest by fill(row, product); the rows of products no longer listed go.
+function showProductRows(body, products, template, fill) {
   const rows = new Map([...body.rows].map((row) => [row.dataset.productId, row]));
   for (const p of products) {
     let row = rows.get(String(p.id));
     if (!row) {
-      row = fromTemplate('row-template');
+      row = fromTemplate(template);
       row.dataset.productId = p.id;
       body.append(row);
     }
     rows.delete(String(p.id));
     part(row, 'id').textContent = p.id;
     part(row, 'name').textContent = p.name ?? '(not in the catalog)';
+    fill(row, p);
+  }
+  for (const gone of rows.values()) gone.remove();
+}
+
+function showRows(products) {
+  showProductRows($('stock').tBodies[0], products, 'row-template', (row, p) => {
     for (const field of ['total', 'available', 'held', 'pending', 'sold']) {
       row.querySelector(`td.${field}`).textContent = p[field];
       const share = p.total > 0 ? (100 * p[field]) / p.total : 0;
@@ -130,29 +138,16 @@ function showRows(products) {
     }
     part(row, 'bar').title =
       `available ${p.available}, held ${p.held}, pending ${p.pending}, sold ${p.sold} of ${p.total}`;
-  }
-  for (const gone of rows.values()) gone.remove();
+  });
 }
 
 function showQueues(products) {
   const withRoom = products.filter((p) => p.queue);
   $('queues').hidden = withRoom.length === 0;
-  const body = $('queue-table').tBodies[0];
-  const rows = new Map([...body.rows].map((row) => [row.dataset.productId, row]));
-  for (const p of withRoom) {
-    let row = rows.get(String(p.id));
-    if (!row) {
-      row = fromTemplate('queue-row-template');
-      row.dataset.productId = p.id;
-      body.append(row);
-    }
-    rows.delete(String(p.id));
-    part(row, 'id').textContent = p.id;
-    part(row, 'name').textContent = p.name ?? '(not in the catalog)';
+  showProductRows($('queue-table').tBodies[0], withRoom, 'queue-row-template', (row, p) => {
     for (const field of ['waiting', 'admitted', 'used', 'expired', 'left']) part(row, field).textContent = p.queue[field];
     part(row, 'rate').textContent = p.queue.admissions_per_second.toFixed(1);
-  }
-  for (const gone of rows.values()) gone.remove();
+  });
 }
 
 function showVerdict(verdict, backlog) {
