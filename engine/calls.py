@@ -759,6 +759,10 @@ class PreparedJoin:
     token: bytes
     buyer: str
 
+    def batch_args(self) -> tuple[bytes, bytes, str]:
+        """Its arguments in ``queue_join_batch``."""
+        return self.secret, self.token, self.buyer
+
     def answer(self, reply: Reply) -> Ticket:
         status = text(reply[0])
         if status == "product_not_found":
@@ -788,12 +792,19 @@ def join_alone(join: PreparedJoin) -> Call[Ticket]:
 
 def queue_join_batch(product_id: int, joins: Sequence[PreparedJoin]) -> Call[list[Ticket | exc.EngineError]]:
     """Joins of one product's room in one script call, each answered (a Ticket or its error) as if made in turn."""
-    args: list[str | int | bytes] = [REAP_BATCH, QUEUE_UPKEEP_MS, len(joins)]
-    for join in joins:
-        if join.product_id != product_id:
-            raise ValueError(f"queue_join_batch: a join of product {join.product_id}, not {product_id}")
-        args += (join.secret, join.token, join.buyer)
-    return Call("queue_join_batch", product_keys(product_id).all(), args, _each_answered(joins, "queue_join"))
+    return _room_batch("queue_join_batch", "queue_join", product_id, joins)
+
+
+def _room_batch(
+    script: str, alone: str, product_id: int, requests: Sequence[PreparedJoin | PreparedPoll]
+) -> Call[list[Ticket | exc.EngineError]]:
+    """``script``, the batch form of ``alone``, for requests of one product's waiting room."""
+    args: list[str | int | bytes] = [REAP_BATCH, QUEUE_UPKEEP_MS, len(requests)]
+    for request in requests:
+        if request.product_id != product_id:
+            raise ValueError(f"{script}: a request of product {request.product_id}, not {product_id}")
+        args += request.batch_args()
+    return Call(script, product_keys(product_id).all(), args, _each_answered(requests, alone))
 
 
 def _each_answered(
@@ -827,6 +838,10 @@ class PreparedPoll:
     secret: bytes
     owner: str
 
+    def batch_args(self) -> tuple[int, bytes, str]:
+        """Its arguments in ``queue_poll_batch``."""
+        return self.number, self.secret, self.owner
+
     def answer(self, reply: Reply) -> Ticket:
         if text(reply[0]) == "ticket_not_found":
             raise exc.TicketNotFound(self.ticket)
@@ -848,12 +863,7 @@ def queue_poll(poll: PreparedPoll) -> Call[Ticket]:
 
 def queue_poll_batch(product_id: int, polls: Sequence[PreparedPoll]) -> Call[list[Ticket | exc.EngineError]]:
     """Polls of one product's tickets in one script call, each answered (a Ticket or its error) as if made in turn."""
-    args: list[str | int | bytes] = [REAP_BATCH, QUEUE_UPKEEP_MS, len(polls)]
-    for poll in polls:
-        if poll.product_id != product_id:
-            raise ValueError(f"queue_poll_batch: ticket {poll.ticket} is not of product {product_id}")
-        args += (poll.number, poll.secret, poll.owner)
-    return Call("queue_poll_batch", product_keys(product_id).all(), args, _each_answered(polls, "queue_poll"))
+    return _room_batch("queue_poll_batch", "queue_poll", product_id, polls)
 
 
 def queue_leave(ticket: str, owner: str | None = None) -> Call[TicketState]:
