@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -242,29 +243,20 @@ async def test_another_token_string_is_verified_in_full_though_its_claims_are_ca
 
 async def test_a_key_withdrawn_from_the_jwks_forgets_the_tokens_it_verified() -> None:
     old, new = rsa_key(), rsa_key()
-    clock = [0.0]
-    documents = [jwks(("k1", old))]
-
-    async def fetch(url: str) -> bytes:
-        return documents[-1]
-
-    settings = load({"FLASHSALE_BUYER_AUTH": "jwt", "FLASHSALE_BUYER_JWKS_URL": "https://idp.example/jwks.json"})
-    verifier = BuyerAuth(settings, fetch=fetch)
-    assert isinstance(verifier.keys, buyer_auth.JwksKeys)
-    verifier.keys.clock = lambda: clock[0]
-    await verifier.start()
+    idp = IdentityProvider([jwks(("k1", old))])
+    verifier = await idp.verifier()
     by_old = signed(old, "RS256", "judy", headers={"kid": "k1"})
     assert (await verifier.verify(by_old)).sub == "judy"
 
     # The provider adds k2: a token naming it fetches the document again, and k1's tokens stay cached.
-    documents.append(jwks(("k1", old), ("k2", new)))
-    clock[0] = 31.0
+    idp.documents.append(jwks(("k1", old), ("k2", new)))
+    idp.now = 31.0
     assert (await verifier.verify(signed(new, "RS256", "judy", headers={"kid": "k2"}))).sub == "judy"
     assert len(verifier._cache) == 2
 
     # Then it withdraws k1 (compromised, say): the next fetch forgets what k1 verified, so its token is refused.
-    documents.append(jwks(("k2", new)))
-    clock[0] = 62.0
+    idp.documents.append(jwks(("k2", new)))
+    idp.now = 62.0
     with capture_logs() as logged:
         assert await refusal(verifier, signed(new, "RS256", "judy", headers={"kid": "k3"})) == "unknown_key"
     assert [e["kids"] for e in logged if e["event"] == "buyer_jwks_keys_withdrawn"] == [["k1"]]
@@ -273,22 +265,13 @@ async def test_a_key_withdrawn_from_the_jwks_forgets_the_tokens_it_verified() ->
 
 async def test_a_key_replaced_under_the_same_kid_forgets_the_tokens_it_verified() -> None:
     old, new = rsa_key(), rsa_key()
-    clock = [0.0]
-    documents = [jwks(("k1", old))]
-
-    async def fetch(url: str) -> bytes:
-        return documents[-1]
-
-    settings = load({"FLASHSALE_BUYER_AUTH": "jwt", "FLASHSALE_BUYER_JWKS_URL": "https://idp.example/jwks.json"})
-    verifier = BuyerAuth(settings, fetch=fetch)
-    assert isinstance(verifier.keys, buyer_auth.JwksKeys)
-    verifier.keys.clock = lambda: clock[0]
-    await verifier.start()
+    idp = IdentityProvider([jwks(("k1", old))])
+    verifier = await idp.verifier()
     by_old = signed(old, "RS256", "kim", headers={"kid": "k1"})
     assert (await verifier.verify(by_old)).sub == "kim"
 
-    documents.append(jwks(("k1", new)))
-    clock[0] = 31.0
+    idp.documents.append(jwks(("k1", new)))
+    idp.now = 31.0
     assert await refusal(verifier, signed(new, "RS256", "kim", headers={"kid": "k9"})) == "unknown_key"
     assert await refusal(verifier, by_old) == "bad_signature"
     assert (await verifier.verify(signed(new, "RS256", "kim", headers={"kid": "k1"}))).sub == "kim"
@@ -313,6 +296,32 @@ def jwks(*keys: tuple[str, Any]) -> bytes:
     return json.dumps({"keys": entries}).encode()
 
 
+JWKS_URL = "https://idp.example/jwks.json"
+
+
+@dataclass
+class IdentityProvider:
+    """A provider's JWKS documents, the last one served at ``JWKS_URL``, and the clock of the verifier it makes."""
+
+    documents: list[bytes]
+    now: float = 0.0
+    fetched: list[str] = field(default_factory=list)
+
+    async def fetch(self, url: str) -> bytes:
+        self.fetched.append(url)
+        return self.documents[-1]
+
+    async def verifier(self) -> BuyerAuth:
+        """A started verifier on this provider's JWKS."""
+        verifier = BuyerAuth(
+            load({"FLASHSALE_BUYER_AUTH": "jwt", "FLASHSALE_BUYER_JWKS_URL": JWKS_URL}), fetch=self.fetch
+        )
+        assert isinstance(verifier.keys, buyer_auth.JwksKeys)
+        verifier.keys.clock = lambda: self.now
+        await verifier.start()
+        return verifier
+
+
 async def test_a_key_rotated_into_the_jwks_file_is_picked_up(tmp_path: Path) -> None:
     first, second = rsa_key(), ec_key()
     document = tmp_path / "jwks.json"
@@ -332,30 +341,19 @@ async def test_a_key_rotated_into_the_jwks_file_is_picked_up(tmp_path: Path) -> 
 
 async def test_an_unknown_kid_fetches_the_jwks_again_at_most_every_30_seconds() -> None:
     key, rotated = rsa_key(), rsa_key()
-    clock = [0.0]
-    documents = [jwks(("k1", key))]
-    fetched: list[str] = []
-
-    async def fetch(url: str) -> bytes:
-        fetched.append(url)
-        return documents[-1]
-
-    settings = load({"FLASHSALE_BUYER_AUTH": "jwt", "FLASHSALE_BUYER_JWKS_URL": "https://idp.example/jwks.json"})
-    verifier = BuyerAuth(settings, fetch=fetch)
-    assert isinstance(verifier.keys, buyer_auth.JwksKeys)
-    verifier.keys.clock = lambda: clock[0]
-    await verifier.start()
+    idp = IdentityProvider([jwks(("k1", key))])
+    verifier = await idp.verifier()
     unknown = signed(rotated, "RS256", headers={"kid": "k9"})
 
     for _ in range(20):  # a flood of tokens naming an unknown kid: no fetch within 30 s of the last
         assert await refusal(verifier, unknown) == "unknown_key"
-    assert len(fetched) == 1
-    documents.append(jwks(("k1", key), ("k9", rotated)))
-    clock[0] = 29.0
+    assert len(idp.fetched) == 1
+    idp.documents.append(jwks(("k1", key), ("k9", rotated)))
+    idp.now = 29.0
     assert await refusal(verifier, unknown) == "unknown_key"
-    clock[0] = 30.0
+    idp.now = 30.0
     assert (await verifier.verify(unknown)).sub == "alice"
-    assert fetched == ["https://idp.example/jwks.json"] * 2
+    assert idp.fetched == [JWKS_URL] * 2
 
 
 async def test_a_jwks_that_cannot_be_read_refuses_tokens_and_is_tried_again_later(tmp_path: Path) -> None:
